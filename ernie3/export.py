@@ -1,0 +1,52 @@
+"""Static-graph export for Paddle Inference, and the task record that travels with every model directory."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+from ernie3.errors import UserError
+from ernie3.files import atomic_directory
+from ernie3.tasks import Task, get_task
+
+TASK_INFO_FILE = "ernie3_task.json"
+STATIC_MODEL_PREFIX = "model"
+
+
+def write_task_info(directory: str, task: Task, max_seq_length: int, **extra: Any) -> None:
+    info = {**task.describe(), "max_seq_length": max_seq_length, **extra}
+    with open(os.path.join(directory, TASK_INFO_FILE), "w", encoding="utf-8") as handle:
+        json.dump(info, handle, ensure_ascii=False, indent=2)
+
+
+def read_task_info(directory: str) -> dict:
+    path = os.path.join(directory, TASK_INFO_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"{directory} has no {TASK_INFO_FILE}: not a model exported by this toolkit's --do_export")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def task_of_model_dir(directory: str, expected_type: Optional[str] = None) -> Task:
+    """The task a model directory was fine-tuned for; with `expected_type`, it must be of that type."""
+    info = read_task_info(directory)
+    task = get_task(info.get("task_name"))
+    if expected_type and task.task_type != expected_type:
+        raise UserError(f"{directory} holds a {task.task_type} model ({task.name}), not a {expected_type} model")
+    if list(task.labels) != list(info.get("labels", [])):
+        raise UserError(f"{directory}: its labels differ from the {task.name} task definition")
+    return task
+
+
+def export_inference_model(model: Any, tokenizer: Any, task: Task, output_dir: str, max_seq_length: int) -> str:
+    """Write model.pdmodel/.pdiparams, the tokenizer and the task record; all or nothing."""
+    from paddlenlp.transformers import export_model
+
+    with atomic_directory(output_dir) as staging:
+        export_model(model, input_spec=task.input_spec(), path=staging)
+        tokenizer.save_pretrained(staging)
+        write_task_info(staging, task, max_seq_length)
+    model_file = os.path.join(output_dir, STATIC_MODEL_PREFIX + ".pdmodel")
+    if not os.path.isfile(model_file):
+        raise UserError(f"export wrote no {model_file}; is FLAGS_enable_pir_api set to 1 in the environment?")
+    return output_dir

@@ -1,0 +1,134 @@
+"""Models and tokenizers: by hub name when online, from local directories always, and tiny ones built offline."""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Optional
+
+from ernie3.errors import UserError
+
+# Files that make a directory a paddlenlp model (config) and a loadable tokenizer (vocab).
+MODEL_CONFIG_FILES = ("config.json", "model_config.json")
+
+
+def looks_like_path(name_or_path: str) -> bool:
+    return os.path.isabs(name_or_path) or name_or_path.startswith(".") or os.sep in name_or_path
+
+
+def check_model_source(name_or_path: str) -> Optional[str]:
+    """The local directory to load from, or None for a hub name; clear errors for unusable directories."""
+    if os.path.isdir(name_or_path):
+        if not any(os.path.isfile(os.path.join(name_or_path, f)) for f in MODEL_CONFIG_FILES):
+            raise UserError(
+                f"--model_name_or_path: {name_or_path} is not a model directory (no config.json); "
+                "pass a directory written by save_pretrained or a hub name such as ernie-3.0-medium-zh"
+            )
+        return name_or_path
+    if looks_like_path(name_or_path) or os.path.exists(name_or_path):
+        raise UserError(f"--model_name_or_path: directory not found: {name_or_path}")
+    return None
+
+
+def _from_pretrained(loader: Any, name_or_path: str, what: str, **kwargs: Any) -> Any:
+    local_dir = check_model_source(name_or_path)
+    try:
+        return loader.from_pretrained(name_or_path, **kwargs)
+    except Exception as exc:  # paddlenlp raises OSError/ValueError/requests errors; all mean "cannot load"
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        if local_dir is None:
+            raise UserError(
+                f"could not load {what} '{name_or_path}' from the model hub ({reason}); without network, "
+                "pass a local model directory with --model_name_or_path"
+            ) from None
+        raise UserError(f"could not load {what} from {local_dir}: {reason}") from None
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    from paddlenlp.transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer, name_or_path, "the tokenizer")
+
+
+def load_model(name_or_path: str, model_class: Any, **kwargs: Any) -> Any:
+    """`model_class.from_pretrained` with errors that say what to do (e.g. pass a local directory offline)."""
+    return _from_pretrained(model_class, name_or_path, "the model", **kwargs)
+
+
+def generated_vocab() -> list[str]:
+    """A vocabulary built from Unicode ranges alone: specials, ASCII, CJK punctuation, full-width forms, CJK."""
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+    ranges = [(0x21, 0x7E), (0x3000, 0x303F), (0xFF01, 0xFF5E), (0x4E00, 0x9FA5)]
+    tokens = [chr(code) for start, end in ranges for code in range(start, end + 1)]
+    # WordPiece continuation pieces, so that Latin words and numbers split into known pieces, not [UNK]
+    tokens += ["##" + c for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
+    # lower-cased ASCII letters are what the tokenizer produces; keep each token once
+    seen: set[str] = set()
+    ordered = [t for t in specials + [t.lower() for t in tokens] if not (t in seen or seen.add(t))]
+    return ordered
+
+
+def write_vocab(tokens: Iterable[str], path: str) -> str:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(token + "\n" for token in tokens)
+    return path
+
+
+def build_tiny_model(
+    output_dir: str,
+    vocab_file: Optional[str] = None,
+    hidden_size: int = 64,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    intermediate_size: int = 256,
+    max_position_embeddings: int = 512,
+    vocab_size: Optional[int] = None,
+    seed: int = 42,
+) -> str:
+    """A randomly initialised ERNIE 3.0-architecture model + tokenizer, saved like a pretrained model."""
+    import paddle
+    from paddlenlp.transformers import ErnieConfig, ErnieModel, ErnieTokenizer
+
+    os.makedirs(output_dir, exist_ok=True)
+    if vocab_file is None:
+        vocab_file = write_vocab(generated_vocab(), os.path.join(output_dir, "generated_vocab.txt"))
+    elif not os.path.isfile(vocab_file):
+        raise UserError(f"--vocab_file: file not found: {vocab_file}")
+    if hidden_size % num_attention_heads:
+        raise UserError(f"hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}")
+    tokenizer = ErnieTokenizer(vocab_file)
+    paddle.seed(seed)
+    config = ErnieConfig(
+        vocab_size=max(vocab_size or 0, len(tokenizer.vocab)),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        type_vocab_size=4,  # as ERNIE 3.0's configs
+        hidden_act="gelu",
+    )
+    ErnieModel(config).save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+def main() -> None:
+    """`python -m ernie3.modeling`: write a tiny random model (optionally with a real vocab) to a directory."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--vocab_file", help="one token per line (default: a vocabulary generated from Unicode ranges)")
+    parser.add_argument("--vocab_size", type=int, help="embedding rows, if larger than the vocab (ERNIE 3.0: 40000)")
+    parser.add_argument("--hidden_size", type=int, default=64)
+    parser.add_argument("--num_hidden_layers", type=int, default=2)
+    parser.add_argument("--num_attention_heads", type=int, default=4)
+    parser.add_argument("--intermediate_size", type=int, default=256)
+    args = parser.parse_args()
+    path = build_tiny_model(**vars(args))
+    print(f"tiny ERNIE model written to {path}")
+
+
+if __name__ == "__main__":
+    from ernie3.errors import run_cli
+
+    run_cli(main)

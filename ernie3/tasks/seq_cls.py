@@ -1,0 +1,170 @@
+"""Sequence classification: the seven CLUE classification tasks."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ernie3.tasks.base import RecordError, Task, text_field
+
+TextReader = Callable[[Mapping[str, Any]], tuple[str, Optional[str]]]
+
+
+class SeqClsTask(Task):
+    task_type = "seq_cls"
+    metric_name = "accuracy"
+
+    def __init__(
+        self,
+        name: str,
+        labels: tuple[str, ...],
+        read_texts: TextReader,
+        label_descriptions: Optional[Mapping[str, str]] = None,
+        unlabeled_marker: Optional[str] = None,
+    ):
+        super().__init__(name, labels, online_dataset=("clue", name))
+        self.read_texts = read_texts
+        self.label_descriptions = dict(label_descriptions or {})
+        # NLI files mark rows without a gold label with "-"; CLUE and paddlenlp drop them.
+        self.unlabeled_marker = unlabeled_marker
+
+    def model_class(self) -> Any:
+        from paddlenlp.transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
+
+    def parse_record(self, record: Mapping[str, Any], with_label: bool) -> Optional[dict]:
+        label = None
+        if with_label:
+            if "label" not in record:
+                raise RecordError("missing field 'label'")
+            if self.unlabeled_marker is not None and record["label"] == self.unlabeled_marker:
+                return None
+            label = self.label_index(record["label"])
+        text_a, text_b = self.read_texts(record)
+        example_id = record.get("id", record.get("idx"))
+        return {"id": example_id, "text_a": text_a, "text_b": text_b, "label": label}
+
+    def example_from_text(self, text: Any) -> dict:
+        """An example from raw input: a string, or a [text, text_pair] pair for pair tasks."""
+        if isinstance(text, str):
+            pieces: tuple = (text, None)
+        elif isinstance(text, (list, tuple)) and len(text) == 2 and all(isinstance(t, str) for t in text):
+            pieces = tuple(text)
+        else:
+            raise RecordError("expected a text string or a [text, text_pair] pair of strings")
+        for position, piece in enumerate(pieces):
+            if piece is not None and not piece.strip():
+                raise RecordError(f"text {position + 1} is empty")
+        return {"id": None, "text_a": pieces[0], "text_b": pieces[1], "label": None}
+
+    def convert_example(self, example: Mapping[str, Any], tokenizer: Any, max_seq_length: int) -> dict:
+        """Tokenize one example; texts longer than `max_seq_length` tokens are truncated."""
+        encoded = tokenizer(
+            text=example["text_a"],
+            text_pair=example["text_b"],
+            max_length=max_seq_length,
+            truncation=True,
+            return_attention_mask=False,
+        )
+        features = {"input_ids": encoded["input_ids"], "token_type_ids": encoded["token_type_ids"]}
+        if example.get("label") is not None:
+            features["labels"] = example["label"]
+        return features
+
+    def compute_metrics(self, eval_prediction: Any) -> dict:
+        predictions = np.asarray(eval_prediction.predictions)
+        label_ids = np.asarray(eval_prediction.label_ids).reshape(-1)
+        return {"accuracy": float((predictions.argmax(axis=-1) == label_ids).mean())}
+
+    def postprocess(self, logits: np.ndarray) -> list[dict]:
+        """Logits of a batch → label, its description (if the task has one), and its probability."""
+        logits = np.asarray(logits, dtype=np.float64)
+        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        results = []
+        for row in probs:
+            index = int(row.argmax())
+            label = self.labels[index]
+            result = {"label": label, "score": float(row[index])}
+            if label in self.label_descriptions:
+                result["label_desc"] = self.label_descriptions[label]
+            results.append(result)
+        return results
+
+    def submission_records(self, examples: Sequence[Mapping[str, Any]], logits: np.ndarray) -> list[dict]:
+        """CLUE submission lines: the example id (or its position) and the predicted label."""
+        return [
+            {"id": example["id"] if example["id"] is not None else position, "label": result["label"]}
+            for position, (example, result) in enumerate(zip(examples, self.postprocess(logits)))
+        ]
+
+
+def single_sentence(record: Mapping[str, Any]) -> tuple[str, Optional[str]]:
+    return text_field(record, "sentence"), None
+
+
+def sentence_pair(record: Mapping[str, Any]) -> tuple[str, Optional[str]]:
+    return text_field(record, "sentence1"), text_field(record, "sentence2")
+
+
+def csl_texts(record: Mapping[str, Any]) -> tuple[str, Optional[str]]:
+    """CSL: the keyword list joined by spaces is the first text, the abstract the second."""
+    keywords = record.get("keyword")
+    if keywords is None:
+        raise RecordError("missing field 'keyword'")
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        raise RecordError("field 'keyword' must be a list of strings")
+    joined = " ".join(k.strip() for k in keywords if k.strip())
+    if not joined:
+        raise RecordError("field 'keyword' is empty")
+    return joined, text_field(record, "abst")
+
+
+def wsc_texts(record: Mapping[str, Any]) -> tuple[str, Optional[str]]:
+    """CLUEWSC2020: wrap the query span in _…_ and the pronoun in […], as PaddleNLP's ERNIE 3.0 recipe does."""
+    text = text_field(record, "text")
+    target = record.get("target")
+    if not isinstance(target, Mapping):
+        raise RecordError("missing field 'target' (an object with span1_index/span1_text/span2_index/span2_text)")
+    spans = []
+    for number in (1, 2):
+        index_key, text_key = f"span{number}_index", f"span{number}_text"
+        index, span = target.get(index_key), target.get(text_key)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise RecordError(f"field 'target.{index_key}' must be an integer")
+        if not isinstance(span, str) or not span:
+            raise RecordError(f"field 'target.{text_key}' must be a non-empty string")
+        if text[index : index + len(span)] != span:
+            raise RecordError(f"'target.{text_key}' ({span!r}) does not occur at target.{index_key}={index} in 'text'")
+        spans.append((index, span))
+    (query_index, query), (pronoun_index, pronoun) = spans
+    # (position, opens, mark); inserting right to left keeps earlier positions valid, and at one position
+    # the opening mark goes in first so that a closing mark there ends up before it.
+    marks = [
+        (query_index, True, "_"), (query_index + len(query), False, "_"),
+        (pronoun_index, True, "["), (pronoun_index + len(pronoun), False, "]"),
+    ]  # fmt: skip
+    pieces = list(text)
+    for position, _opens, mark in sorted(marks, reverse=True):
+        pieces.insert(position, mark)
+    return "".join(pieces), None
+
+
+TNEWS_DESCRIPTIONS = {
+    "100": "news_story", "101": "news_culture", "102": "news_entertainment", "103": "news_sports",
+    "104": "news_finance", "106": "news_house", "107": "news_car", "108": "news_edu", "109": "news_tech",
+    "110": "news_military", "112": "news_travel", "113": "news_world", "114": "news_stock",
+    "115": "news_agriculture", "116": "news_game",
+}  # fmt: skip
+
+# Label orders follow paddlenlp's `clue` dataset so online (label index) and local (label text) data agree.
+CLUE_TASKS = (
+    SeqClsTask("afqmc", ("0", "1"), sentence_pair),
+    SeqClsTask("tnews", tuple(TNEWS_DESCRIPTIONS), single_sentence, label_descriptions=TNEWS_DESCRIPTIONS),
+    SeqClsTask("iflytek", tuple(str(i) for i in range(119)), single_sentence),
+    SeqClsTask("cmnli", ("contradiction", "entailment", "neutral"), sentence_pair, unlabeled_marker="-"),
+    SeqClsTask("ocnli", ("entailment", "contradiction", "neutral"), sentence_pair, unlabeled_marker="-"),
+    SeqClsTask("cluewsc2020", ("true", "false"), wsc_texts),
+    SeqClsTask("csl", ("0", "1"), csl_texts),
+)

@@ -1,0 +1,122 @@
+"""Trainer wiring shared by run_seq_cls.py, run_token_cls.py and run_qa.py: train, evaluate, predict, export."""
+from __future__ import annotations
+
+import json
+import os
+from functools import partial
+from typing import Any, Optional, Sequence
+
+from ernie3.args import parse_arguments
+from ernie3.data import load_examples
+from ernie3.errors import UserError
+from ernie3.export import export_inference_model, write_task_info
+from ernie3.files import write_json_lines_atomic
+from ernie3.modeling import load_model, load_tokenizer
+from ernie3.tasks import Task
+
+BEST_MODEL_DIR = "best"
+PREDICT_DIR = "predict"
+
+
+def build_dataset(task: Task, examples: list[dict], tokenizer: Any, max_seq_length: int) -> Any:
+    from paddlenlp.datasets import MapDataset
+
+    return MapDataset(examples).map(partial(task.convert_example, tokenizer=tokenizer, max_seq_length=max_seq_length))
+
+
+def check_fine_tuned_head(task: Task, model_dir: str) -> None:
+    """Evaluating/predicting without training needs a model whose head already has this task's labels."""
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(config_path):
+        return
+    with open(config_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    num_labels = config.get("num_labels") or len(config.get("id2label") or {}) or config.get("num_classes")
+    if num_labels and num_labels != task.num_labels:
+        raise UserError(
+            f"--model_name_or_path: {model_dir} has a {num_labels}-label head, but {task.name} has "
+            f"{task.num_labels} labels; fine-tune it with --do_train first"
+        )
+
+
+def run(task_type: str, argv: Optional[Sequence[str]] = None) -> dict:
+    """Run the steps the flags ask for; returns the metrics and paths a caller may print."""
+    from paddlenlp.data import DataCollatorWithPadding
+    from paddlenlp.trainer import Trainer, get_last_checkpoint, set_seed
+    from paddlenlp.utils.log import logger
+
+    task, model_args, data_args, training_args, requested = parse_arguments(task_type, argv=argv)
+    if not any(requested.values()):
+        raise UserError("nothing to do: pass one or more of --do_train, --do_eval, --do_predict, --do_export")
+    set_seed(training_args.seed)
+    output_dir = training_args.output_dir
+
+    # Load everything that can fail on bad input before any long work starts.
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    need_dev = requested["do_train"] or requested["do_eval"]
+    examples = {}
+    if requested["do_train"]:
+        examples["train"] = load_examples(task, "train", data_args.train_file)
+    if need_dev:
+        examples["dev"] = load_examples(task, "dev", data_args.dev_file)
+    if requested["do_predict"]:
+        examples["test"] = load_examples(task, "test", data_args.test_file)
+    datasets = {
+        split: build_dataset(task, split_examples, tokenizer, data_args.max_seq_length)
+        for split, split_examples in examples.items()
+    }
+    for split, split_examples in examples.items():
+        logger.info(f"{task.name} {split}: {len(split_examples)} examples")
+
+    if not requested["do_train"] and os.path.isdir(model_args.model_name_or_path):
+        check_fine_tuned_head(task, model_args.model_name_or_path)
+    model = load_model(model_args.model_name_or_path, task.model_class(), **task.model_kwargs())
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        train_dataset=datasets.get("train"),
+        eval_dataset=datasets.get("dev"),
+        tokenizer=tokenizer,
+        compute_metrics=task.compute_metrics,
+    )
+    summary: dict[str, Any] = {"task": task.name, "output_dir": output_dir}
+
+    if requested["do_train"]:
+        checkpoint = training_args.resume_from_checkpoint
+        if checkpoint is None and os.path.isdir(output_dir) and not training_args.overwrite_output_dir:
+            checkpoint = get_last_checkpoint(output_dir)
+            if checkpoint:
+                logger.info(f"Resuming training from {checkpoint} (pass --overwrite_output_dir to start over)")
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        best_dir = os.path.join(output_dir, BEST_MODEL_DIR)
+        trainer.save_model(best_dir)  # the best checkpoint by dev metric: load_best_model_at_end
+        if training_args.should_save:
+            write_task_info(best_dir, task, data_args.max_seq_length)
+        summary["best_model_dir"] = best_dir
+        summary["resumed_from"] = checkpoint
+
+    if requested["do_eval"]:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        summary["eval"] = metrics
+
+    if requested["do_predict"]:
+        prediction = trainer.predict(datasets["test"])
+        path = os.path.join(output_dir, PREDICT_DIR, f"{task.name}_predict.json")
+        if training_args.should_save:
+            write_json_lines_atomic(path, task.submission_records(examples["test"], prediction.predictions))
+            logger.info(f"Predictions for {len(examples['test'])} test examples written to {path}")
+        summary["predict_file"] = path
+
+    if requested["do_export"]:
+        export_dir = model_args.export_model_dir or os.path.join(output_dir, "export")
+        if training_args.should_save:
+            export_inference_model(trainer.model, tokenizer, task, export_dir, data_args.max_seq_length)
+            logger.info(f"Static inference model exported to {export_dir}")
+        summary["export_dir"] = export_dir
+    return summary
