@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 from ernie3.args import parse_arguments
 from ernie3.data import load_examples
 from ernie3.errors import UserError
-from ernie3.export import export_inference_model, write_task_info
+from ernie3.export import TASK_INFO_FILE, export_inference_model, write_task_info
 from ernie3.files import write_json_lines_atomic
 from ernie3.modeling import load_model, load_tokenizer
 from ernie3.tasks import Task
@@ -24,23 +24,43 @@ def build_dataset(task: Task, examples: list[dict], tokenizer: Any, max_seq_leng
     return MapDataset(examples).map(partial(task.convert_example, tokenizer=tokenizer, max_seq_length=max_seq_length))
 
 
-def check_fine_tuned_head(task: Task, model_dir: str) -> None:
-    """Evaluating/predicting without training needs a model whose head already has this task's labels."""
+def check_fine_tuned_model(task: Task, model_dir: str) -> None:
+    """Evaluating or predicting without training needs a model already fine-tuned for this task."""
+    info_path = os.path.join(model_dir, TASK_INFO_FILE)
+    if os.path.isfile(info_path):
+        with open(info_path, encoding="utf-8") as handle:
+            trained_for = json.load(handle).get("task_name")
+        if trained_for != task.name:
+            raise UserError(f"--model_name_or_path: {model_dir} was fine-tuned for {trained_for}, not {task.name}")
     config_path = os.path.join(model_dir, "config.json")
     if not os.path.isfile(config_path):
         return
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
-    num_labels = config.get("num_labels") or len(config.get("id2label") or {}) or config.get("num_classes")
-    if num_labels and num_labels != task.num_labels:
+    architectures = config.get("architectures") or []
+    if architectures and not any(name.endswith(task.architecture_suffix) for name in architectures):
         raise UserError(
-            f"--model_name_or_path: {model_dir} has a {num_labels}-label head, but {task.name} has "
-            f"{task.num_labels} labels; fine-tune it with --do_train first"
+            f"--model_name_or_path: {model_dir} is a {architectures[0]}, not a model fine-tuned for {task.name}; "
+            "add --do_train to fine-tune it first"
+        )
+    num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
+    if task.labels and num_labels and num_labels != task.num_labels:
+        raise UserError(
+            f"--model_name_or_path: {model_dir} has a {num_labels}-label head, but {task.name} has {task.num_labels} labels"
         )
 
 
 def run(task_type: str, argv: Optional[Sequence[str]] = None) -> dict:
     """Run the steps the flags ask for; returns the metrics and paths a caller may print."""
+    import paddle
+
+    # Optimizer state in checkpoints is keyed by parameter names, which come from a process-wide counter:
+    # a fresh name scope per run lets a run resume another run's checkpoint within one process too.
+    with paddle.utils.unique_name.guard():
+        return _run(task_type, argv)
+
+
+def _run(task_type: str, argv: Optional[Sequence[str]]) -> dict:
     from paddlenlp.data import DataCollatorWithPadding
     from paddlenlp.trainer import Trainer, get_last_checkpoint, set_seed
     from paddlenlp.utils.log import logger
@@ -69,7 +89,7 @@ def run(task_type: str, argv: Optional[Sequence[str]] = None) -> dict:
         logger.info(f"{task.name} {split}: {len(split_examples)} examples")
 
     if not requested["do_train"] and os.path.isdir(model_args.model_name_or_path):
-        check_fine_tuned_head(task, model_args.model_name_or_path)
+        check_fine_tuned_model(task, model_args.model_name_or_path)
     model = load_model(model_args.model_name_or_path, task.model_class(), **task.model_kwargs())
 
     trainer = Trainer(

@@ -27,6 +27,8 @@ class Task(abc.ABC):
     """A task: how raw records become examples and features, its labels, its metric, its outputs."""
 
     task_type: ClassVar[str]
+    #: class-name ending of a model fine-tuned for this task type, as in config.json "architectures"
+    architecture_suffix: ClassVar[str]
     #: key of `compute_metrics`' result that picks the best checkpoint
     metric_name: ClassVar[str]
 
@@ -62,8 +64,12 @@ class Task(abc.ABC):
         raise NotImplementedError
 
     def model_kwargs(self) -> dict:
-        """Extra `from_pretrained` arguments, e.g. the number of labels of a fresh classification head."""
-        return {"num_labels": self.num_labels}
+        """Extra `from_pretrained` arguments: the size and label names of a fresh output head."""
+        return {
+            "num_labels": self.num_labels,
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {label: index for index, label in enumerate(self.labels)},
+        }
 
     def input_spec(self) -> list:
         """Inputs of the exported static model: batch × sequence token ids and segment ids."""

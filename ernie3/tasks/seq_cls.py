@@ -13,6 +13,7 @@ TextReader = Callable[[Mapping[str, Any]], tuple[str, Optional[str]]]
 class SeqClsTask(Task):
     task_type = "seq_cls"
     metric_name = "accuracy"
+    architecture_suffix = "ForSequenceClassification"
 
     def __init__(
         self,
