@@ -28,20 +28,30 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    task_name: Optional[str] = field(default=None, metadata={"help": "Task to run, e.g. tnews, afqmc, msra_ner."})
+    task_name: Optional[str] = field(
+        default=None, metadata={"help": "Task to run, e.g. tnews, afqmc (run_seq_cls.py), msra_ner, cmrc2018."}
+    )
     train_file: Optional[str] = field(default=None, metadata={"help": "Local train file in the official format."})
     dev_file: Optional[str] = field(default=None, metadata={"help": "Local dev file in the official format."})
     test_file: Optional[str] = field(default=None, metadata={"help": "Local test file (labels not needed)."})
-    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    max_seq_length: int = field(
+        default=128, metadata={"help": "Longer inputs are truncated (QA: cut into windows) to this many tokens."}
+    )
+    skip_invalid_records: bool = field(
+        default=False,
+        metadata={"help": "Drop records that fail validation (each logged with its location) instead of stopping."},
+    )
     config: str = field(default=DEFAULT_CONFIG, metadata={"help": "YAML file of per-task defaults."})
 
 
 # config.yml sections applied in this order, later ones winning: all tasks, the task type, the task itself.
+# A `compress:` mapping inside any of them holds settings of the compress scripts only, applied after the rest.
 COMMON_SECTION = "common"
+COMPRESS_KEY = "compress"
 
 
-def load_config_defaults(path: str, task: Task) -> dict[str, Any]:
-    """Merged defaults for `task` from the YAML config file."""
+def load_config_defaults(path: str, task: Task, for_compression: bool = False) -> dict[str, Any]:
+    """Merged defaults for `task` from the YAML config file: {flag: (value, section it came from)}."""
     if not os.path.isfile(path):
         raise UserError(f"--config: file not found: {path}")
     try:
@@ -52,11 +62,18 @@ def load_config_defaults(path: str, task: Task) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise UserError(f"{path}: expected a mapping of sections (common, task types, task names)")
     merged: dict[str, Any] = {}
+    compress_sections = []
     for section in (COMMON_SECTION, task.task_type, task.name):
         values = config.get(section) or {}
         if not isinstance(values, dict):
             raise UserError(f"{path}: section '{section}' must be a mapping of flag names to values")
-        merged.update({key: (value, section) for key, value in values.items()})
+        compress_sections.append((f"{section}.{COMPRESS_KEY}", values.get(COMPRESS_KEY) or {}))
+        merged.update({key: (value, section) for key, value in values.items() if key != COMPRESS_KEY})
+    if for_compression:
+        for section, values in compress_sections:
+            if not isinstance(values, dict):
+                raise UserError(f"{path}: '{section}' must be a mapping of flag names to values")
+            merged.update({key: (value, section) for key, value in values.items()})
     return merged
 
 
@@ -78,15 +95,22 @@ def given_on_command_line(argv: Sequence[str]) -> set[str]:
     return {token[2:].split("=", 1)[0] for token in argv if token.startswith("--")}
 
 
-def parse_arguments(task_type: str, extra_dataclasses: Sequence[type] = (), argv: Optional[Sequence[str]] = None):
+def parse_arguments(
+    task_type: str,
+    extra_dataclasses: Sequence[type] = (),
+    argv: Optional[Sequence[str]] = None,
+    for_compression: bool = False,
+):
     """(task, model_args, data_args, training_args, *extra, requested) with config.yml defaults applied.
 
     `requested` holds the do_* flags exactly as the user set them, before TrainingArguments adjusts do_eval.
+    For compression, training_args is paddlenlp's CompressionArguments and the `compress:` settings apply.
     """
-    from paddlenlp.trainer import PdArgumentParser, TrainingArguments
+    from paddlenlp.trainer import CompressionArguments, PdArgumentParser, TrainingArguments
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = PdArgumentParser((ModelArguments, DataArguments, TrainingArguments, *extra_dataclasses))
+    arguments_class = CompressionArguments if for_compression else TrainingArguments
+    parser = PdArgumentParser((ModelArguments, DataArguments, arguments_class, *extra_dataclasses))
     actions = {action.dest: action for action in parser._actions}
     # the output directory defaults to output/<task>, so the flag is not required
     actions["output_dir"].required = False
@@ -99,17 +123,23 @@ def parse_arguments(task_type: str, extra_dataclasses: Sequence[type] = (), argv
     known, _ = pre.parse_known_args(argv)
     task = get_task(known.task_name, task_type)
 
-    defaults: dict[str, Any] = {"output_dir": os.path.join("output", task.name), "metric_for_best_model": task.metric_name}
+    output_dir = os.path.join("output", task.name, "compress") if for_compression else os.path.join("output", task.name)
+    defaults: dict[str, Any] = {
+        "output_dir": output_dir,
+        "metric_for_best_model": task.metric_name,
+        "device": default_device(),
+    }
     sources = {key: "built-in" for key in defaults}
-    for key, (value, section) in load_config_defaults(known.config, task).items():
+    for key, (value, section) in load_config_defaults(known.config, task, for_compression).items():
         where = f"{known.config} [{section}]"
         if key not in actions or key in ("task_name", "config", "help"):
             raise UserError(f"{where}: unknown setting '{key}' (settings are the scripts' flag names)")
         defaults[key] = _checked_value(actions[key], key, value, where)
-        sources[key] = f"config.yml [{section}]"
+        sources[key] = f"{os.path.basename(known.config)} [{section}]"
     parser.set_defaults(**defaults)
 
     namespace = parser.parse_args(argv)
+    check_device(namespace.device)
     requested = {flag: bool(getattr(namespace, flag)) for flag in ("do_train", "do_eval", "do_predict", "do_export")}
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
@@ -121,8 +151,23 @@ def parse_arguments(task_type: str, extra_dataclasses: Sequence[type] = (), argv
     return (task, *parsed, requested)
 
 
+def default_device() -> str:
+    import paddle
+
+    return "gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
+
+
+def check_device(device: str) -> None:
+    import paddle
+
+    if device.startswith("gpu") and not paddle.is_compiled_with_cuda():
+        raise UserError(f"--device {device}: this paddle build is CPU-only (install paddlepaddle-gpu for GPUs)")
+    if not (device == "cpu" or device.startswith("gpu")):
+        raise UserError(f"--device {device}: choose cpu or gpu (gpu:N for one card)")
+
+
 SHOWN_SETTINGS = (
-    "task_name", "model_name_or_path", "train_file", "dev_file", "test_file", "output_dir", "max_seq_length",
+    "task_name", "model_name_or_path", "train_file", "dev_file", "test_file", "output_dir", "device", "max_seq_length",
     "num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size",
     "warmup_ratio", "weight_decay", "seed", "metric_for_best_model",
 )  # fmt: skip

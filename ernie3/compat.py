@@ -18,3 +18,64 @@ def configure_environment() -> None:
     # paddle's cpp_extension warns about ccache and setuptools about distutils at every import.
     warnings.filterwarnings("ignore", message="No ccache found")
     warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+
+
+_COMPRESSION_PATCHED = False
+
+
+def patch_for_compression() -> None:
+    """Make paddlenlp 2.8.1 `Trainer.compress()` + paddleslim 2.6.0 run on paddle 3.x. Idempotent."""
+    global _COMPRESSION_PATCHED
+    if _COMPRESSION_PATCHED:
+        return
+    _ptq_accepts_batch_generator()
+    _super_layer_norm_uses_public_layer_norm()
+    _COMPRESSION_PATCHED = True
+
+
+class _FeedDictLoader:
+    """Turns a generator of input lists into the feed-dict loader PostTrainingQuantization reads."""
+
+    def __init__(self, batch_generator):
+        self.batch_generator = batch_generator
+        self.quantizer = None  # set once the quantizer exists; its feed names are known after the model loads
+
+    def __call__(self):
+        feed_names = self.quantizer._feed_list
+        for batch in self.batch_generator():
+            yield dict(zip(feed_names, batch))
+
+
+def _ptq_accepts_batch_generator() -> None:
+    # paddle >= 2.6: PostTrainingQuantization ignores `batch_generator=` (paddlenlp's Trainer.compress passes only
+    # that) and asserts "data_loader cannot be None"; give it a loader that yields feed dicts from the generator.
+    from paddle.static.quantization import PostTrainingQuantization
+
+    original_init = PostTrainingQuantization.__init__
+
+    def __init__(self, *args, batch_generator=None, data_loader=None, **kwargs):
+        loader = data_loader
+        if loader is None and batch_generator is not None:
+            loader = _FeedDictLoader(batch_generator)
+        original_init(self, *args, batch_generator=batch_generator, data_loader=loader, **kwargs)
+        if isinstance(loader, _FeedDictLoader):
+            loader.quantizer = self
+
+    PostTrainingQuantization.__init__ = __init__
+
+
+def _super_layer_norm_uses_public_layer_norm() -> None:
+    # paddleslim 2.6 SuperLayerNorm.forward unpacks three results from the private `_C_ops.layer_norm`, which
+    # returns one tensor on paddle 3.x ("too many values to unpack"); the public op on the sliced
+    # weight/bias computes the same thing.
+    import paddle.nn.functional as F
+    from paddleslim.nas.ofa.layers import SuperLayerNorm
+
+    def forward(self, input):
+        feature_dim = int(input.shape[-1])
+        weight = None if self._weight_attr is False else self.weight[:feature_dim]
+        bias = None if self._bias_attr is False else self.bias[:feature_dim]
+        self.cur_config = {"prune_dim": feature_dim}
+        return F.layer_norm(input, [feature_dim], weight=weight, bias=bias, epsilon=self._epsilon)
+
+    SuperLayerNorm.forward = forward

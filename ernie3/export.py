@@ -1,6 +1,7 @@
 """Static-graph export for Paddle Inference, and the task record that travels with every model directory."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 from typing import Any, Optional
@@ -35,7 +36,11 @@ def task_of_model_dir(directory: str, expected_type: Optional[str] = None) -> Ta
         raise UserError(f"{directory} holds a {task.task_type} model ({task.name}), not a {expected_type} model")
     if list(task.labels) != list(info.get("labels", [])):
         raise UserError(f"{directory}: its labels differ from the {task.name} task definition")
-    return task
+    try:
+        # the settings the model was trained and exported with (e.g. QA windows) are the ones to serve it with
+        return task.with_options(**info.get("options", {}))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{directory}/{TASK_INFO_FILE}: bad task options ({exc})") from None
 
 
 def export_inference_model(model: Any, tokenizer: Any, task: Task, output_dir: str, max_seq_length: int) -> str:
@@ -43,7 +48,8 @@ def export_inference_model(model: Any, tokenizer: Any, task: Task, output_dir: s
     from paddlenlp.transformers import export_model
 
     with atomic_directory(output_dir) as staging:
-        export_model(model, input_spec=task.input_spec(), path=staging)
+        # to_static converts the layer in place; export a copy so the caller can keep using the dynamic model
+        export_model(copy.deepcopy(model), input_spec=task.input_spec(), path=staging)
         tokenizer.save_pretrained(staging)
         write_task_info(staging, task, max_seq_length)
     model_file = os.path.join(output_dir, STATIC_MODEL_PREFIX + ".pdmodel")

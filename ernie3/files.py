@@ -20,8 +20,11 @@ def read_json_lines(path: str, flag: str) -> Iterator[tuple[int, Any]]:
             raise UserError(f"{path}:{line_number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
 
 
-def read_lines(path: str, flag: str) -> Iterator[tuple[int, str]]:
-    """(line number, line without its newline) for each non-blank line of a UTF-8 text file."""
+def read_lines(path: str, flag: str, keep_blank: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, line without its newline) for each non-blank line of a UTF-8 text file.
+
+    With `keep_blank`, blank lines are yielded too (as ""): formats such as CoNLL separate records with them.
+    """
     if not os.path.isfile(path):
         raise UserError(f"{flag}: file not found: {path}")
     try:
@@ -30,6 +33,8 @@ def read_lines(path: str, flag: str) -> Iterator[tuple[int, str]]:
                 line = line.rstrip("\r\n")
                 if line.strip():
                     yield line_number, line
+                elif keep_blank:
+                    yield line_number, ""
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
@@ -42,6 +47,21 @@ def write_json_lines_atomic(path: str, records: Iterable[dict]) -> None:
         try:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
+    os.replace(handle.name, path)
+
+
+def write_json_atomic(path: str, value: Any) -> None:
+    """Write one JSON document (e.g. a SQuAD-style {id: answer} submission) atomically."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, delete=False, suffix=".partial") as handle:
+        try:
+            json.dump(value, handle, ensure_ascii=False, indent=2)
+            handle.write("\n")
         except BaseException:
             handle.close()
             os.unlink(handle.name)

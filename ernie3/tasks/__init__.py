@@ -5,9 +5,11 @@ from typing import Optional
 
 from ernie3.errors import UserError
 from ernie3.tasks.base import RecordError, Task
+from ernie3.tasks.qa import QA_TASKS, QATask
 from ernie3.tasks.seq_cls import CLUE_TASKS, SeqClsTask
+from ernie3.tasks.token_cls import TOKEN_CLS_TASKS, TokenClsTask
 
-TASKS: dict[str, Task] = {task.name: task for task in CLUE_TASKS}
+TASKS: dict[str, Task] = {task.name: task for task in (*CLUE_TASKS, *TOKEN_CLS_TASKS, *QA_TASKS)}
 
 
 def get_task(name: Optional[str], task_type: Optional[str] = None) -> Task:
@@ -22,4 +24,4 @@ def get_task(name: Optional[str], task_type: Optional[str] = None) -> Task:
     return task
 
 
-__all__ = ["TASKS", "get_task", "Task", "RecordError", "SeqClsTask"]
+__all__ = ["TASKS", "get_task", "Task", "RecordError", "SeqClsTask", "TokenClsTask", "QATask"]

@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Iterator, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional, Sequence, Union
 
-from ernie3.files import read_json_lines
+import numpy as np
+
+from ernie3.files import read_json_lines, write_json_lines_atomic
+
+#: where a record sits in its file: a line number, or a description such as a SQuAD question's id and position
+RecordLocation = Union[int, str]
 
 
 class RecordError(ValueError):
@@ -23,20 +29,70 @@ def text_field(record: Mapping[str, Any], key: str) -> str:
     return value
 
 
+@dataclass
+class Encoded:
+    """Model features of a list of examples, and what maps each feature back to its example.
+
+    One example gives one feature, except in tasks that cut long inputs into windows (QA).
+    """
+
+    #: per feature: model inputs and, for labelled examples, training targets; exactly what the collator gets
+    features: list[dict]
+    #: per feature: index of the example it came from, in example order
+    example_indices: list[int]
+    #: per feature: what decoding needs besides the model outputs (token → character alignment); may be empty
+    alignments: list[dict]
+
+
+def output_list(predictions: Any) -> list[np.ndarray]:
+    """The Trainer's or a predictor's outputs as a list, one array per model output (rows = features)."""
+    if isinstance(predictions, (tuple, list)):
+        return [np.asarray(p) for p in predictions]
+    return [np.asarray(predictions)]
+
+
 class Task(abc.ABC):
-    """A task: how raw records become examples and features, its labels, its metric, its outputs."""
+    """A task: how raw records become examples and features, its labels, its metric, its outputs.
+
+    The same methods serve training (Trainer) and deployment (Predictor):
+    examples → `encode` → features → model → outputs → `decode` → per-example results → `score` / files.
+    """
 
     task_type: ClassVar[str]
+    #: batch keys that hold the gold answers (what the loss and metric compare against)
+    label_names: ClassVar[tuple[str, ...]] = ("labels",)
     #: class-name ending of a model fine-tuned for this task type, as in config.json "architectures"
     architecture_suffix: ClassVar[str]
     #: key of `compute_metrics`' result that picks the best checkpoint
     metric_name: ClassVar[str]
 
-    def __init__(self, name: str, labels: tuple[str, ...], online_dataset: tuple[str, Optional[str]]):
+    def __init__(
+        self,
+        name: str,
+        labels: tuple[str, ...],
+        online_dataset: tuple[str, Optional[str]],
+        online_splits: Optional[Mapping[str, Optional[str]]] = None,
+    ):
         self.name = name
         self.labels = labels
         # positional arguments of paddlenlp.datasets.load_dataset
         self.online_dataset = online_dataset
+        # our split name → the online dataset's split name (None: it has no such split)
+        self.online_splits = dict(online_splits or {})
+
+    def online_split(self, split: str) -> Optional[str]:
+        return self.online_splits.get(split, split)
+
+    @property
+    def options(self) -> dict:
+        """Task settings that change features or decoding (e.g. QA window stride); recorded with exported models."""
+        return {}
+
+    def with_options(self, **options: Any) -> "Task":
+        """This task with other settings; tasks without settings accept none."""
+        if options:
+            raise ValueError(f"task {self.name} takes no options (got {', '.join(options)})")
+        return self
 
     @property
     def num_labels(self) -> int:
@@ -51,13 +107,63 @@ class Task(abc.ABC):
             shown = ", ".join(self.labels) if len(self.labels) <= 20 else f"{len(self.labels)} labels"
             raise RecordError(f"unknown label '{text}' in field '{field}' (task {self.name}: {shown})") from None
 
-    def read_records(self, path: str, flag: str) -> Iterator[tuple[int, Any]]:
-        """(line number, raw record) pairs of a local file; JSON lines unless the task's format differs."""
+    def read_records(self, path: str, flag: str) -> Iterator[tuple[RecordLocation, Any]]:
+        """(location, raw record) pairs of a local file; JSON lines unless the task's format differs."""
         return read_json_lines(path, flag)
 
     @abc.abstractmethod
     def parse_record(self, record: Mapping[str, Any], with_label: bool) -> Optional[dict]:
         """Validate one raw record and turn it into an example; None drops the record (e.g. unlabeled NLI rows)."""
+
+    @abc.abstractmethod
+    def example_from_text(self, text: Any) -> dict:
+        """An example from raw predictor input (a string, a pair, a question and context, ...)."""
+
+    def convert_example(self, example: Mapping[str, Any], tokenizer: Any, max_seq_length: int) -> dict:
+        """The model features of one example, for tasks where each example gives exactly one feature."""
+        raise NotImplementedError(f"{type(self).__name__} encodes whole lists of examples; use encode()")
+
+    def encode(self, examples: Sequence[Mapping[str, Any]], tokenizer: Any, max_seq_length: int) -> Encoded:
+        """Model features of `examples`; by default one feature per example through `convert_example`."""
+        features = [self.convert_example(example, tokenizer, max_seq_length) for example in examples]
+        return Encoded(features, list(range(len(features))), [{} for _ in features])
+
+    def data_collator(self, tokenizer: Any) -> Any:
+        """Pads a list of features into a batch for the Trainer."""
+        from paddlenlp.data import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    @abc.abstractmethod
+    def decode(self, examples: Sequence[Mapping[str, Any]], encoded: Encoded, outputs: Sequence[np.ndarray]) -> list[dict]:
+        """Per-example results from the model outputs; `outputs[k][i]` is output k of feature i (maybe padded)."""
+
+    @abc.abstractmethod
+    def score(self, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> dict:
+        """The task's metrics for decoded results against the examples' gold labels."""
+
+    def metrics_function(self, examples: Sequence[Mapping[str, Any]], encoded: Encoded) -> Callable[[Any], dict]:
+        """The Trainer's `compute_metrics` for one dev set: decode every feature's outputs, then score the examples.
+
+        The Trainer evaluates features in dataset order, so row i of its predictions is feature i.
+        """
+
+        def compute_metrics(eval_prediction: Any) -> dict:
+            outputs = output_list(eval_prediction.predictions)
+            if len(outputs[0]) != len(encoded.features):
+                raise RuntimeError(f"got outputs for {len(outputs[0])} features, expected {len(encoded.features)}")
+            return self.score(examples, self.decode(examples, encoded, outputs))
+
+        return compute_metrics
+
+    def prediction_record(self, position: int, example: Mapping[str, Any], result: Mapping[str, Any]) -> dict:
+        """One line of the --do_predict output file."""
+        return {"id": example.get("id") if example.get("id") is not None else position, **result}
+
+    def write_predictions(self, path: str, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> None:
+        """The --do_predict output: JSON lines, one per example, unless the task's submission format differs."""
+        records = (self.prediction_record(position, e, r) for position, (e, r) in enumerate(zip(examples, results)))
+        write_json_lines_atomic(path, records)
 
     def model_class(self) -> Any:
         """The paddlenlp Auto class whose `from_pretrained` builds this task's model."""
@@ -80,6 +186,19 @@ class Task(abc.ABC):
             InputSpec(shape=[None, None], dtype="int64", name="token_type_ids"),
         ]
 
+    def loss_function(self) -> Any:
+        """Loss on the model's outputs, as paddlenlp's compression (head importance, distillation) needs it."""
+        import paddle
+
+        return paddle.nn.CrossEntropyLoss()
+
+    @abc.abstractmethod
+    def decision(self, output: dict) -> Any:
+        """The part of one post-processed output that counts when comparing two models (not the scores)."""
+
     def describe(self) -> dict:
         """What an exported model records about its task, so later stages can check they got the right one."""
-        return {"task_name": self.name, "task_type": self.task_type, "labels": list(self.labels)}
+        info = {"task_name": self.name, "task_type": self.task_type, "labels": list(self.labels)}
+        if self.options:
+            info["options"] = dict(self.options)
+        return info

@@ -5,7 +5,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ernie3.tasks.base import RecordError, Task, text_field
+from ernie3.tasks.base import Encoded, RecordError, Task, text_field
 
 TextReader = Callable[[Mapping[str, Any]], tuple[str, Optional[str]]]
 
@@ -78,6 +78,17 @@ class SeqClsTask(Task):
         label_ids = np.asarray(eval_prediction.label_ids).reshape(-1)
         return {"accuracy": float((predictions.argmax(axis=-1) == label_ids).mean())}
 
+    def metrics_function(self, examples: Sequence[Mapping[str, Any]], encoded: Encoded) -> Any:
+        # each feature carries its label, so accuracy needs nothing but the Trainer's label_ids
+        return self.compute_metrics
+
+    def decode(self, examples: Sequence[Mapping[str, Any]], encoded: Encoded, outputs: Sequence[np.ndarray]) -> list[dict]:
+        return self.postprocess(outputs[0])
+
+    def score(self, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> dict:
+        correct = sum(self.labels[e["label"]] == r["label"] for e, r in zip(examples, results))
+        return {"accuracy": correct / len(examples)}
+
     def postprocess(self, logits: np.ndarray) -> list[dict]:
         """Logits of a batch → label, its description (if the task has one), and its probability."""
         logits = np.asarray(logits, dtype=np.float64)
@@ -93,12 +104,17 @@ class SeqClsTask(Task):
             results.append(result)
         return results
 
+    def prediction_record(self, position: int, example: Mapping[str, Any], result: Mapping[str, Any]) -> dict:
+        """A CLUE submission line: the example id (or its position) and the predicted label."""
+        return {"id": example["id"] if example["id"] is not None else position, "label": result["label"]}
+
+    def decision(self, output: dict) -> Any:
+        return output["label"]
+
     def submission_records(self, examples: Sequence[Mapping[str, Any]], logits: np.ndarray) -> list[dict]:
-        """CLUE submission lines: the example id (or its position) and the predicted label."""
-        return [
-            {"id": example["id"] if example["id"] is not None else position, "label": result["label"]}
-            for position, (example, result) in enumerate(zip(examples, self.postprocess(logits)))
-        ]
+        """CLUE submission lines for a batch of logits."""
+        results = self.postprocess(logits)
+        return [self.prediction_record(p, e, r) for p, (e, r) in enumerate(zip(examples, results))]
 
 
 def single_sentence(record: Mapping[str, Any]) -> tuple[str, Optional[str]]:
