@@ -1,4 +1,5 @@
-"""One predictor over exported static models: raw examples → tokenizer → Paddle Inference → task outputs."""
+"""One predictor for every deployment: raw examples → tokenizer → a backend (Paddle Inference CPU/GPU/TensorRT,
+ONNX Runtime) → the task's own post-processing."""
 from __future__ import annotations
 
 import os
@@ -7,96 +8,47 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from ernie3.errors import UserError
-from ernie3.export import STATIC_MODEL_PREFIX, read_task_info, task_of_model_dir
-
-
-def find_static_model(model_dir: str, prefix: str = STATIC_MODEL_PREFIX) -> tuple[str, str]:
-    """(program file, params file) of a static model directory."""
-    if not os.path.isdir(model_dir):
-        raise UserError(f"model directory not found: {model_dir}")
-    for suffix in (".pdmodel", ".json"):
-        program = os.path.join(model_dir, prefix + suffix)
-        params = os.path.join(model_dir, prefix + ".pdiparams")
-        if os.path.isfile(program) and os.path.isfile(params):
-            return program, params
-    raise UserError(f"{model_dir} holds no static model ({prefix}.pdmodel + {prefix}.pdiparams)")
-
-
-# Ops that only a quantized program holds (new "ONNX" format and the older fake-quant format).
-QUANT_OPS = {
-    "quantize_linear", "dequantize_linear", "fake_quantize_abs_max", "fake_quantize_range_abs_max",
-    "fake_quantize_moving_average_abs_max", "fake_channel_wise_quantize_abs_max",
-    "fake_quantize_dequantize_moving_average_abs_max", "fake_channel_wise_quantize_dequantize_abs_max",
-    "fake_dequantize_max_abs", "fake_channel_wise_dequantize_max_abs",
-}  # fmt: skip
-# Ops oneDNN runs in INT8; PaddleNLP's deploy choice, which keeps argmax agreement with FP32 near 100%.
-ONEDNN_INT8_OPS = {"fc", "reshape2", "transpose2", "slice"}
-
-
-def is_quantized_model(program_file: str) -> bool:
-    """Whether a static program was quantized, read from its ops rather than its file name."""
-    with open(program_file, "rb") as handle:
-        content = handle.read()
-    if program_file.endswith(".json"):  # PIR program
-        return any(op.encode() in content for op in QUANT_OPS)
-    from paddle.base import core
-
-    desc = core.ProgramDesc(content)
-    op_types = {
-        desc.block(b).op(o).type() for b in range(desc.num_blocks()) for o in range(desc.block(b).op_size())
-    }
-    return bool(op_types & QUANT_OPS)
+from ernie3.backends import TensorRTOptions, create_backend
+from ernie3.export import read_task_info, task_of_model_dir
 
 
 class Predictor:
-    """Paddle Inference on CPU (oneDNN) for a model directory written by --do_export."""
+    """Raw examples in, task results out, through any backend of ernie3.backends."""
 
     def __init__(
         self,
-        model_dir: str,
+        model_path: str,
+        backend: Optional[str] = None,
+        device: str = "cpu",
+        precision: str = "auto",
         num_threads: int = 1,
         batch_size: int = 32,
         max_seq_length: Optional[int] = None,
-        model_prefix: str = STATIC_MODEL_PREFIX,
-        precision: str = "auto",
+        tensorrt: Optional[TensorRTOptions] = None,
+        model_prefix: Optional[str] = None,
     ):
-        import paddle.inference as paddle_infer
+        """`model_path`: a model directory written by --do_export or the compress scripts, a static program
+        file, or an .onnx file; the tokenizer and ernie3_task.json are read from the same directory."""
         from paddlenlp.data import DataCollatorWithPadding
         from paddlenlp.transformers import AutoTokenizer
 
-        program, params = find_static_model(model_dir, model_prefix)
+        model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+        if not os.path.exists(model_path):
+            raise UserError(f"model path not found: {model_path}")
         self.task = task_of_model_dir(model_dir)
         self.max_seq_length = max_seq_length or read_task_info(model_dir)["max_seq_length"]
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.collate = DataCollatorWithPadding(self.tokenizer, return_tensors="np")
-
-        quantized = is_quantized_model(program)
-        if precision == "auto":
-            precision = "int8" if quantized else "fp32"
-        if precision == "int8" and not quantized:
-            raise UserError(f"{program} is not a quantized model; INT8 needs a model from the compress scripts")
-        if precision not in ("fp32", "int8"):
-            raise UserError(f"precision '{precision}' is not supported on CPU (choose fp32 or int8)")
-        self.precision = precision
-
-        config = paddle_infer.Config(program, params)
-        config.disable_gpu()
-        config.enable_mkldnn()
-        if precision == "int8":
-            config.enable_mkldnn_int8(ONEDNN_INT8_OPS)
-        config.set_cpu_math_library_num_threads(num_threads)
-        config.disable_glog_info()
-        self.predictor = paddle_infer.create_predictor(config)
-        self.input_names = self.predictor.get_input_names()
+        backend = backend or ("onnxruntime" if model_path.endswith(".onnx") else "paddle")
+        self.backend = create_backend(model_path, backend, device, precision, num_threads, tensorrt, model_prefix)
+        self.backend_name, self.device, self.precision = backend, self.backend.device, self.backend.precision
+        self.model_file = self.backend.model_file
+        self.input_names = self.backend.input_names
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One batch of padded feature arrays → the model's raw outputs."""
-        for name in self.input_names:
-            handle = self.predictor.get_input_handle(name)
-            handle.copy_from_cpu(np.ascontiguousarray(inputs[name], dtype=np.int64))
-        self.predictor.run()
-        return [self.predictor.get_output_handle(name).copy_to_cpu() for name in self.predictor.get_output_names()]
+        return self.backend.run(inputs)
 
     def batches(self, features: Sequence[dict]) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(features), self.batch_size):

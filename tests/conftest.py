@@ -29,3 +29,25 @@ def tiny_model_dir(tmp_path_factory) -> str:
     from ernie3.modeling import build_tiny_model
 
     return build_tiny_model(str(tmp_path_factory.mktemp("tiny-ernie")))
+
+
+SAMPLES = os.path.join(REPO_ROOT, "ernie3", "samples")
+
+
+def sample_file(task_name: str, split: str) -> str:
+    return os.path.join(SAMPLES, task_name, f"{split}.json")
+
+
+@pytest.fixture(scope="session")
+def trained_tnews(tiny_model_dir, tmp_path_factory) -> dict:
+    """A tiny model trained until it classifies the TNEWS sample well (so agreement checks mean something),
+    with its best checkpoint and static export."""
+    from ernie3.train import run
+
+    output_dir = tmp_path_factory.mktemp("tnews-trained")
+    return run("seq_cls", [
+        "--task_name", "tnews", "--model_name_or_path", tiny_model_dir, "--output_dir", str(output_dir),
+        "--train_file", sample_file("tnews", "train"), "--dev_file", sample_file("tnews", "dev"),
+        "--do_train", "--do_export", "--num_train_epochs", "12", "--learning_rate", "1e-3",
+        "--per_device_train_batch_size", "16", "--save_total_limit", "1",
+    ])  # fmt: skip

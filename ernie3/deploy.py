@@ -1,0 +1,85 @@
+"""deploy/python: raw texts (from arguments or a file) → the Predictor → one JSON result per line on stdout."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Optional, Sequence
+
+from ernie3.errors import UserError
+from ernie3.files import read_lines
+from ernie3.inference import resolve_model_path
+
+
+def read_inputs(path: str, task_type: str) -> list[Any]:
+    """One input per non-blank line: a sentence; `text<TAB>text_pair` for pair tasks; a JSON object for QA."""
+    inputs: list[Any] = []
+    for line_number, line in read_lines(path, "--input_file"):
+        if task_type == "qa":
+            try:
+                inputs.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{line_number}: expected a JSON object with question and context ({exc.msg})") from None
+        elif "\t" in line:
+            inputs.append(line.split("\t", 1))
+        else:
+            inputs.append(line)
+    return inputs
+
+
+def inputs_from_arguments(args: argparse.Namespace, task_type: str) -> list[Any]:
+    if task_type == "qa":
+        if len(args.question) != len(args.context):
+            raise UserError("give one --context per --question")
+        return [{"question": q, "context": c} for q, c in zip(args.question, args.context)]
+    if args.text_pair:
+        if len(args.text_pair) != len(args.text):
+            raise UserError("give one --text_pair per --text")
+        return [[a, b] for a, b in zip(args.text, args.text_pair)]
+    return list(args.text)
+
+
+def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
+    from ernie3.predict import Predictor
+    from ernie3.tasks import RecordError
+
+    parser = argparse.ArgumentParser(description=f"Predict with an exported or compressed model on {device.upper()}.")
+    parser.add_argument("--model_path", required=True, help="export dir, compress output dir (uses best/), or .onnx file")
+    parser.add_argument("--text", action="append", default=[], help="an input text (repeatable)")
+    parser.add_argument("--text_pair", action="append", default=[], help="second text of a pair task (repeatable)")
+    parser.add_argument("--question", action="append", default=[], help="QA question (repeatable)")
+    parser.add_argument("--context", action="append", default=[], help="QA context (repeatable)")
+    parser.add_argument("--input_file", help="one input per line (text, text<TAB>pair, or QA JSON)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
+    parser.add_argument("--batch_size", type=int, default=32)
+    if device == "cpu":
+        parser.add_argument("--num_threads", type=int, default=2)
+    else:
+        parser.add_argument("--use_trt", action="store_true", help="run through TensorRT")
+    args = parser.parse_args(argv)
+
+    from ernie3.inference import tensorrt_options
+
+    tensorrt = None
+    if device == "gpu" and args.use_trt:
+        tensorrt = tensorrt_options(argparse.Namespace(
+            use_trt=True, collect_shape=False, precision=args.precision, trt_workspace_size=1 << 30,
+            trt_min_shape=[1, 1], trt_opt_shape=[args.batch_size, 128], trt_max_shape=[args.batch_size, 512],
+            trt_shape_file=None,
+        ))  # fmt: skip
+    predictor = Predictor(
+        resolve_model_path(args.model_path), device=device, precision=args.precision,
+        num_threads=getattr(args, "num_threads", 1), batch_size=args.batch_size, tensorrt=tensorrt,
+    )  # fmt: skip
+    task_type = predictor.task.task_type
+    inputs = read_inputs(args.input_file, task_type) if args.input_file else inputs_from_arguments(args, task_type)
+    if not inputs:
+        raise UserError("no input: pass --text (or --question/--context for QA) or --input_file")
+    try:
+        results = predictor.predict_texts(inputs)
+    except RecordError as exc:
+        raise UserError(f"bad input: {exc}") from None
+    for source, result in zip(inputs, results):
+        print(json.dumps({"input": source, **result}, ensure_ascii=False))
+    sys.stdout.flush()
+    return results

@@ -1,0 +1,139 @@
+"""infer.py: a static model (exported, compressed, or ONNX) on a task's dev set: the metric, and with --perf,
+throughput and latency percentiles after warm-up."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ernie3.backends import TensorRTOptions
+from ernie3.errors import UserError
+
+
+def resolve_model_path(model_path: str) -> str:
+    """A compress output dir means its best/ candidate; anything else is used as given."""
+    if not os.path.exists(model_path):
+        raise UserError(f"--model_path: not found: {model_path}")
+    if os.path.isdir(model_path) and os.path.isfile(os.path.join(model_path, "report.json")):
+        best = os.path.join(model_path, "best")
+        if not os.path.isdir(best):
+            raise UserError(f"--model_path: {model_path} is a compress output dir without best/")
+        return best
+    return model_path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task_name", help="checked against the task the model was fine-tuned for")
+    parser.add_argument("--model_path", required=True, help="export dir, compress output dir (uses best/), a candidate dir, or a .onnx file")
+    parser.add_argument("--dev_file", help="local dev file in the official format (default: download by task name)")
+    parser.add_argument("--backend", choices=("paddle", "onnxruntime"), default=None, help="default: by model file")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                        help="auto: int8 for quantized models (detected from the graph), else fp32")  # fmt: skip
+    parser.add_argument("--use_trt", action="store_true", help="TensorRT on GPU (needs paddlepaddle-gpu with TensorRT)")
+    parser.add_argument("--trt_min_shape", type=int, nargs=2, default=[1, 1], metavar=("BATCH", "SEQ"))
+    parser.add_argument("--trt_opt_shape", type=int, nargs=2, default=[32, 128], metavar=("BATCH", "SEQ"))
+    parser.add_argument("--trt_max_shape", type=int, nargs=2, default=[32, 512], metavar=("BATCH", "SEQ"))
+    parser.add_argument("--trt_shape_file", help="dynamic shapes collected by a run with --collect_shape")
+    parser.add_argument("--collect_shape", action="store_true", help="record tensor shapes into --trt_shape_file")
+    parser.add_argument("--trt_workspace_size", type=int, default=1 << 30)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--max_seq_length", type=int, help="default: the length the model was exported with")
+    parser.add_argument("--num_threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--max_examples", type=int, help="use only the first N dev examples")
+    parser.add_argument("--perf", action="store_true", help="also measure throughput and latency after warm-up")
+    parser.add_argument("--output_file", help="write the metrics (and perf figures) as JSON here")
+    return parser
+
+
+def tensorrt_options(args: argparse.Namespace) -> Optional[TensorRTOptions]:
+    if not (args.use_trt or args.collect_shape):
+        return None
+    if args.collect_shape and not args.trt_shape_file:
+        raise UserError("--collect_shape needs --trt_shape_file to write to")
+    options = TensorRTOptions(
+        precision="fp32" if args.precision == "auto" else args.precision,
+        workspace_size=args.trt_workspace_size,
+        max_batch_size=args.trt_max_shape[0],
+        min_shape=args.trt_min_shape,
+        opt_shape=args.trt_opt_shape,
+        max_shape=args.trt_max_shape,
+        shape_file=args.trt_shape_file,
+        collect_shapes=args.collect_shape,
+    )
+    options.validate()
+    return options
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    from ernie3.data import load_examples
+    from ernie3.predict import Predictor
+    from ernie3.tasks import get_task
+
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.num_threads < 1:
+        raise UserError("--batch_size and --num_threads must be at least 1")
+    if (args.use_trt or args.collect_shape) and args.device != "gpu":
+        raise UserError("--use_trt/--collect_shape need --device gpu (TensorRT runs on NVIDIA GPUs only)")
+    model_path = resolve_model_path(args.model_path)
+    predictor = Predictor(
+        model_path,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        num_threads=args.num_threads,
+        batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length,
+        tensorrt=tensorrt_options(args),
+    )
+    task = predictor.task
+    if args.task_name and get_task(args.task_name).name != task.name:
+        raise UserError(f"--task_name {args.task_name}: {model_path} was fine-tuned for {task.name}")
+    examples = load_examples(task, "dev", args.dev_file)[: args.max_examples]
+    print(f"{task.name}: {len(examples)} dev examples, model {predictor.model_file} "
+          f"({predictor.backend_name}, {predictor.device}, {predictor.precision})", flush=True)  # fmt: skip
+
+    started = time.perf_counter()
+    results = predictor.predict(examples)
+    metrics = task.score(examples, results)
+    report = {"task": task.name, "model": predictor.model_file, "backend": predictor.backend_name,
+              "device": predictor.device, "precision": predictor.precision, "examples": len(examples),
+              "metrics": metrics}  # fmt: skip
+    print("dev " + ", ".join(f"{name} = {value:.4f}" for name, value in metrics.items()))
+    if args.perf:
+        report["perf"] = measure(predictor, examples, time.perf_counter() - started)
+        perf = report["perf"]
+        print(f"throughput: {perf['throughput']:.1f} seq/s end to end, {perf['model_throughput']:.1f} seq/s in the model "
+              f"(batch {args.batch_size}, {args.num_threads} threads); batch latency p50 {perf['latency_p50_ms']:.1f} ms, "
+              f"p90 {perf['latency_p90_ms']:.1f} ms, p99 {perf['latency_p99_ms']:.1f} ms")  # fmt: skip
+    if args.output_file:
+        with open(args.output_file, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, ensure_ascii=False, indent=2)
+    return report
+
+
+def measure(predictor, examples: list, first_pass_seconds: float) -> dict:
+    """Timed passes after the first (warm-up) one: the model alone per batch, then end to end."""
+    encoded = predictor.task.encode(examples, predictor.tokenizer, predictor.max_seq_length)
+    latencies = []
+    for batch in predictor.batches(encoded.features):
+        tick = time.perf_counter()
+        predictor.backend.run(batch)
+        latencies.append(time.perf_counter() - tick)
+    model_seconds = sum(latencies)
+    started = time.perf_counter()
+    predictor.predict(examples)  # tokenization + model + post-processing
+    end_to_end = time.perf_counter() - started
+    return {
+        "throughput": len(examples) / end_to_end,
+        "model_throughput": len(encoded.features) / model_seconds,
+        "latency_p50_ms": float(np.percentile(latencies, 50) * 1000),
+        "latency_p90_ms": float(np.percentile(latencies, 90) * 1000),
+        "latency_p99_ms": float(np.percentile(latencies, 99) * 1000),
+        "warmup_seconds": first_pass_seconds,
+    }

@@ -1,0 +1,324 @@
+"""Clients of the serving API (ernie3/serve.py): one-off predictions per task type, and a loopback load test.
+
+    python deploy/serving/client_seq_cls.py --url http://127.0.0.1:8000 "球队赢得冠军" "新款手机发布"
+    python deploy/serving/client_token_cls.py "张三在北京大学工作"
+    python deploy/serving/client_qa.py --question "张三在哪里工作？" --context "张三在北京大学工作。"
+    python deploy/serving/load_test.py --model tnews --concurrency 16 --requests 500 --duration 30
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+from urllib.parse import urlsplit
+
+from ernie3.errors import UserError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TASK_TYPES = ("seq_cls", "token_cls", "qa")
+
+# Inputs the load test sends when no --input_file is given: TNEWS-like headlines, MSRA-like sentences, CMRC-like QA.
+DEFAULT_INPUTS: dict[str, list] = {
+    "seq_cls": [
+        "上赛季的冠军球队今晚主场迎战老对手", "新款手机搭载自研芯片，续航提升三成", "央行宣布下调存款准备金率",
+        "这部电影的票房在国庆档突破十亿", "多地出台政策支持新能源汽车消费", "高考志愿填报有哪些需要注意的地方",
+        "这款游戏的新版本上线后玩家数量大增", "房价连续三个月环比下降",
+    ],
+    "token_cls": [
+        "张三在北京大学读书", "中国外交部发言人今天在记者会上表示", "李明从上海出发前往广州参加会议",
+        "联合国秘书长访问了日内瓦", "新华社记者在西藏拉萨报道", "王芳是清华大学的教授",
+    ],
+    "qa": [
+        {"question": "张三在哪里工作？", "context": "张三毕业于复旦大学，现在在北京大学工作，主要研究自然语言处理。"},
+        {"question": "长江流经哪些省份？", "context": "长江发源于青藏高原，流经青海、西藏、四川、云南、重庆、湖北、"
+                                                 "湖南、江西、安徽、江苏和上海，最后注入东海。"},
+    ],
+}  # fmt: skip
+
+# Bounds that keep a load test from turning into a flood.
+MAX_REQUESTS = 100_000
+MAX_DURATION_S = 600.0
+MAX_CONCURRENCY = 256
+
+
+def _requests() -> Any:
+    import requests
+
+    return requests
+
+
+def _error_of(response: Any) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text.strip()[:200]
+
+
+def get_json(url: str, timeout: float = 10.0) -> Any:
+    requests = _requests()
+    try:
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException as exc:
+        raise UserError(f"cannot reach {url} ({type(exc).__name__}); is the server running?") from None
+    if response.status_code != 200:
+        raise UserError(f"GET {url}: HTTP {response.status_code}: {_error_of(response)}")
+    return response.json()
+
+
+def predict(base_url: str, model: str, texts: Sequence[Any], session: Any = None, timeout: float = 60.0) -> list[dict]:
+    """POST /models/{model}/predict; a refused request becomes a UserError with the server's message."""
+    requests = _requests()
+    url = f"{base_url.rstrip('/')}/models/{model}/predict"
+    try:
+        response = (session or requests).post(url, json={"texts": list(texts)}, timeout=timeout)
+    except requests.RequestException as exc:
+        raise UserError(f"cannot reach {url} ({type(exc).__name__}); is the server running?") from None
+    if response.status_code != 200:
+        raise UserError(f"{model}: HTTP {response.status_code}: {_error_of(response)}")
+    return response.json()["results"]
+
+
+def pick_model(base_url: str, name: Optional[str], task_type: Optional[str] = None) -> dict:
+    """GET /models entry of the model to ask: `name`, or the server's only model (of `task_type`, if given)."""
+    models = get_json(f"{base_url.rstrip('/')}/models")["models"]
+    if name is not None:
+        match = next((m for m in models if m["name"] == name), None)
+        if match is None:
+            raise UserError(f"--model: the server has no model '{name}' (served: {', '.join(m['name'] for m in models)})")
+        if task_type is not None and match["task_type"] != task_type:
+            raise UserError(f"--model: '{name}' is a {match['task_type']} model, not {task_type}")
+        return match
+    candidates = [m for m in models if task_type in (None, m["task_type"])]
+    if len(candidates) != 1:
+        kind = f"{task_type} " if task_type else ""
+        found = f"several {kind}models ({', '.join(m['name'] for m in candidates)})" if candidates else f"no {kind}model"
+        raise UserError(f"the server has {found}; choose one with --model")
+    return candidates[0]
+
+
+def read_input_file(path: str) -> list:
+    """JSON lines, each one text exactly as the API takes it (a string, a pair, a {question, context} object)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [(number, line) for number, line in enumerate(handle, start=1) if line.strip()]
+    except OSError as exc:
+        raise UserError(f"--input_file: cannot read {path} ({exc.strerror})") from None
+    texts = []
+    for number, line in lines:
+        try:
+            texts.append(json.loads(line))
+        except ValueError as exc:
+            raise UserError(f"{path}:{number}: not a JSON value ({exc})") from None
+    if not texts:
+        raise UserError(f"--input_file: {path} holds no texts")
+    return texts
+
+
+# -- one-off client ---------------------------------------------------------------------------------------------
+
+
+def texts_from_args(task_type: str, args: argparse.Namespace) -> list:
+    """The request's texts from the command line, in the shape the task type takes."""
+    if args.input_file:
+        return read_input_file(args.input_file)
+    if task_type == "qa":
+        if not (args.question and args.context):
+            raise UserError("give --question and --context (or --input_file)")
+        return [{"question": args.question, "context": args.context}]
+    if not args.texts:
+        raise UserError("give one or more texts (or --input_file)")
+    pairs = getattr(args, "text_pair", None)
+    if pairs:
+        if len(pairs) != len(args.texts):
+            raise UserError(f"{len(args.texts)} texts but {len(pairs)} --text_pair values; give one pair per text")
+        return [[text, pair] for text, pair in zip(args.texts, pairs)]
+    return list(args.texts)
+
+
+def client_main(task_type: str, argv: Optional[Sequence[str]] = None) -> None:
+    """Send texts to a served model of `task_type` and print one JSON line per text: its input and result."""
+    parser = argparse.ArgumentParser(description=f"Ask a served {task_type} model for predictions.")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"server address (default {DEFAULT_URL})")
+    parser.add_argument("--model", help=f"served model name (default: the server's only {task_type} model)")
+    parser.add_argument("--input_file", help="JSON lines, one text per line, in the API's shape")
+    if task_type == "qa":
+        parser.add_argument("--question")
+        parser.add_argument("--context")
+    else:
+        parser.add_argument("texts", nargs="*", help="texts to " + ("classify" if task_type == "seq_cls" else "tag"))
+        if task_type == "seq_cls":
+            parser.add_argument("--text_pair", action="append", help="second text of a pair task, once per text")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
+    args = parser.parse_args(argv)
+
+    texts = texts_from_args(task_type, args)
+    model = pick_model(args.url, args.model, task_type)["name"]
+    for text, result in zip(texts, predict(args.url, model, texts, timeout=args.timeout)):
+        print(json.dumps({"input": text, **result}, ensure_ascii=False))
+
+
+# -- load test --------------------------------------------------------------------------------------------------
+
+
+def check_loopback(url: str) -> None:
+    """The load test only targets this machine: every address the host resolves to must be loopback."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--url: expected http://HOST:PORT, got {url!r}")
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 80)}
+    except socket.gaierror as exc:
+        raise UserError(f"--url: cannot resolve {parts.hostname!r} ({exc.strerror})") from None
+    outside = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
+    if outside:
+        raise UserError(f"--url: the load test only targets loopback addresses; {parts.hostname} is {outside[0]}")
+
+
+@dataclass
+class LoadTestResult:
+    concurrency: int
+    texts_per_request: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str = ""
+
+    def summary(self) -> dict:
+        import numpy as np
+
+        done = len(self.latencies_ms)
+        latencies = np.asarray(self.latencies_ms) if done else np.zeros(1)
+        return {
+            "concurrency": self.concurrency,
+            "texts_per_request": self.texts_per_request,
+            "requests": done,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 2),
+            "requests_per_s": round(done / self.seconds, 2) if self.seconds else 0.0,
+            "texts_per_s": round(done * self.texts_per_request / self.seconds, 2) if self.seconds else 0.0,
+            **{f"p{q}_ms": round(float(np.percentile(latencies, q)), 2) for q in (50, 90, 99)},
+            "max_ms": round(float(latencies.max()), 2),
+            **({"first_error": self.first_error} if self.errors else {}),
+        }
+
+
+def run_load_test(
+    base_url: str,
+    model: str,
+    inputs: Sequence[Any],
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+    texts_per_request: int = 1,
+    progress_every_s: float = 5.0,
+    progress: Any = None,
+) -> LoadTestResult:
+    """`concurrency` clients, each sending its next request as soon as the last is answered, until `max_requests`
+    requests were sent or `max_seconds` passed. Successful requests' latencies are kept; errors are counted."""
+    requests = _requests()
+    url = f"{base_url.rstrip('/')}/models/{model}/predict"
+    lock = threading.Lock()
+    issued = 0
+    result = LoadTestResult(concurrency, texts_per_request, 0.0)
+    started = time.perf_counter()
+    deadline = started + max_seconds
+
+    def next_request_number() -> Optional[int]:
+        nonlocal issued
+        with lock:
+            if issued >= max_requests or time.perf_counter() >= deadline:
+                return None
+            issued += 1
+            return issued - 1
+
+    def client() -> None:
+        with requests.Session() as session:  # keep-alive, as a real client would
+            while (number := next_request_number()) is not None:
+                first = number * texts_per_request
+                texts = [inputs[(first + k) % len(inputs)] for k in range(texts_per_request)]
+                sent = time.perf_counter()
+                try:
+                    response = session.post(url, json={"texts": texts}, timeout=max(10.0, max_seconds))
+                    failure = None if response.status_code == 200 else f"HTTP {response.status_code}: {_error_of(response)}"
+                except requests.RequestException as exc:
+                    failure = f"{type(exc).__name__}: {exc}"
+                elapsed_ms = (time.perf_counter() - sent) * 1000
+                with lock:
+                    if failure is None:
+                        result.latencies_ms.append(elapsed_ms)
+                    else:
+                        result.errors += 1
+                        result.first_error = result.first_error or failure
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    last_report = started
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+            now = time.perf_counter()
+            if progress is not None and now - last_report >= progress_every_s:
+                last_report = now
+                with lock:
+                    done, errors = len(result.latencies_ms), result.errors
+                elapsed = now - started
+                progress(f"  {elapsed:5.1f} s: {done} requests answered ({done / elapsed:.1f}/s), {errors} errors")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def load_test_main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Load-test a served model from this machine: N concurrent clients, bounded in requests and time; "
+        "reports throughput and p50/p90/p99 latency."
+    )
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"server address, loopback only (default {DEFAULT_URL})")
+    parser.add_argument("--model", help="served model name (default: the server's only model)")
+    parser.add_argument("--concurrency", type=int, default=1, help="clients sending requests at the same time")
+    parser.add_argument("--requests", type=int, default=200, help=f"requests to send at most (<= {MAX_REQUESTS})")
+    parser.add_argument("--duration", type=float, default=30.0, help=f"seconds to run at most (<= {MAX_DURATION_S:g})")
+    parser.add_argument("--texts_per_request", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=10, help="requests sent first and not counted")
+    parser.add_argument("--input_file", help="JSON lines of texts (default: built-in inputs for the model's task type)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    args = parser.parse_args(argv)
+
+    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        raise UserError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if not 1 <= args.requests <= MAX_REQUESTS:
+        raise UserError(f"--requests must be between 1 and {MAX_REQUESTS}")
+    if not 0 < args.duration <= MAX_DURATION_S:
+        raise UserError(f"--duration must be more than 0 and at most {MAX_DURATION_S:g} seconds")
+    if args.texts_per_request < 1 or args.warmup < 0:
+        raise UserError("--texts_per_request must be positive and --warmup not negative")
+    check_loopback(args.url)
+
+    model = pick_model(args.url, args.model)
+    inputs = read_input_file(args.input_file) if args.input_file else DEFAULT_INPUTS[model["task_type"]]
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    if args.warmup:
+        run_load_test(args.url, model["name"], inputs, min(args.concurrency, args.warmup), args.warmup, args.duration,
+                      args.texts_per_request)  # fmt: skip
+    progress(f"load test: {model['name']} ({model['task_type']}), {args.concurrency} clients, "
+             f"at most {args.requests} requests or {args.duration:g} s")  # fmt: skip
+    result = run_load_test(args.url, model["name"], inputs, args.concurrency, args.requests, args.duration,
+                           args.texts_per_request, progress=progress)  # fmt: skip
+    summary = {"model": model["name"], **result.summary()}
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        width = max(len(key) for key in summary)
+        for key, value in summary.items():
+            print(f"{key:<{width}}  {value}")
+    if result.errors:
+        raise UserError(f"{result.errors} requests failed; first: {result.first_error}")

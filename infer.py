@@ -1,0 +1,11 @@
+"""Run an exported or compressed model on a task's dev set: metric, and with --perf throughput and latency.
+
+    python infer.py --task_name tnews --model_path output/tnews/compress --dev_file dev.json --perf
+    python infer.py --model_path output/tnews/export/model.onnx --dev_file dev.json
+    python infer.py --model_path output/tnews/compress/best --device gpu --use_trt --precision int8   # GPU build
+"""
+from ernie3.errors import run_cli
+from ernie3.inference import main
+
+if __name__ == "__main__":
+    run_cli(main)
