@@ -322,6 +322,7 @@ class ModelWorker:
             "path": self.spec.path,
             "max_seq_length": self.predictor.max_seq_length,
             "predictor_options": dict(self.spec.predictor_options),
+            "precision": getattr(self.predictor, "precision", None),  # what "auto" resolved to
             "limits": dataclasses.asdict(self.limits),
             "ready": self.alive,
             "queued_requests": self._jobs.qsize(),

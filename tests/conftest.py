@@ -48,6 +48,6 @@ def trained_tnews(tiny_model_dir, tmp_path_factory) -> dict:
     return run("seq_cls", [
         "--task_name", "tnews", "--model_name_or_path", tiny_model_dir, "--output_dir", str(output_dir),
         "--train_file", sample_file("tnews", "train"), "--dev_file", sample_file("tnews", "dev"),
-        "--do_train", "--do_export", "--num_train_epochs", "12", "--learning_rate", "1e-3",
+        "--do_train", "--do_export", "--num_train_epochs", "20", "--learning_rate", "1e-3",
         "--per_device_train_batch_size", "16", "--save_total_limit", "1",
     ])  # fmt: skip

@@ -52,13 +52,22 @@ def test_every_candidate_loads_in_paddle_inference_and_int8_is_detected_from_the
         assert backend.precision == candidate["precision"]
 
 
-def test_pruning_shrinks_the_encoder(dynabert_ptq):
-    import paddle
+def weight_shapes(program_file):
+    from paddle.base import core
 
-    pruned = next(c for c in dynabert_ptq["candidates"] if c["name"] == "width_mult_0.75")
-    state = paddle.load(os.path.join(pruned["path"], "model_state.pdparams"))
-    linear1 = next(value for key, value in state.items() if key.endswith("layers.0.linear1.weight"))
-    assert list(linear1.shape) == [64, 192]  # intermediate 256 × 3/4
+    with open(program_file, "rb") as handle:
+        desc = core.ProgramDesc(handle.read())
+    weights = [var for var in desc.block(0).all_vars() if var.persistable() and var.name() not in ("feed", "fetch")]
+    return {tuple(var.shape()) for var in weights}
+
+
+def test_pruning_shrinks_the_encoder(dynabert_ptq):
+    by_name = {c["name"]: c for c in dynabert_ptq["candidates"]}
+    float_shapes = weight_shapes(os.path.join(by_name["float"]["path"], "model.pdmodel"))
+    pruned_shapes = weight_shapes(os.path.join(by_name["width_mult_0.75"]["path"], "model.pdmodel"))
+    # feed-forward 64→256 becomes 64→192 (3/4 of the neurons); attention keeps 3 of its 4 heads (48 of 64 dims)
+    assert (64, 256) in float_shapes and (64, 256) not in pruned_shapes
+    assert {(64, 192), (192, 64), (64, 48), (48, 64)} <= pruned_shapes
 
 
 def test_int8_predictions_agree_with_the_float_model(dynabert_ptq):
