@@ -139,7 +139,7 @@ def evaluate_candidates(
     """Metric, size, throughput and agreement with the float model of each candidate, via Paddle Inference."""
     from ernie3.predict import Predictor
 
-    results, baseline = [], None
+    results, decisions_of = [], {}
     for name, directory, prefix in candidates:
         predictor = Predictor(directory, model_prefix=prefix, num_threads=num_threads, batch_size=batch_size)
         predictor.predict(examples[:batch_size])  # warm-up: oneDNN builds its kernels on the first runs
@@ -147,16 +147,22 @@ def evaluate_candidates(
         outputs = predictor.predict(examples)
         elapsed = time.perf_counter() - started
         metrics = task.score(examples, outputs)
-        decisions = [task.decision(output) for output in outputs]
-        if baseline is None:
-            baseline = decisions
-        agreement = sum(a == b for a, b in zip(decisions, baseline)) / len(decisions)
+        decisions_of[name] = [task.decision(output) for output in outputs]
+        # a quantized candidate also compares with the float model it was quantized from (its parent dir)
+        source = os.path.dirname(name) or None
         results.append({
             "name": name, "path": directory, "model_file": prefix + ".pdmodel", "precision": predictor.precision,
             "metrics": metrics, "metric": metrics[task.metric_name], "size_mb": round(model_size_mb(directory, prefix), 3),
-            "throughput": round(len(examples) / elapsed, 2), "agreement_with_float": round(agreement, 4),
+            "throughput": round(len(examples) / elapsed, 2),
+            "agreement_with_float": round(agreement(decisions_of[name], decisions_of[FLOAT_DIR]), 4),
+            "quantized_from": source,
+            "agreement_with_source": round(agreement(decisions_of[name], decisions_of[source]), 4) if source else None,
         })  # fmt: skip
     return results
+
+
+def agreement(decisions: Sequence, reference: Sequence) -> float:
+    return sum(a == b for a, b in zip(decisions, reference)) / len(reference)
 
 
 def pick_best(results: list[dict], max_metric_drop: float) -> dict:
@@ -168,7 +174,8 @@ def pick_best(results: list[dict], max_metric_drop: float) -> dict:
 
 def markdown_report(task: Task, results: list[dict], best: dict, settings: dict) -> str:
     metric_names = list(results[0]["metrics"])
-    header = ["candidate", "precision", *metric_names, "size (MB)", "throughput (seq/s)", "agreement with float", "best"]
+    header = ["candidate", "precision", *metric_names, "size (MB)", "throughput (seq/s)", "agreement with float",
+              "INT8 agreement with its float source", "best"]  # fmt: skip
     lines = [
         f"# Compression report: {task.name}",
         "",
@@ -181,7 +188,8 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
     ]
     for r in results:
         row = [r["name"], r["precision"], *(f"{r['metrics'][m]:.4f}" for m in metric_names), f"{r['size_mb']:.2f}",
-               f"{r['throughput']:.1f}", f"{r['agreement_with_float']:.2%}", "✓" if r is best else ""]  # fmt: skip
+               f"{r['throughput']:.1f}", f"{r['agreement_with_float']:.2%}",
+               f"{r['agreement_with_source']:.2%}" if r["quantized_from"] else "", "✓" if r is best else ""]  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -106,7 +106,11 @@ def _checked_value(where: str, key: str, value: Any, expected: Any) -> Any:
                 bound = ">= 0" if key in ZERO_ALLOWED else "> 0"
                 raise UserError(f"{where}: '{key}' must be a number {bound}, got {value!r}")
             return float(value)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "port" else 1):
+        if key == "port":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+                raise UserError(f"{where}: 'port' must be a port number (0-65535; 0: any free port), got {value!r}")
+            return value
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserError(f"{where}: '{key}' must be a positive integer, got {value!r}")
         return value
     if not isinstance(value, str) or not value:
@@ -129,8 +133,8 @@ def predictor_option_names() -> list[str]:
     """Keyword arguments the Predictor takes besides the model directory; a model's other config keys go there."""
     from ernie3.predict import Predictor
 
-    parameters = inspect.signature(Predictor.__init__).parameters
-    return [name for name in parameters if name not in ("self", "model_dir")]
+    parameters = list(inspect.signature(Predictor.__init__).parameters.values())[2:]  # after self, model directory
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def parse_config(raw: Any, base_dir: str) -> ServingConfig:

@@ -327,7 +327,7 @@ def test_corrupt_parameters_stop_start_up_with_one_line(exported, tmp_path):
     ({"models": [{"name": "a", "path": "m", "threads": 2}]}, "unknown setting 'threads'"),
     ({"models": [{"name": "a", "path": "m", "max_batch_size": 0}]}, "'max_batch_size' must be a positive integer"),
     ({"defaults": {"max_wait_ms": -1}, "models": [{"name": "a", "path": "m"}]}, "'max_wait_ms' must be a number >= 0"),
-    ({"server": {"port": "80"}, "models": [{"name": "a", "path": "m"}]}, "'port' must be a positive integer"),
+    ({"server": {"port": "80"}, "models": [{"name": "a", "path": "m"}]}, "'port' must be a port number"),
     ({"server": {"hosts": "x"}, "models": [{"name": "a", "path": "m"}]}, "unknown setting 'hosts'"),
     ({"model": []}, "unknown config section 'model'"),
 ])  # fmt: skip
