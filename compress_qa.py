@@ -5,6 +5,7 @@
 """
 from ernie3.compress import run
 from ernie3.errors import run_cli
+from ernie3.tasks.qa import QAArguments
 
 if __name__ == "__main__":
-    run_cli(lambda: run("qa"))
+    run_cli(lambda: run("qa", task_arguments=[QAArguments]))

@@ -3,6 +3,7 @@ post-training quantization over algorithms × calibration batch sizes), then eve
 Paddle Inference, a report, and the best candidate under a maximum metric drop copied to OUTPUT/best/."""
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -214,22 +215,24 @@ def copy_best(best: dict, output_dir: str) -> str:
     return target
 
 
-def run(task_type: str, argv: Optional[Sequence[str]] = None) -> dict:
-    """Compress a fine-tuned model directory; returns the report."""
+def run(task_type: str, argv: Optional[Sequence[str]] = None, task_arguments: Sequence[type] = ()) -> dict:
+    """Compress a fine-tuned model directory; returns the report. `task_arguments` as for ernie3.train.run."""
     import paddle
 
     compat.patch_for_compression()
     with paddle.utils.unique_name.guard():
-        return _run(task_type, argv)
+        return _run(task_type, argv, task_arguments)
 
 
-def _run(task_type: str, argv: Optional[Sequence[str]]) -> dict:
+def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence[type]) -> dict:
     from paddlenlp.trainer import Trainer, set_seed
     from paddlenlp.utils.log import logger
 
-    task, model_args, data_args, args, eval_args, _ = parse_arguments(
-        task_type, extra_dataclasses=(CandidateEvaluationArguments,), argv=argv, for_compression=True
+    task, model_args, data_args, args, eval_args, *task_options, _ = parse_arguments(
+        task_type, extra_dataclasses=(CandidateEvaluationArguments, *task_arguments), argv=argv, for_compression=True
     )
+    for options in task_options:
+        task = task.with_options(**dataclasses.asdict(options))
     set_seed(args.seed)
     model_dir = model_args.model_name_or_path
     if check_model_source(model_dir) is None:
@@ -238,9 +241,10 @@ def _run(task_type: str, argv: Optional[Sequence[str]]) -> dict:
     check_compression_settings(args, read_model_config(model_dir))
 
     tokenizer = load_tokenizer(model_dir)
-    examples = {"dev": load_examples(task, "dev", data_args.dev_file)}
+    skip = data_args.skip_invalid_records
+    examples = {"dev": load_examples(task, "dev", data_args.dev_file, skip_invalid=skip)}
     if "dynabert" in args.strategy:
-        examples["train"] = load_examples(task, "train", data_args.train_file)
+        examples["train"] = load_examples(task, "train", data_args.train_file, skip_invalid=skip)
     encoded = {split: task.encode(items, tokenizer, data_args.max_seq_length) for split, items in examples.items()}
     datasets = {split: dataset_of(split_encoded) for split, split_encoded in encoded.items()}
     model = load_model(model_dir, task.model_class())
@@ -269,6 +273,8 @@ def _run(task_type: str, argv: Optional[Sequence[str]]) -> dict:
         tokenizer=tokenizer,
         criterion=task.loss_function(),
     )
+    # paddlenlp's DynaBERT computes QA head importance on `eval_examples`: dev features with answer positions
+    trainer.eval_examples = datasets["dev"]
     trainer.compress(custom_evaluate=make_dynamic_evaluator(task, examples["dev"], encoded["dev"]))
     compress_seconds = time.time() - started
 

@@ -12,6 +12,9 @@ from ernie3.backends import TensorRTOptions, create_backend
 from ernie3.export import read_task_info, task_of_model_dir
 
 
+SEQUENCE_BUCKET = 16
+
+
 class Predictor:
     """Raw examples in, task results out, through any backend of ernie3.backends."""
 
@@ -39,7 +42,9 @@ class Predictor:
         self.max_seq_length = max_seq_length or read_task_info(model_dir)["max_seq_length"]
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.collate = DataCollatorWithPadding(self.tokenizer, return_tensors="np")
+        # oneDNN keeps compiled kernels (and their memory) per input shape: rounding sequence lengths up to a
+        # multiple of 16 bounds that cache in long-running services; padded positions are masked out
+        self.collate = DataCollatorWithPadding(self.tokenizer, return_tensors="np", pad_to_multiple_of=SEQUENCE_BUCKET)
         backend = backend or ("onnxruntime" if model_path.endswith(".onnx") else "paddle")
         self.backend = create_backend(model_path, backend, device, precision, num_threads, tensorrt, model_prefix)
         self.backend_name, self.device, self.precision = backend, self.backend.device, self.backend.precision

@@ -48,8 +48,9 @@ class ServingLimits:
 
     #: texts run together in one batch at most (a single larger request still runs, alone)
     max_batch_size: int = 16
-    #: how long the first request of a batch waits for others to join it
-    max_wait_ms: float = 5.0
+    #: how long the first request of a batch waits for others to join it; 0: a batch is what queued while the model
+    #: ran the previous one (no added latency for a lone request, and as much throughput under load on CPU)
+    max_wait_ms: float = 0.0
     #: requests waiting for a model at most; beyond that, requests are refused with 503
     max_queued_requests: int = 256
     max_texts_per_request: int = 64
@@ -78,7 +79,7 @@ class ModelSpec:
     name: str
     path: str
     limits: ServingLimits
-    #: passed to the Predictor as keyword arguments (num_threads, precision, batch_size, ...)
+    #: passed to the Predictor as keyword arguments (backend, device, precision, num_threads, batch_size, ...)
     predictor_options: dict = field(default_factory=dict)
 
 
@@ -326,7 +327,10 @@ class ModelWorker:
             "path": self.spec.path,
             "max_seq_length": self.predictor.max_seq_length,
             "predictor_options": dict(self.spec.predictor_options),
-            "precision": getattr(self.predictor, "precision", None),  # what "auto" resolved to
+            # what the Predictor chose where the config left it to defaults or "auto"
+            "backend": self.predictor.backend_name,
+            "device": self.predictor.device,
+            "precision": self.predictor.precision,
             "limits": dataclasses.asdict(self.limits),
             "ready": self.alive,
             "queued_requests": self._jobs.qsize(),

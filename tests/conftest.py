@@ -35,7 +35,10 @@ SAMPLES = os.path.join(REPO_ROOT, "ernie3", "samples")
 
 
 def sample_file(task_name: str, split: str) -> str:
-    return os.path.join(SAMPLES, task_name, f"{split}.json")
+    """A shipped sample file (ernie3/samples), whatever its format's extension."""
+    from ernie3.demo import sample_file as shipped_sample
+
+    return shipped_sample(task_name, split)
 
 
 @pytest.fixture(scope="session")

@@ -75,6 +75,9 @@ def test_int8_predictions_agree_with_the_float_model(dynabert_ptq):
     assert float_accuracy > 0.8  # the trained tiny model, so agreement is a meaningful check
     for candidate in dynabert_ptq["candidates"][1:]:
         assert candidate["agreement_with_float"] >= 0.95, candidate["name"]
+        if candidate["precision"] == "int8":
+            assert candidate["quantized_from"] == "width_mult_0.75"
+            assert candidate["agreement_with_source"] >= 0.95, candidate["name"]
         assert candidate["metric"] >= float_accuracy - 0.05, candidate["name"]
 
 

@@ -172,6 +172,7 @@ def test_health_readiness_and_model_list(server):
     models = requests.get(server + "/models", timeout=10).json()["models"]
     assert [(m["name"], m["task_type"], m["task_name"]) for m in models] == [(n, t, n) for t, n, _ in TASKS]
     assert models[0]["labels"][:2] == ["100", "101"] and models[2]["options"]["doc_stride"] == 24
+    assert (models[0]["backend"], models[0]["device"], models[0]["precision"]) == ("paddle", "cpu", "fp32")
     assert models[2]["limits"]["max_text_chars"] == QA_MAX_TEXT_CHARS and models[0]["limits"]["max_text_chars"] == 200
     assert requests.get(server + "/models/msra_ner", timeout=10).json()["labels"][0] == "B-PER"
 

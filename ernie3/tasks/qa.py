@@ -76,6 +76,18 @@ class QATask(Task):
     def model_kwargs(self) -> dict:
         return {}  # the span head has a fixed size: a start and an end logit per token
 
+    def loss_function(self) -> Any:
+        """Mean cross-entropy of the start and end positions, on (start, end) logits and labels."""
+        import paddle
+
+        class SpanLoss(paddle.nn.Layer):
+            def forward(self, logits, labels):
+                (start_logits, end_logits), (start_positions, end_positions) = logits, labels
+                cross_entropy = paddle.nn.functional.cross_entropy
+                return (cross_entropy(start_logits, start_positions) + cross_entropy(end_logits, end_positions)) / 2
+
+        return SpanLoss()
+
     # -- reading --------------------------------------------------------------------------------------------------
 
     def read_records(self, path: str, flag: str) -> Iterator[tuple[RecordLocation, Any]]:
@@ -126,7 +138,10 @@ class QATask(Task):
     def example_from_text(self, text: Any) -> dict:
         """An example from raw input: {"question": ..., "context": ...} or a (question, context) pair."""
         if isinstance(text, Mapping):
-            question, context = text.get("question"), text.get("context")
+            missing = [key for key in ("question", "context") if key not in text]
+            if missing:
+                raise RecordError(f"missing field '{missing[0]}'")
+            question, context = text["question"], text["context"]
         elif isinstance(text, (list, tuple)) and len(text) == 2:
             question, context = text
         else:

@@ -1,0 +1,63 @@
+"""compress_seq_cls.py, compress_token_cls.py and compress_qa.py run the one compress path end to end."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT, sample_file
+
+from ernie3.backends import create_backend
+
+# task type → (task, script, fine-tuning flags for a quick tiny model, extra flags both steps need)
+CASES = {
+    "seq_cls": ("tnews", "compress_seq_cls.py", [], []),
+    "token_cls": ("msra_ner", "compress_token_cls.py", [], ["--max_seq_length", "64"]),
+    "qa": ("cmrc2018", "compress_qa.py", [], ["--max_seq_length", "64", "--doc_stride", "24", "--max_query_length", "24"]),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def compressed(request, tiny_model_dir, tmp_path_factory):
+    from ernie3.tasks.qa import QAArguments
+    from ernie3.train import run
+
+    task_type = request.param
+    task_name, script, train_flags, shared_flags = CASES[task_type]
+    work = tmp_path_factory.mktemp(f"compress-{task_name}")
+    fine_tuned = run(task_type, [
+        "--task_name", task_name, "--model_name_or_path", tiny_model_dir, "--output_dir", str(work / "fine-tune"),
+        "--train_file", sample_file(task_name, "train"), "--dev_file", sample_file(task_name, "dev"), "--do_train",
+        "--max_steps", "20", "--learning_rate", "1e-3", "--per_device_train_batch_size", "16",
+        "--evaluation_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "20", "--save_steps", "20",
+        *train_flags, *shared_flags,
+    ], task_arguments=[QAArguments] if task_type == "qa" else [])  # fmt: skip
+    output_dir = work / "compress"
+    result = subprocess.run([
+        sys.executable, os.path.join(REPO_ROOT, script), "--task_name", task_name,
+        "--model_name_or_path", fine_tuned["best_model_dir"], "--output_dir", str(output_dir),
+        "--train_file", sample_file(task_name, "train"), "--dev_file", sample_file(task_name, "dev"),
+        "--strategy", "dynabert+ptq", "--algo_list", "hist", "--batch_size_list", "4", "--max_steps", "4",
+        "--save_steps", "2", "--per_device_train_batch_size", "16", "--learning_rate", "1e-4", *shared_flags,
+    ], capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return task_type, output_dir, result
+
+
+def test_each_script_writes_the_documented_layout(compressed):
+    task_type, output_dir, _ = compressed
+    for path in ("float/model.pdmodel", "width_mult_0.75/model.pdmodel", "width_mult_0.75/hist4_1/int8.pdmodel",
+                 "report.json", "report.md", "best/ernie3_task.json", "best/candidate.json"):  # fmt: skip
+        assert os.path.isfile(output_dir / path), path
+
+
+def test_each_report_uses_the_task_metric_and_every_candidate_loads(compressed):
+    task_type, output_dir, result = compressed
+    report = json.loads((output_dir / "report.json").read_text(encoding="utf-8"))
+    expected_metrics = {"seq_cls": {"accuracy"}, "token_cls": {"precision", "recall", "f1"}, "qa": {"em", "f1"}}
+    assert [c["name"] for c in report["candidates"]] == ["float", "width_mult_0.75", "width_mult_0.75/hist4_1"]
+    for candidate in report["candidates"]:
+        assert set(candidate["metrics"]) == expected_metrics[task_type]
+        backend = create_backend(candidate["path"], model_prefix=candidate["model_file"].split(".")[0])
+        assert backend.precision == candidate["precision"]
+    assert "# Compression report" in result.stderr + result.stdout  # the table is printed too
