@@ -36,7 +36,7 @@ def write_synthetic_tnews(path: str, count: int, seed: int) -> str:
 
 def build_random_variants(work_dir: str, shape: dict, vocab_size: int, seed: int = 7) -> str:
     """A random model of the given shape pushed through the project's own compress path; returns its output dir."""
-    from paddlenlp.transformers import AutoModelForSequenceClassification
+    from paddlenlp.transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ernie3.compress import run as compress
     from ernie3.modeling import build_tiny_model
@@ -46,8 +46,6 @@ def build_random_variants(work_dir: str, shape: dict, vocab_size: int, seed: int
     classifier_dir = os.path.join(work_dir, "classifier")
     model = AutoModelForSequenceClassification.from_pretrained(base, **get_task("tnews").model_kwargs())
     model.save_pretrained(classifier_dir)
-    from paddlenlp.transformers import AutoTokenizer
-
     AutoTokenizer.from_pretrained(base).save_pretrained(classifier_dir)
     data = write_synthetic_tnews(os.path.join(work_dir, "synthetic.json"), 64, seed)
     compress_dir = os.path.join(work_dir, "compress")
