@@ -42,8 +42,8 @@ class Predictor:
         self.max_seq_length = max_seq_length or read_task_info(model_dir)["max_seq_length"]
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        # oneDNN keeps compiled kernels (and their memory) per input shape: rounding sequence lengths up to a
-        # multiple of 16 bounds that cache in long-running services; padded positions are masked out
+        # oneDNN compiles kernels per input shape: rounding sequence lengths up to a multiple of 16 bounds how many
+        # shapes a long-running service meets (and some of its memory growth); padded positions are masked out
         self.collate = DataCollatorWithPadding(self.tokenizer, return_tensors="np", pad_to_multiple_of=SEQUENCE_BUCKET)
         backend = backend or ("onnxruntime" if model_path.endswith(".onnx") else "paddle")
         self.backend = create_backend(model_path, backend, device, precision, num_threads, tensorrt, model_prefix)
