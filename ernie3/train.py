@@ -18,10 +18,6 @@ BEST_MODEL_DIR = "best"
 PREDICT_DIR = "predict"
 
 
-def build_dataset(task: Task, examples: list[dict], tokenizer: Any, max_seq_length: int) -> Any:
-    return dataset_of(task.encode(examples, tokenizer, max_seq_length))
-
-
 def dataset_of(encoded: Encoded) -> Any:
     from paddlenlp.datasets import MapDataset
 

@@ -111,10 +111,6 @@ class SeqClsTask(Task):
     def decision(self, output: dict) -> Any:
         return output["label"]
 
-    def submission_records(self, examples: Sequence[Mapping[str, Any]], logits: np.ndarray) -> list[dict]:
-        """CLUE submission lines for a batch of logits."""
-        results = self.postprocess(logits)
-        return [self.prediction_record(p, e, r) for p, (e, r) in enumerate(zip(examples, results))]
 
 
 def single_sentence(record: Mapping[str, Any]) -> tuple[str, Optional[str]]:
