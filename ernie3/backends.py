@@ -45,6 +45,13 @@ def find_static_model(model_path: str, prefix: Optional[str] = None) -> tuple[st
     raise UserError(f"{model_path} holds no static model ({shown})")
 
 
+def model_size_mb(model_path: str, prefix: Optional[str] = None) -> float:
+    """Size on disk of a model: an .onnx file, or a static model's program + parameters."""
+    if model_path.endswith(".onnx"):
+        return os.path.getsize(model_path) / 2**20
+    return sum(os.path.getsize(f) for f in find_static_model(model_path, prefix)) / 2**20
+
+
 def is_quantized_model(program_file: str) -> bool:
     """Whether a static program was quantized, read from its ops rather than from its file name."""
     with open(program_file, "rb") as handle:

@@ -109,14 +109,6 @@ def measure(backend, inputs: dict, iterations: int, min_seconds: float, warmup: 
     }
 
 
-def model_size_mb(path: str) -> float:
-    if path.endswith(".onnx"):
-        return os.path.getsize(path) / 2**20
-    from ernie3.backends import find_static_model
-
-    return sum(os.path.getsize(f) for f in find_static_model(path)) / 2**20
-
-
 def run_benchmark(
     variants: dict[str, str],
     batch_sizes: Sequence[int],
@@ -129,7 +121,7 @@ def run_benchmark(
 ) -> list[dict]:
     from tqdm import tqdm
 
-    from ernie3.backends import create_backend
+    from ernie3.backends import create_backend, model_size_mb
 
     rng = np.random.default_rng(0)
     inputs = {

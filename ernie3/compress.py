@@ -129,15 +129,11 @@ def discover_candidates(output_dir: str) -> list[tuple[str, str, str]]:
     return found
 
 
-def model_size_mb(directory: str, prefix: str) -> float:
-    files = [os.path.join(directory, prefix + suffix) for suffix in (".pdmodel", ".pdiparams")]
-    return sum(os.path.getsize(f) for f in files if os.path.isfile(f)) / 2**20
-
-
 def evaluate_candidates(
     task: Task, candidates: Sequence[tuple[str, str, str]], examples: list[dict], batch_size: int, num_threads: int
 ) -> list[dict]:
     """Metric, size, throughput and agreement with the float model of each candidate, via Paddle Inference."""
+    from ernie3.backends import model_size_mb
     from ernie3.predict import Predictor
 
     results, decisions_of = [], {}
