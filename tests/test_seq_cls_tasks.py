@@ -141,3 +141,19 @@ def test_postprocess_gives_label_description_and_probability():
     (result,) = task.postprocess(logits)
     assert result["label"] == "103" and result["label_desc"] == "news_sports"
     assert 0.9 < result["score"] < 1.0
+
+
+@pytest.mark.parametrize("task_name, wrong", [("afqmc", "只有一句"), ("ocnli", ["一", "二", "三"]), ("tnews", ["一句", "两句"])])
+def test_raw_input_must_match_the_task_shape(task_name, wrong):
+    """A pair task refuses a single text and a single-text task refuses a pair, wherever raw input arrives."""
+    from ernie3.tasks import RecordError, get_task
+
+    with pytest.raises(RecordError, match="pairs of texts|single texts"):
+        get_task(task_name).example_from_text(wrong)
+
+
+def test_raw_input_of_the_right_shape():
+    from ernie3.tasks import get_task
+
+    assert get_task("afqmc").example_from_text(["花呗怎么还", "花呗如何还款"])["text_b"] == "花呗如何还款"
+    assert get_task("tnews").example_from_text("球队赢得冠军")["text_b"] is None

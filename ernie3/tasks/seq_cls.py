@@ -22,9 +22,12 @@ class SeqClsTask(Task):
         read_texts: TextReader,
         label_descriptions: Optional[Mapping[str, str]] = None,
         unlabeled_marker: Optional[str] = None,
+        pair: bool = False,
     ):
         super().__init__(name, labels, online_dataset=("clue", name))
         self.read_texts = read_texts
+        #: whether every input is two texts (AFQMC, NLI, CSL) or one (TNEWS, IFLYTEK, WSC)
+        self.pair = pair
         self.label_descriptions = dict(label_descriptions or {})
         # NLI files mark rows without a gold label with "-"; CLUE and paddlenlp drop them.
         self.unlabeled_marker = unlabeled_marker
@@ -48,12 +51,14 @@ class SeqClsTask(Task):
 
     def example_from_text(self, text: Any) -> dict:
         """An example from raw input: a string, or a [text, text_pair] pair for pair tasks."""
-        if isinstance(text, str):
-            pieces: tuple = (text, None)
-        elif isinstance(text, (list, tuple)) and len(text) == 2 and all(isinstance(t, str) for t in text):
-            pieces = tuple(text)
+        if self.pair:
+            if not (isinstance(text, (list, tuple)) and len(text) == 2 and all(isinstance(t, str) for t in text)):
+                raise RecordError(f"{self.name} classifies pairs of texts: expected a [text, text_pair] pair of strings")
+            pieces: tuple = tuple(text)
+        elif isinstance(text, str):
+            pieces = (text, None)
         else:
-            raise RecordError("expected a text string or a [text, text_pair] pair of strings")
+            raise RecordError(f"{self.name} classifies single texts: expected a text string, not a pair")
         for position, piece in enumerate(pieces):
             if piece is not None and not piece.strip():
                 raise RecordError(f"text {position + 1} is empty")
@@ -173,11 +178,11 @@ TNEWS_DESCRIPTIONS = {
 
 # Label orders follow paddlenlp's `clue` dataset so online (label index) and local (label text) data agree.
 CLUE_TASKS = (
-    SeqClsTask("afqmc", ("0", "1"), sentence_pair),
+    SeqClsTask("afqmc", ("0", "1"), sentence_pair, pair=True),
     SeqClsTask("tnews", tuple(TNEWS_DESCRIPTIONS), single_sentence, label_descriptions=TNEWS_DESCRIPTIONS),
     SeqClsTask("iflytek", tuple(str(i) for i in range(119)), single_sentence),
-    SeqClsTask("cmnli", ("contradiction", "entailment", "neutral"), sentence_pair, unlabeled_marker="-"),
-    SeqClsTask("ocnli", ("entailment", "contradiction", "neutral"), sentence_pair, unlabeled_marker="-"),
+    SeqClsTask("cmnli", ("contradiction", "entailment", "neutral"), sentence_pair, unlabeled_marker="-", pair=True),
+    SeqClsTask("ocnli", ("entailment", "contradiction", "neutral"), sentence_pair, unlabeled_marker="-", pair=True),
     SeqClsTask("cluewsc2020", ("true", "false"), wsc_texts),
-    SeqClsTask("csl", ("0", "1"), csl_texts),
+    SeqClsTask("csl", ("0", "1"), csl_texts, pair=True),
 )
