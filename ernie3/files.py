@@ -28,7 +28,7 @@ def read_lines(path: str, flag: str, keep_blank: bool = False) -> Iterator[tuple
     if not os.path.isfile(path):
         raise UserError(f"{flag}: file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # a BOM (Windows editors) is accepted in every format
             for line_number, line in enumerate(handle, start=1):
                 line = line.rstrip("\r\n")
                 if line.strip():
