@@ -317,7 +317,7 @@ def test_corrupt_parameters_stop_start_up_with_one_line(exported, tmp_path):
     (corrupt / "model.pdiparams").write_bytes(b"\0" * 100)
     status, errors = run_server_to_exit(write_config(tmp_path / "config.yml", [{"name": "bad", "path": str(corrupt)}]))
     assert status == 2
-    assert len(errors) == 1 and errors[0].startswith(f"error: model 'bad' could not be loaded from {corrupt}")
+    assert len(errors) == 1 and errors[0].startswith("error: model 'bad' could not be loaded") and str(corrupt) in errors[0]
 
 
 @pytest.mark.parametrize("raw, message", [
