@@ -903,6 +903,9 @@ def create_app(registry: ModelRegistry, server: Optional[ServerSettings] = None,
     return app
 
 
+LINGER_S = 2.0  # how long a connection closed on a client error still drains input (see _close_lingering)
+
+
 def read_timeout_protocol(read_timeout_s: float) -> type:
     """uvicorn's h11 protocol with a deadline for request headers, which uvicorn itself does not have: a connection
     that has not sent a request's complete headers `read_timeout_s` after connecting, or after the first byte of its
@@ -911,11 +914,13 @@ def read_timeout_protocol(read_timeout_s: float) -> type:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    timeout_body = json.dumps({"error": f"request headers did not arrive within {read_timeout_s:g} s"}).encode()
-    timeout_response = (
-        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-        + f"content-length: {len(timeout_body)}\r\n\r\n".encode() + timeout_body
-    )
+    def closing_response(status: str, message: str) -> bytes:
+        """A whole JSON error response, for when no request has been parsed (so h11 cannot build one)."""
+        body = json.dumps({"error": message}).encode()
+        head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {len(body)}"
+        return head.encode() + b"\r\n\r\n" + body
+
+    timeout_response = closing_response("408 Request Timeout", f"request headers did not arrive within {read_timeout_s:g} s")
 
     class ReadTimeoutH11Protocol(H11Protocol):
         _read_timer: Optional[asyncio.TimerHandle] = None
@@ -937,6 +942,8 @@ def read_timeout_protocol(read_timeout_s: float) -> type:
             self._arm()
 
         def data_received(self, data: bytes) -> None:
+            if self._draining:
+                return
             if self._read_timer is None and self._between_requests():
                 self._arm()  # the first byte of a new request
             super().data_received(data)
@@ -947,13 +954,29 @@ def read_timeout_protocol(read_timeout_s: float) -> type:
             self._disarm()
             super().connection_lost(exc)
 
+        _draining = False
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn answers malformed HTTP (bad request line, headers over h11's size limit) in plain text
+            message = "malformed HTTP request (a bad request line or header, or oversized headers)"
+            self.transport.write(closing_response("400 Bad Request", message))
+            self._close_lingering()
+
+        def _close_lingering(self) -> None:
+            """Close after the answer without resetting: closing a socket with unread input sends a reset that can
+            destroy the answer before the client reads it, so stop writing, drain input briefly, then close."""
+            self._draining = True
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+
         def _read_timed_out(self) -> None:
             self._read_timer = None
             if self.transport.is_closing() or not self._between_requests():
                 return
             if self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE:  # nothing answered yet
                 self.transport.write(timeout_response)
-            self.transport.close()
+            self._close_lingering()
 
     return ReadTimeoutH11Protocol
 

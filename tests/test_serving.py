@@ -487,6 +487,23 @@ def test_clients_that_stall_mid_request_are_answered_408_and_dropped(server):
     assert requests.get(server + "/health", timeout=10).status_code == 200
 
 
+@pytest.mark.parametrize("data", [
+    b"NOT HTTP AT ALL\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n",  # over h11's header limit
+], ids=["garbage", "huge headers"])  # fmt: skip
+def test_malformed_http_gets_a_json_400(server, data):
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = read_until_closed(sock, 30)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"application/json" in head
+    assert json.loads(body)["error"].startswith("malformed HTTP request")
+
+
 # A model that fails, and one that blocks, behind the real app and a real uvicorn server in this process: what
 # only a broken or slow model shows (a 500 with no internals, and batches of a big request taking turns).
 
