@@ -295,19 +295,37 @@ def load_predictor(spec: ModelSpec) -> Any:
         raise UserError(f"model '{spec.name}' could not be loaded: {exc}") from None
     except Exception as exc:  # Paddle and the tokenizer raise many kinds; all mean this model cannot serve
         raise UserError(f"model '{spec.name}' could not be loaded from {path}: {last_line(exc)}") from None
-    warm_up(spec.name, predictor)
+    try:
+        warm_up(spec.name, predictor)
+    except UserError as exc:
+        if "max_seq_length" not in options:
+            raise
+        raise UserError(f"{exc} (with max_seq_length {options['max_seq_length']}: is that more positions than the "
+                        "model has?)") from None  # fmt: skip
     return predictor
 
 
 def last_line(exc: BaseException) -> str:
     """The telling part of a library's (often multi-line) error message, bounded."""
     text = str(exc).strip()
-    return (text.splitlines()[-1] if text else type(exc).__name__)[:300]
+    return (text.splitlines()[-1].strip() if text else type(exc).__name__)[:300]
+
+
+def stretched(text: Any, length: int) -> Any:
+    """`text` with each of its strings repeated to at least `length` characters, in the same shape."""
+    if isinstance(text, str):
+        return text * (length // max(len(text), 1) + 1)
+    if isinstance(text, list):
+        return [stretched(item, length) for item in text]
+    if isinstance(text, dict):
+        return {key: stretched(item, length) for key, item in text.items()}
+    return text
 
 
 def warm_up(name: str, predictor: Any) -> None:
-    """One prediction at start-up: options that load but cannot run (and first-call set-up costs) show here,
-    before the server reports ready, not in every request afterwards."""
+    """A short and a full-length prediction at start-up: options that load but cannot run (a `max_seq_length`
+    beyond the model's position embeddings, say), and first-call set-up costs, show here, before the server
+    reports ready, not in every request afterwards."""
     from ernie3.serve_client import DEFAULT_INPUTS
 
     for text in DEFAULT_INPUTS.get(predictor.task.task_type, [])[:1]:
@@ -317,7 +335,7 @@ def warm_up(name: str, predictor: Any) -> None:
             except ValueError:
                 continue
             try:
-                predictor.predict_texts([candidate])
+                predictor.predict_texts([candidate, stretched(candidate, predictor.max_seq_length)])
             except Exception as exc:  # noqa: BLE001 (any failure here means the model cannot serve)
                 raise UserError(f"model '{name}' loaded but failed its first prediction: {last_line(exc)}") from None
             return

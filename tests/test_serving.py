@@ -783,6 +783,15 @@ def test_bad_predictor_option_stops_start_up_before_loading(exported, tmp_path):
     assert errors[0] == f"error: {config}: models[0] (tnews): 'batch_size' must be a positive integer, got 0"
 
 
+def test_options_that_load_but_cannot_run_fail_the_warm_up(exported):
+    from ernie3.serve import ModelSpec, load_predictor
+
+    spec = ModelSpec("tnews", exported["seq_cls"], ServingLimits(), {"max_seq_length": 4096, "num_threads": 1})
+    with pytest.raises(UserError, match=re.escape("model 'tnews' loaded but failed its first prediction")) as failed:
+        load_predictor(spec)
+    assert "with max_seq_length 4096: is that more positions than the model has?" in str(failed.value)
+
+
 def test_listening_beyond_loopback_without_a_key_warns(tmp_path):
     missing = tmp_path / "missing"
     config = write_config(tmp_path / "config.yml", [{"name": "m", "path": str(missing)}], None, {"host": "0.0.0.0"})
