@@ -1,10 +1,12 @@
 """HTTP serving of exported models: a FastAPI app on uvicorn, with per-model request batching.
 
-    python deploy/serving/serve.py --config deploy/serving/config.yml [--host 127.0.0.1] [--port 8000]
+    python deploy/serving/serve.py --config deploy/serving/config.yml [--host 127.0.0.1] [--port 8000] [--verbose]
 
 Every model of the YAML config is loaded once, at start-up, into its own worker thread; that thread owns the
 model's Predictor (Paddle predictors are not thread-safe) and runs batches of texts gathered from requests that
-arrive together. The event loop only parses and validates requests, so it keeps answering while models compute.
+arrive together; a request bigger than a batch runs in parts that take turns with other requests. The event loop
+only parses and validates requests, so it keeps answering while models compute. Everything a client gets wrong is
+answered 4xx with {"error": ...}; anything else 500 with a request id that points into the log, never internals.
 This module only adapts HTTP to `Predictor.predict_texts`: what a text is, and what a result holds, is the task
 definition's business (ernie3/tasks).
 """
