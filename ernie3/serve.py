@@ -639,6 +639,16 @@ class ModelWorker:
                 job.loop.call_soon_threadsafe(_settle, job.future, None, RequestError(503, reason))
 
 
+def recorded_max_seq_length(predictor: Any) -> Optional[int]:
+    """The max_seq_length the model's ernie3_task.json records (what it was fine-tuned and exported with)."""
+    from ernie3.export import read_task_info
+
+    try:
+        return read_task_info(os.path.dirname(os.path.abspath(predictor.model_file))).get("max_seq_length")
+    except (UserError, OSError, ValueError, AttributeError):
+        return None
+
+
 class ModelRegistry:
     """The served models by name, in config order."""
 
@@ -659,6 +669,10 @@ class ModelRegistry:
             workers.append(ModelWorker(spec, predictor))
             progress(f"  {spec.name}: {predictor.task.task_type} task {predictor.task.name}, "
                      f"loaded in {time.perf_counter() - started:.1f} s")  # fmt: skip
+            recorded = recorded_max_seq_length(predictor)
+            if recorded is not None and recorded != predictor.max_seq_length:
+                progress(f"  {spec.name}: max_seq_length {predictor.max_seq_length} from the config, not the "
+                         f"{recorded} the model was exported with")  # fmt: skip
         registry = cls(workers)
         for worker in workers:
             worker.start()
