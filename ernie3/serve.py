@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ernie3.errors import UserError, run_cli
+from ernie3.logs import set_verbose
 
 logger = logging.getLogger("uvicorn.error")  # runtime messages appear in uvicorn's log, in its format
 
@@ -1063,15 +1064,6 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def quiet_native_logs(verbose: bool) -> None:
-    """Paddle's native pass logs (oneDNN/IR passes, `--- quantized 0 fused_conv2d ops`) only with --verbose."""
-    try:
-        from ernie3.logs import quiet_native_logs as quiet  # the project's shared mechanism (lead's ernie3/logs.py)
-    except ImportError:  # TODO(lead): drop this fallback once ernie3.logs is merged
-        return
-    quiet(verbose)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML serving config (see deploy/serving/README.md)")
@@ -1080,7 +1072,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--reuse_port", action="store_true", help="share the port with other replicas (Linux)")
     parser.add_argument("--verbose", action="store_true", help="also show Paddle's native logs (graph passes)")
     args = parser.parse_args(argv)
-    quiet_native_logs(args.verbose)
+    set_verbose(args.verbose)  # native pass logs and library INFO lines only with --verbose
 
     config = load_config(args.config)
     overrides = {"host": args.host, "port": args.port, "reuse_port": args.reuse_port or None}
