@@ -79,3 +79,35 @@ def _super_layer_norm_uses_public_layer_norm() -> None:
         return F.layer_norm(input, [feature_dim], weight=weight, bias=bias, epsilon=self._epsilon)
 
     SuperLayerNorm.forward = forward
+
+
+def trainer_class() -> type:
+    """paddlenlp's Trainer with fixes for paddlenlp 2.8.1 behaviour that breaks plain uses of it."""
+    from paddlenlp.trainer import Trainer
+
+    class FixedTrainer(Trainer):
+        def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
+            # paddlenlp 2.8.1 Trainer.predict asks for `prediction_loss_only=True` whenever `compute_metrics` is
+            # None (a run with --do_predict and no dev set), so it returns the loss and no predictions at all.
+            if self.compute_metrics is not None:
+                return super().predict(test_dataset, ignore_keys, metric_key_prefix)
+            self.compute_metrics = lambda prediction: {}
+            try:
+                return super().predict(test_dataset, ignore_keys, metric_key_prefix)
+            finally:
+                self.compute_metrics = None
+
+    return FixedTrainer
+
+
+def rotate_checkpoints_in_single_process(trainer) -> None:
+    """Apply `save_total_limit` in a single-process run; multi-process runs rotate upstream already.
+
+    paddlenlp 2.8.1 `Trainer._save_checkpoint` deletes old checkpoints only when `args.local_rank == 0`
+    ("Delete only by one process"), but a run without paddle.distributed.launch has local_rank -1, so
+    `save_total_limit` is silently ignored and every checkpoint is kept.
+    """
+    args = trainer.args
+    if args.local_rank == -1 and args.should_save_model_state and not args.use_hybrid_parallel:
+        # by step number, not mtime: a resumed run rewrites files, and mtimes of copied dirs mislead
+        trainer._rotate_checkpoints(use_mtime=False, output_dir=args.output_dir)
