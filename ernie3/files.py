@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import json
 import os
@@ -54,6 +55,21 @@ def make_public_like_umask(path: str, is_dir: bool) -> None:
     once renamed into place they must be readable like any other output (issue: exported models were 0700).
     """
     os.chmod(path, (0o777 if is_dir else 0o666) & ~current_umask())
+
+
+#: errors of a write that the user can fix: full disk or quota, read-only or unwritable place
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR)
+
+
+@contextlib.contextmanager
+def write_errors_as_user_errors(output: str) -> Iterator[None]:
+    """Turn a failed write inside the block (e.g. a library saving a checkpoint on a full disk) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        raise write_error(exc.filename or output, exc) from None
 
 
 def write_error(path: str, exc: OSError) -> UserError:

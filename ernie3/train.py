@@ -19,7 +19,7 @@ from ernie3.files import (
     foreign_entries,
     paths_overlap,
     remove_previous_outputs,
-    write_error,
+    write_errors_as_user_errors,
     write_json_atomic,
     write_run_record,
 )
@@ -265,7 +265,7 @@ def run(task_type: str, argv: Optional[Sequence[str]] = None, task_arguments: Se
 
     # Optimizer state in checkpoints is keyed by parameter names, which come from a process-wide counter:
     # a fresh name scope per run lets a run resume another run's checkpoint within one process too.
-    with paddle.utils.unique_name.guard():
+    with paddle.utils.unique_name.guard(), write_errors_as_user_errors("the output directory"):
         return _run(task_type, argv, task_arguments)
 
 
@@ -350,10 +350,7 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
                 logger.info(f"Resuming training from {checkpoint} (pass --overwrite_output_dir to start over)")
         resumed_total = checkpoint_total_loss(checkpoint)
         trainer.resumed_total_loss = resumed_total or 0.0
-        try:
-            train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        except OSError as exc:  # full disk or unwritable output while writing a checkpoint
-            raise write_error(exc.filename or output_dir, exc) from None
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
         metrics = dict(train_result.metrics)
         if checkpoint and trainer.state.global_step:
             # paddlenlp sums only the resumed steps' losses, then divides by all steps: add the recorded rest
