@@ -83,9 +83,42 @@ def _super_layer_norm_uses_public_layer_norm() -> None:
 
 def trainer_class() -> type:
     """paddlenlp's Trainer with fixes for paddlenlp 2.8.1 behaviour that breaks plain uses of it."""
+    import paddle.io as paddle_io
     from paddlenlp.trainer import Trainer
 
+    class _SeededEpochBatchSampler(paddle_io.DistributedBatchSampler):
+        def __init__(self, dataset, seed: int, **kwargs):
+            super().__init__(dataset, **kwargs)
+            self.seed = seed
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int) -> None:
+            super().set_epoch((self.seed * 1_000_003 + epoch) % 2**32)
+
     class FixedTrainer(Trainer):
+        def _get_train_sampler(self):
+            # paddlenlp 2.8.1 shuffles a single-process run with paddle.io.BatchSampler, i.e. with numpy's global
+            # RNG at the start of each epoch. A resumed run draws that permutation from a different RNG state,
+            # so its batches differ from the uninterrupted run's (and the "skip the trained batches" step skips
+            # the wrong ones). Multi-process runs use DistributedBatchSampler, whose order depends only on the
+            # epoch it is told: use that here too, seeded by --seed so that seeds still give different orders.
+            sampler = super()._get_train_sampler()
+            if not isinstance(sampler, paddle_io.BatchSampler) or isinstance(sampler, paddle_io.DistributedBatchSampler):
+                return sampler
+            return _SeededEpochBatchSampler(
+                self.train_dataset, self.args.seed, batch_size=self.args.per_device_train_batch_size,
+                num_replicas=1, rank=0, shuffle=True, drop_last=self.args.dataloader_drop_last,
+            )  # fmt: skip
+
+        def _load_from_checkpoint(self, resume_from_checkpoint=None):
+            super()._load_from_checkpoint(resume_from_checkpoint)
+            # paddlenlp 2.8.1 restores a checkpoint's RNG state (dropout) only after skipping the batches of a
+            # partly trained epoch; resuming from a checkpoint at an epoch boundary continues with fresh RNG
+            # state, so the resumed run drifts from the uninterrupted one. Restoring it here as well is harmless:
+            # the mid-epoch path restores it again after its skipping.
+            if resume_from_checkpoint and not self.args.should_load_sharding_stage1_model:
+                self._load_rng_state(resume_from_checkpoint)
+
         def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
             # paddlenlp 2.8.1 Trainer.predict asks for `prediction_loss_only=True` whenever `compute_metrics` is
             # None (a run with --do_predict and no dev set), so it returns the loss and no predictions at all.

@@ -149,6 +149,20 @@ def project_trainer_class() -> type:
             self._running_loss = None
             self.add_callback(StopOnNonFiniteLoss())
 
+        def train(self, *args: Any, **kwargs: Any) -> Any:
+            from paddlenlp.trainer.trainer_callback import ProgressCallback
+
+            try:
+                return super().train(*args, **kwargs)
+            except BaseException:
+                # end the progress bars' line, so that the error that stopped training starts on its own line
+                for callback in self.callback_handler.callbacks:
+                    if isinstance(callback, ProgressCallback):
+                        for bar in (callback.prediction_bar, callback.training_bar):
+                            if bar is not None:
+                                bar.close()
+                raise
+
         def _maybe_log_save_evaluate(self, tr_loss, *args, **kwargs):
             self._running_loss = tr_loss  # the loss summed since the last log, still to be added to the total
             return super()._maybe_log_save_evaluate(tr_loss, *args, **kwargs)
