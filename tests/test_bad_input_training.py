@@ -229,6 +229,20 @@ def test_training_refuses_foreign_or_overlapping_output_dirs(capsys, tiny_model_
     assert tree_digest(training_output) == before
 
 
+def test_training_overwrite_starts_over_and_leaves_nested_run_outputs(tiny_model_dir, tmp_path):
+    train_entry("seq_cls")(train_argv("seq_cls", tiny_model_dir, tmp_path, "--max_steps", "10", "--do_train"))
+    nested = tmp_path / "compress"  # e.g. a compress output kept inside the training output
+    nested.mkdir()
+    (nested / "ernie3_run.json").write_text('{"kind": "compress_seq_cls"}', encoding="utf-8")
+    (nested / "report.md").write_text("keep me", encoding="utf-8")
+    summary = train_entry("seq_cls")(
+        train_argv("seq_cls", tiny_model_dir, tmp_path, "--max_steps", "5", "--do_train", "--overwrite_output_dir")
+    )
+    assert summary["resumed_from"] is None
+    assert sorted(e for e in os.listdir(tmp_path) if e.startswith("checkpoint-")) == ["checkpoint-5"]
+    assert (nested / "report.md").read_text(encoding="utf-8") == "keep me"
+
+
 # --- 5. output paths checked before work; write failures leave the previous output ----------------------------------
 def test_output_paths_that_cannot_be_used(capsys, fine_tuned, tmp_path):
     a_file = tmp_path / "a_file"
