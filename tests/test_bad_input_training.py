@@ -283,6 +283,28 @@ def test_a_full_disk_during_export_keeps_the_previous_export(capsys, fine_tuned,
     assert sorted(os.listdir(tmp_path)) == ["ernie3_run.json", "export"]  # no staging leftovers
 
 
+def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_resume_skips_it(capsys, tiny_model_dir, tmp_path,
+                                                                                  monkeypatch):
+    import paddle
+
+    argv = train_argv("seq_cls", tiny_model_dir, tmp_path, "--max_steps", "10", "--do_train")
+    original = paddle.save
+
+    def save(obj, path, *args, **kwargs):
+        if "checkpoint-10" in str(path) and str(path).endswith(".pdopt"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return original(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(paddle, "save", save)
+    line = cli_error(capsys, train_entry("seq_cls"), argv)
+    assert line.startswith(f"error: could not write {tmp_path / 'checkpoint-10'}") and "No space left" in line
+    assert not (tmp_path / "best").exists()
+    monkeypatch.setattr(paddle, "save", original)
+    summary = train_entry("seq_cls")(argv)
+    assert summary["resumed_from"].endswith("checkpoint-5")
+    assert "checkpoint-10 was interrupted while being written" not in line  # the warning comes with the resume
+
+
 # --- 6. checkpoints: complete or skipped; resume = uninterrupted; save_total_limit ----------------------------------
 KILL_DRIVER = """
 import os, signal, sys
@@ -351,6 +373,22 @@ def test_a_run_killed_while_exporting_keeps_the_previous_export(fine_tuned, tmp_
 
 
 # --- 8. settings travel with the model; outputs readable; eval once; messages --------------------------------------
+def test_export_uses_the_settings_recorded_with_the_model(fine_tuned, tmp_path, monkeypatch):
+    from paddlenlp.utils.log import logger
+
+    best = fine_tuned["qa"] / "best"
+    argv = ["--task_name", "cmrc2018", "--model_name_or_path", str(best), "--output_dir", str(tmp_path), "--do_export"]
+    summary = train_entry("qa")(argv)
+    info = json.loads(open(os.path.join(summary["export_dir"], "ernie3_task.json"), encoding="utf-8").read())
+    assert info["max_seq_length"] == 64 and info["options"]["doc_stride"] == 24 and info["options"]["max_query_length"] == 24
+    warnings = []
+    monkeypatch.setattr(logger, "warning", lambda message, *args, **kwargs: warnings.append(str(message)))
+    summary = train_entry("qa")([*argv, "--max_seq_length", "48"])  # a flag wins, with a warning
+    info = json.loads(open(os.path.join(summary["export_dir"], "ernie3_task.json"), encoding="utf-8").read())
+    assert info["max_seq_length"] == 48 and info["options"]["doc_stride"] == 24
+    assert any("--max_seq_length 48 differs from the 64" in message for message in warnings)
+
+
 def test_outputs_follow_the_umask(fine_tuned, tmp_path):
     old = os.umask(0o022)
     try:
