@@ -225,7 +225,9 @@ def check_training_settings(namespace: argparse.Namespace, for_compression: bool
     if not _finite(epochs) or epochs < 0:
         raise UserError(f"--num_train_epochs must be a finite number >= 0, got {epochs}")
     if max_steps == 0 or max_steps < -1:
-        raise UserError(f"--max_steps must be a positive number of steps (or -1 to train --num_train_epochs), got {max_steps}")
+        raise UserError(
+            f"--max_steps must be a positive number of steps (or -1 to train --num_train_epochs), got {max_steps}"
+        )
     if max_steps == -1 and epochs == 0 and namespace.do_train:
         raise UserError("--num_train_epochs 0 trains nothing; give a positive number of epochs or --max_steps")
     for name in ("warmup_ratio",):
@@ -235,10 +237,13 @@ def check_training_settings(namespace: argparse.Namespace, for_compression: bool
     decay = getattr(namespace, "weight_decay", 0.0)
     if not _finite(decay) or decay < 0:
         raise UserError(f"--weight_decay must be a finite number >= 0, got {decay}")
-    strategies = {"evaluation_strategy": "eval_steps", "save_strategy": "save_steps", "logging_strategy": "logging_steps"}
+    strategies = {
+        "evaluation_strategy": "eval_steps", "save_strategy": "save_steps", "logging_strategy": "logging_steps"
+    }  # fmt: skip
     for strategy, steps_flag in strategies.items():
         steps = getattr(namespace, steps_flag, None)
-        if str(getattr(namespace, strategy, "")) in ("steps", "IntervalStrategy.STEPS") and steps is not None and steps <= 0:
+        by_steps = str(getattr(namespace, strategy, "")) in ("steps", "IntervalStrategy.STEPS")
+        if by_steps and steps is not None and steps <= 0:
             raise UserError(f"--{steps_flag} must be a positive number of steps with --{strategy} steps, got {steps}")
     if namespace.max_seq_length <= 0:
         raise UserError(f"--max_seq_length must be a positive number of tokens, got {namespace.max_seq_length}")

@@ -103,7 +103,8 @@ def trainer_class() -> type:
             # the wrong ones). Multi-process runs use DistributedBatchSampler, whose order depends only on the
             # epoch it is told: use that here too, seeded by --seed so that seeds still give different orders.
             sampler = super()._get_train_sampler()
-            if not isinstance(sampler, paddle_io.BatchSampler) or isinstance(sampler, paddle_io.DistributedBatchSampler):
+            single_process = isinstance(sampler, paddle_io.BatchSampler)
+            if not single_process or isinstance(sampler, paddle_io.DistributedBatchSampler):
                 return sampler
             return _SeededEpochBatchSampler(
                 self.train_dataset, self.args.seed, batch_size=self.args.per_device_train_batch_size,

@@ -315,7 +315,8 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
     model_config = read_model_config(model_dir)
     check_compression_settings(args, model_config, eval_args)
     output_dir = args.output_dir
-    prepare_compress_output(task, output_dir, model_dir, [data_args.train_file, data_args.dev_file], args.overwrite_output_dir)
+    data_files = [data_args.train_file, data_args.dev_file]
+    prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
 
     tokenizer = load_tokenizer(model_dir)
     check_max_seq_length(data_args.max_seq_length, tokenizer, model_config.get("max_position_embeddings"))

@@ -140,7 +140,8 @@ def project_trainer_class() -> type:
         def on_log(self, args, state, control, logs=None, **kwargs):
             for key in ("loss", "eval_loss"):
                 if logs and key in logs:
-                    check_finite_loss(float(logs[key]), state.global_step, "dev loss" if key == "eval_loss" else "training loss")
+                    what = "dev loss" if key == "eval_loss" else "training loss"
+                    check_finite_loss(float(logs[key]), state.global_step, what)
 
     class ProjectTrainer(compat.trainer_class()):
         def __init__(self, *args: Any, task: Task, max_seq_length: int, **kwargs: Any):
@@ -177,9 +178,8 @@ def project_trainer_class() -> type:
             path = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             if self.args.should_save:
                 write_task_info(path, self.task, self.max_seq_length)
-                write_json_atomic(
-                    os.path.join(path, CHECKPOINT_DONE_FILE), {"global_step": self.state.global_step, "total_loss": total}
-                )
+                done = {"global_step": self.state.global_step, "total_loss": total}
+                write_json_atomic(os.path.join(path, CHECKPOINT_DONE_FILE), done)
             compat.rotate_checkpoints_in_single_process(self)
 
         def save_metrics(self, split, metrics, combined=True):
@@ -251,10 +251,13 @@ def prepare_training_output(
     foreign = foreign_entries(output_dir, kind, TRAIN_LAYOUT)
     if foreign and (training_args.overwrite_output_dir or writes_models):
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        action = "--overwrite_output_dir would delete" if training_args.overwrite_output_dir else "the run would mix its outputs with"
+        if training_args.overwrite_output_dir:
+            action = "--overwrite_output_dir would delete"
+        else:
+            action = "the run would mix its outputs with"
         raise UserError(
-            f"--output_dir: {output_dir} holds {shown}, which no previous {TRAINING_SCRIPTS[task.task_type]} run wrote; "
-            f"{action} them: choose a new or empty --output_dir"
+            f"--output_dir: {output_dir} holds {shown}, which no previous {TRAINING_SCRIPTS[task.task_type]} run "
+            f"wrote; {action} them: choose a new or empty --output_dir"
         )
     if requested["do_train"]:
         check_replaceable_model_dir(os.path.join(output_dir, BEST_MODEL_DIR), "--output_dir")
@@ -369,7 +372,7 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
         if checkpoint and trainer.state.global_step:
             # paddlenlp sums only the resumed steps' losses, then divides by all steps: add the recorded rest
             if resumed_total is None:
-                logger.warning(f"{checkpoint} does not record the loss so far: train_loss covers the resumed steps only")
+                logger.warning(f"{checkpoint} records no loss so far: train_loss covers the resumed steps only")
             else:
                 metrics["train_loss"] += resumed_total / trainer.state.global_step
         check_finite_loss(metrics["train_loss"], trainer.state.global_step)
