@@ -8,4 +8,4 @@ from ernie3.errors import run_cli
 from ernie3.tasks.qa import QAArguments
 
 if __name__ == "__main__":
-    run_cli(lambda: run("qa", task_arguments=[QAArguments]))
+    run_cli(lambda: print(run("qa", task_arguments=[QAArguments])["markdown"], flush=True))  # the report is the result: stdout

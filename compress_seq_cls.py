@@ -7,4 +7,4 @@ from ernie3.compress import run
 from ernie3.errors import run_cli
 
 if __name__ == "__main__":
-    run_cli(lambda: run("seq_cls"))
+    run_cli(lambda: print(run("seq_cls")["markdown"], flush=True))  # the report is the result: stdout

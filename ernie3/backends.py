@@ -5,6 +5,7 @@ Pre- and post-processing live in the task definitions; the Predictor (ernie3/pre
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -66,6 +67,14 @@ def is_quantized_model(program_file: str) -> bool:
         raise UserError(f"{program_file} is not a Paddle static program") from None
     op_types = {desc.block(b).op(o).type() for b in range(desc.num_blocks()) for o in range(desc.block(b).op_size())}
     return bool(op_types & QUANT_OPS)
+
+
+def paddle_error_summary(exc: BaseException) -> str:
+    """The one informative line of a Paddle C++ error report (its `[Hint: ...]` or first non-empty line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    hint = next((line for line in lines if line.startswith("[Hint:")), None)
+    summary = hint or (lines[0] if lines else type(exc).__name__)
+    return re.sub(r"\s*\(at /paddle/[^)]*\)", "", summary)[:200]  # the C++ source location helps nobody here
 
 
 @dataclass
@@ -195,7 +204,16 @@ class PaddleBackend:
         config.disable_glog_info()
         config.switch_ir_optim(True)
         self.device, self.precision = device, precision
-        self.predictor = paddle_infer.create_predictor(config)
+        from ernie3.logs import native_output_captured
+
+        try:
+            with native_output_captured("Paddle Inference"):  # its IR passes print dozens of lines per load
+                self.predictor = paddle_infer.create_predictor(config)
+        except Exception as exc:  # paddle raises ValueError/RuntimeError/OSError with a multi-line C++ report
+            raise UserError(
+                f"Paddle Inference could not load {program} + {os.path.basename(params)}: the files are damaged, "
+                f"truncated or of different models ({paddle_error_summary(exc)})"
+            ) from None
         self.input_names = list(self.predictor.get_input_names())
         self.output_names = list(self.predictor.get_output_names())
 

@@ -8,22 +8,33 @@ from typing import Any, Optional, Sequence
 
 from ernie3.errors import UserError
 from ernie3.files import read_lines
-from ernie3.inference import resolve_model_path
+from ernie3.inference import check_positive, resolve_model_path
+from ernie3.logs import set_verbose
 
 
-def read_inputs(path: str, task_type: str) -> list[Any]:
-    """One input per non-blank line: a sentence; `text<TAB>text_pair` for pair tasks; a JSON object for QA."""
+def read_inputs(path: str, task: Any) -> list[Any]:
+    """One input per non-blank line: a sentence; `text<TAB>text_pair` for pair tasks; a JSON object for QA.
+
+    Each line is checked by the task's own input rules here, so that an error names its line.
+    """
+    from ernie3.tasks import RecordError
+
     inputs: list[Any] = []
     for line_number, line in read_lines(path, "--input_file"):
-        if task_type == "qa":
+        if task.task_type == "qa":
             try:
-                inputs.append(json.loads(line))
+                value: Any = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path}:{line_number}: expected a JSON object with question and context ({exc.msg})") from None
         elif "\t" in line:
-            inputs.append(line.split("\t", 1))
+            value = line.split("\t", 1)
         else:
-            inputs.append(line)
+            value = line
+        try:
+            task.example_from_text(value)
+        except RecordError as exc:
+            raise UserError(f"{path}:{line_number}: {exc}") from None
+        inputs.append(value)
     return inputs
 
 
@@ -56,7 +67,10 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
         parser.add_argument("--num_threads", type=int, default=2)
     else:
         parser.add_argument("--use_trt", action="store_true", help="run through TensorRT")
+    parser.add_argument("--verbose", action="store_true", help="show Paddle's native logs (pass logs on model load)")
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
+    check_positive(args, "batch_size", "num_threads")
 
     from ernie3.inference import tensorrt_options
 
@@ -72,7 +86,7 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
         num_threads=getattr(args, "num_threads", 1), batch_size=args.batch_size, tensorrt=tensorrt,
     )  # fmt: skip
     task_type = predictor.task.task_type
-    inputs = read_inputs(args.input_file, task_type) if args.input_file else inputs_from_arguments(args, task_type)
+    inputs = read_inputs(args.input_file, predictor.task) if args.input_file else inputs_from_arguments(args, task_type)
     if not inputs:
         raise UserError("no input: pass --text (or --question/--context for QA) or --input_file")
     try:

@@ -62,11 +62,25 @@ def apply_recorded_settings(
 
 
 def read_task_info(directory: str) -> dict:
+    """The task record of a model directory, checked: a damaged record is one clear error naming the field."""
     path = os.path.join(directory, TASK_INFO_FILE)
     if not os.path.isfile(path):
         raise UserError(f"{directory} has no {TASK_INFO_FILE}: not a model exported by this toolkit's --do_export")
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            info = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: damaged task record ({exc})") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path}: damaged task record (expected a JSON object)")
+    if not isinstance(info.get("task_name"), str):
+        raise UserError(f"{path}: damaged task record (field 'task_name' missing or not a string)")
+    length = info.get("max_seq_length")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise UserError(f"{path}: damaged task record (field 'max_seq_length' must be a positive integer, got {length!r})")
+    if not isinstance(info.get("labels", []), list) or not isinstance(info.get("options", {}), dict):
+        raise UserError(f"{path}: damaged task record (field 'labels' must be a list and 'options' an object)")
+    return info
 
 
 def task_of_model_dir(directory: str, expected_type: Optional[str] = None) -> Task:
@@ -92,7 +106,9 @@ def export_inference_model(model: Any, tokenizer: Any, task: Task, output_dir: s
         # to_static converts the layer in place; export a copy so the caller can keep using the dynamic model
         export_model(copy.deepcopy(model), input_spec=task.input_spec(), path=staging)
         tokenizer.save_pretrained(staging)
-        write_task_info(staging, task, max_seq_length)
+        # the longest input the exported graph can take: stages that read the model check lengths against it
+        limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        write_task_info(staging, task, max_seq_length, **({"max_position_embeddings": limit} if limit else {}))
     model_file = os.path.join(output_dir, STATIC_MODEL_PREFIX + ".pdmodel")
     if not os.path.isfile(model_file):
         raise UserError(f"export wrote no {model_file}; is FLAGS_enable_pir_api set to 1 in the environment?")

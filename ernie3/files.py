@@ -30,7 +30,7 @@ def read_lines(path: str, flag: str, keep_blank: bool = False) -> Iterator[tuple
     if not os.path.isfile(path):
         raise UserError(f"{flag}: file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # a BOM (Windows editors) is accepted in every format
             for line_number, line in enumerate(handle, start=1):
                 line = line.rstrip("\r\n")
                 if line.strip():
@@ -104,6 +104,21 @@ def atomic_file(path: str) -> Iterator[Any]:
         if isinstance(exc, OSError):
             raise write_error(path, exc) from None
         raise
+
+
+def check_output_file(path: str, flag: str) -> str:
+    """An output file path that can be written: not a directory, in a directory that exists or can be made."""
+    if os.path.isdir(path):
+        raise UserError(f"{flag}: {path} is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    existing = parent
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"{flag}: cannot create {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}: cannot write {path}: no write permission in {existing}")
+    return path
 
 
 def write_json_lines_atomic(path: str, records: Iterable[dict]) -> None:

@@ -3,7 +3,6 @@ throughput and latency percentiles after warm-up."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from typing import Optional, Sequence
@@ -12,6 +11,8 @@ import numpy as np
 
 from ernie3.backends import TensorRTOptions
 from ernie3.errors import UserError
+from ernie3.files import check_output_file, write_json_atomic
+from ernie3.logs import set_verbose
 
 
 def resolve_model_path(model_path: str) -> str:
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_examples", type=int, help="use only the first N dev examples")
     parser.add_argument("--perf", action="store_true", help="also measure throughput and latency after warm-up")
     parser.add_argument("--output_file", help="write the metrics (and perf figures) as JSON here")
+    parser.add_argument("--verbose", action="store_true", help="show Paddle's native logs (pass logs on model load)")
     return parser
 
 
@@ -76,8 +78,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from ernie3.tasks import get_task
 
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.num_threads < 1:
-        raise UserError("--batch_size and --num_threads must be at least 1")
+    set_verbose(args.verbose)
+    check_positive(args, "batch_size", "num_threads", "max_examples", "max_seq_length", "trt_workspace_size")
+    if args.output_file:
+        check_output_file(args.output_file, "--output_file")
     if (args.use_trt or args.collect_shape) and args.device != "gpu":
         raise UserError("--use_trt/--collect_shape need --device gpu (TensorRT runs on NVIDIA GPUs only)")
     model_path = resolve_model_path(args.model_path)
@@ -112,9 +116,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
               f"(batch {args.batch_size}, {args.num_threads} threads); batch latency p50 {perf['latency_p50_ms']:.1f} ms, "
               f"p90 {perf['latency_p90_ms']:.1f} ms, p99 {perf['latency_p99_ms']:.1f} ms")  # fmt: skip
     if args.output_file:
-        with open(args.output_file, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, ensure_ascii=False, indent=2)
+        write_json_atomic(args.output_file, report)
     return report
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Count-like flags must be whole numbers >= 1 when given (0 would divide by zero or select nothing)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{name} must be at least 1, got {value}")
 
 
 def measure(predictor, examples: list, first_pass_seconds: float) -> dict:

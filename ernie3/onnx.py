@@ -1,16 +1,20 @@
 """paddle2onnx export of static models and ONNX Runtime dynamic INT8 quantization."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from typing import Optional
 
-from ernie3.backends import find_static_model
+from ernie3.backends import PaddleBackend, find_static_model, is_quantized_model
 from ernie3.errors import UserError
 from ernie3.export import TASK_INFO_FILE
+from ernie3.logs import native_output_captured, set_verbose
 
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
+#: the opsets paddle2onnx 2.1 converts to (it aborts the process outside them)
+MIN_OPSET, MAX_OPSET = 7, 21
 # Files that let an ONNX model directory be used by the Predictor like a Paddle one.
 SIDE_FILES = (TASK_INFO_FILE, "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -20,14 +24,28 @@ def export_onnx(model_dir: str, output_dir: Optional[str] = None, opset_version:
     import paddle2onnx
 
     program, params = find_static_model(model_dir, prefix)
+    # paddle2onnx aborts the whole process (SIGABRT) on these instead of raising: check them first
+    if not MIN_OPSET <= opset_version <= MAX_OPSET:
+        raise UserError(f"--opset_version {opset_version}: paddle2onnx supports opsets {MIN_OPSET} to {MAX_OPSET}")
+    if is_quantized_model(program):
+        raise UserError(
+            f"{program} is a Paddle INT8 model, which paddle2onnx cannot convert: export the float model "
+            "(e.g. the compress output's float/) and add --quantize for ONNX Runtime INT8"
+        )
+    PaddleBackend(program)  # damaged or mismatched files: one clear error here, not paddle2onnx's exit(255)
     output_dir = output_dir or model_dir
+    if os.path.isfile(output_dir):
+        raise UserError(f"--output_dir: {output_dir} is a file, not a directory")
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, ONNX_FILE)
     partial = target + ".partial"
     try:
-        paddle2onnx.export(program, params, save_file=partial, opset_version=opset_version, enable_onnx_checker=True)
-    except Exception as exc:  # paddle2onnx raises plain Exceptions for unsupported programs
-        raise UserError(f"paddle2onnx could not convert {program}: {str(exc).splitlines()[0][:200]}") from None
+        with native_output_captured("paddle2onnx"):  # it prints its progress (and Polygraphy's hints) to stdout
+            paddle2onnx.export(program, params, save_file=partial, opset_version=opset_version, enable_onnx_checker=True)
+    except (Exception, SystemExit) as exc:  # plain Exceptions for unsupported programs; sys.exit on load failures
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise UserError(f"paddle2onnx could not convert {program}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
     os.replace(partial, target)
     copy_side_files(os.path.dirname(program), output_dir)
     return target
@@ -77,7 +95,8 @@ def quantize_onnx_dynamic(onnx_file: str, output_file: Optional[str] = None) -> 
     prepared = output_file + ".prepared.onnx"
     onnx.save(model, prepared)
     try:
-        quantize_dynamic(prepared, output_file + ".partial", weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+        with native_output_captured("onnxruntime quantization"):  # it warns about pre-processing on every call
+            quantize_dynamic(prepared, output_file + ".partial", weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
     finally:
         os.remove(prepared)
     os.replace(output_file + ".partial", output_file)
@@ -124,7 +143,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--dev_file", help="check agreement with Paddle Inference on these examples")
     parser.add_argument("--max_examples", type=int, default=200)
     parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true", help="show paddle2onnx's and Paddle's own logs")
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
+    for name in ("max_examples", "num_threads"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
 
     task = task_of_model_dir(args.model_path)
     onnx_file = export_onnx(args.model_path, args.output_dir, args.opset_version)

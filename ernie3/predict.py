@@ -33,15 +33,14 @@ class Predictor:
         """`model_path`: a model directory written by --do_export or the compress scripts, a static program
         file, or an .onnx file; the tokenizer and ernie3_task.json are read from the same directory."""
         from paddlenlp.data import DataCollatorWithPadding
-        from paddlenlp.transformers import AutoTokenizer
 
         model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
         if not os.path.exists(model_path):
             raise UserError(f"model path not found: {model_path}")
         self.task = task_of_model_dir(model_dir)
-        self.max_seq_length = max_seq_length or read_task_info(model_dir)["max_seq_length"]
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer = load_model_tokenizer(model_dir)
+        self.max_seq_length = checked_max_seq_length(model_dir, max_seq_length, self.tokenizer)
         # oneDNN compiles kernels per input shape: rounding sequence lengths up to a multiple of 16 bounds how many
         # shapes a long-running service meets (and some of its memory growth); padded positions are masked out
         self.collate = DataCollatorWithPadding(self.tokenizer, return_tensors="np", pad_to_multiple_of=SEQUENCE_BUCKET)
@@ -83,6 +82,36 @@ class Predictor:
         {"question": ..., "context": ...} for qa."""
         examples = [self.task.example_from_text(text) for text in texts]
         return self.predict(examples)
+
+
+def checked_max_seq_length(model_dir: str, requested: Optional[int], tokenizer: Any) -> int:
+    """The length the model was exported with, or the requested one when it fits the model (said when they differ)."""
+    info = read_task_info(model_dir)
+    recorded = info["max_seq_length"]
+    if requested is None or requested == recorded:
+        return recorded
+    limit = info.get("max_position_embeddings")
+    if limit and requested > limit:
+        raise UserError(f"max_seq_length {requested} exceeds the model's {limit} position embeddings")
+    if requested <= tokenizer.num_special_tokens_to_add(pair=True):
+        raise UserError(f"max_seq_length {requested} leaves no room for text after the special tokens")
+    from paddlenlp.utils.log import logger
+
+    logger.warning(f"{model_dir} was exported with max_seq_length {recorded}; using {requested} as asked")
+    return requested
+
+
+def load_model_tokenizer(model_dir: str) -> Any:
+    """The tokenizer saved beside an exported model; a missing or damaged one is one clear error."""
+    from paddlenlp.transformers import AutoTokenizer
+
+    if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
+        raise UserError(f"{model_dir} has no vocab.txt: the tokenizer saved with the model is missing")
+    try:
+        return AutoTokenizer.from_pretrained(model_dir)
+    except Exception as exc:  # paddlenlp raises JSONDecodeError/OSError/TypeError for damaged tokenizer files
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{model_dir}: the tokenizer files are damaged ({reason})") from None
 
 
 #: value of padded positions when sequence outputs of different batch lengths are stacked (as the Trainer pads)

@@ -369,3 +369,67 @@ def test_real_cmrc2018_trial_flaws_are_reported_or_skipped_on_request():
     with pytest.raises(UserError, match=r"question 'TRIAL_\d+_QUERY_\d+' \(data\[\d+\]\.paragraphs\[0\]\.qas\[\d+\]\): field 'question' is empty"):
         load_examples(TASK, "train", path)
     assert len(load_examples(TASK, "train", path, skip_invalid=True)) == 1002 - 2  # its 2 empty questions
+
+
+def official_cmrc_scores(references: dict, predictions: dict) -> tuple[float, float]:
+    """The official cmrc2018_evaluate.py (v5), transcribed line by line to Python 3 as the test's oracle:
+    its own loops, its own find_lcs matrix, nltk.word_tokenize on non-Chinese runs (Punkt skipped: no data here)."""
+    import re
+
+    import nltk
+
+    sp_char = ['-', ':', '_', '*', '^', '/', '\\', '~', '`', '+', '=', '，', '。', '：', '？', '！', '“', '”', '；', '’',
+               '《', '》', '……', '·', '、', '「', '」', '（', '）', '－', '～', '『', '』']  # fmt: skip
+
+    def segments(in_str, rm_punc):
+        in_str = str(in_str).lower().strip()
+        out, temp = [], ""
+        for char in in_str:
+            if rm_punc and char in sp_char:
+                continue
+            if re.search("[\u4e00-\u9fa5]", char) or char in sp_char:
+                if temp != "":
+                    out.extend(nltk.word_tokenize(temp, preserve_line=True))
+                    temp = ""
+                out.append(char)
+            else:
+                temp += char
+        if temp != "":
+            out.extend(nltk.word_tokenize(temp, preserve_line=True))
+        return out
+
+    def lcs_length(s1, s2):
+        m = [[0] * (len(s2) + 1) for _ in range(len(s1) + 1)]
+        best = 0
+        for i in range(len(s1)):
+            for j in range(len(s2)):
+                if s1[i] == s2[j]:
+                    m[i + 1][j + 1] = m[i][j] + 1
+                    best = max(best, m[i + 1][j + 1])
+        return best
+
+    f1 = em = 0.0
+    for query_id, answers in references.items():
+        prediction = predictions[query_id]
+        scores = []
+        for answer in answers:
+            a, p = segments(answer, True), segments(prediction, True)
+            n = lcs_length(a, p)
+            scores.append(0 if n == 0 else 2 * (n / len(p)) * (n / len(a)) / (n / len(p) + n / len(a)))
+        f1 += max(scores)
+        clean = lambda text: "".join(c for c in str(text).lower().strip() if c not in sp_char)  # noqa: E731
+        em += int(any(clean(answer) == clean(prediction) for answer in answers))
+    return 100.0 * f1 / len(references), 100.0 * em / len(references)
+
+
+def test_cmrc_scores_equal_the_official_script_on_mixed_text():
+    """Dashes (—, –), quotes, contractions and mixed Chinese/English: nltk's own tokenizer, as the official script."""
+    with open(fixture_path("cmrc2018", "mixed_predictions.json"), encoding="utf-8") as handle:
+        fixture = json.load(handle)
+    f1, em = official_cmrc_scores(fixture["references"], fixture["predictions"])
+    scores = cmrc_scores(fixture["references"], fixture["predictions"])
+    assert scores["f1"] == pytest.approx(f1, abs=1e-3) and scores["em"] == pytest.approx(em, abs=1e-3)
+    # nltk's word splitting, which the old hand-written copy got wrong
+    assert mixed_segmentation("1997年——2001年") == ["1997", "年", "—", "—", "2001", "年"]
+    assert mixed_segmentation("don't 'that") == ["do", "n't", "'", "that"]
+    assert mixed_segmentation("″—40") == ["″", "—", "40"]

@@ -157,3 +157,23 @@ def test_raw_input_of_the_right_shape():
 
     assert get_task("afqmc").example_from_text(["花呗怎么还", "花呗如何还款"])["text_b"] == "花呗如何还款"
     assert get_task("tnews").example_from_text("球队赢得冠军")["text_b"] is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("\u200b\u200d", "text 1 is empty"),           # zero-width only, as whitespace-only
+    (" \t\ufeff", "text 1 is empty"),
+    ("好\ud800", "lone surrogate at character 1"),  # JSON can carry it; no tokenizer can
+])  # fmt: skip
+def test_invisible_or_invalid_texts_are_refused_like_empty_ones(text, message):
+    from ernie3.tasks import RecordError, get_task
+
+    with pytest.raises(RecordError, match=message):
+        get_task("tnews").example_from_text(text)
+    with pytest.raises(RecordError, match=message.replace("text 1", "the text")):
+        get_task("msra_ner").example_from_text(text)
+
+
+def test_a_utf8_bom_is_accepted_in_json_lines(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes('\ufeff{"label": "100", "sentence": "球队赢得冠军"}\n'.encode("utf-8"))
+    assert load_examples(get_task("tnews"), "dev", str(path))[0]["text_a"] == "球队赢得冠军"

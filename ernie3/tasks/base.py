@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional, Sequence, Union
 
@@ -17,6 +18,21 @@ class RecordError(ValueError):
     """A record that does not fit the task's format; the message names the field."""
 
 
+def is_blank(text: str) -> bool:
+    """Nothing a model could read: only white space and invisible format characters (zero-width space, BOM, ...)."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
+def check_text(text: str, what: str) -> str:
+    """A text the tokenizer can take: not blank, and valid Unicode (JSON can carry lone surrogates such as \ud800)."""
+    if is_blank(text):
+        raise RecordError(f"{what} is empty")
+    bad = next((index for index, char in enumerate(text) if "\ud800" <= char <= "\udfff"), None)
+    if bad is not None:
+        raise RecordError(f"{what} holds a lone surrogate at character {bad} (not valid Unicode text)")
+    return text
+
+
 def text_field(record: Mapping[str, Any], key: str) -> str:
     """A required, non-empty string field of a raw record."""
     if key not in record:
@@ -24,9 +40,7 @@ def text_field(record: Mapping[str, Any], key: str) -> str:
     value = record[key]
     if not isinstance(value, str):
         raise RecordError(f"field '{key}' must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise RecordError(f"field '{key}' is empty")
-    return value
+    return check_text(value, f"field '{key}'")
 
 
 @dataclass

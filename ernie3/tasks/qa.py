@@ -250,7 +250,7 @@ def load_json_document(path: str, flag: str) -> Any:
     if not os.path.isfile(path):
         raise UserError(f"{flag}: file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # a BOM is accepted, as for every other format
             return json.load(handle)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None

@@ -5,7 +5,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ernie3.tasks.base import Encoded, RecordError, Task, text_field
+from ernie3.tasks.base import Encoded, RecordError, Task, check_text, text_field
 
 TextReader = Callable[[Mapping[str, Any]], tuple[str, Optional[str]]]
 
@@ -60,8 +60,8 @@ class SeqClsTask(Task):
         else:
             raise RecordError(f"{self.name} classifies single texts: expected a text string, not a pair")
         for position, piece in enumerate(pieces):
-            if piece is not None and not piece.strip():
-                raise RecordError(f"text {position + 1} is empty")
+            if piece is not None:
+                check_text(piece, f"text {position + 1}")
         return {"id": None, "text_a": pieces[0], "text_b": pieces[1], "label": None}
 
     def convert_example(self, example: Mapping[str, Any], tokenizer: Any, max_seq_length: int) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 from ernie3.errors import UserError
 from ernie3.files import read_lines
 from ernie3.metrics import chunk_scores, tag_entities
-from ernie3.tasks.base import Encoded, RecordError, RecordLocation, Task
+from ernie3.tasks.base import Encoded, RecordError, RecordLocation, Task, check_text
 
 #: label of positions the loss and the metric skip: special tokens, padding, word pieces after the first
 IGNORE_INDEX = -100
@@ -51,8 +51,9 @@ class TokenClsTask(Task):
             raise RecordError("missing field 'tokens'")
         if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, str) for t in tokens):
             raise RecordError("field 'tokens' must be a list of strings")
-        if not tokens or not "".join(tokens).strip():
+        if not tokens:
             raise RecordError("the text is empty")
+        check_text("".join(tokens), "the text")
         for position, token in enumerate(tokens):
             if not token:
                 raise RecordError(f"token {position + 1} is empty")
@@ -80,8 +81,7 @@ class TokenClsTask(Task):
         """An example from a raw sentence: each character is a token."""
         if not isinstance(text, str):
             raise RecordError("expected a text string")
-        if not text.strip():
-            raise RecordError("the text is empty")
+        check_text(text, "the text")
         return {"id": None, "tokens": list(text), "text": text, "labels": None}
 
     # -- features -------------------------------------------------------------------------------------------------
