@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Optional
 
 
 def configure_environment() -> None:
@@ -85,6 +86,7 @@ def trainer_class() -> type:
     """paddlenlp's Trainer with fixes for paddlenlp 2.8.1 behaviour that breaks plain uses of it."""
     import paddle.io as paddle_io
     from paddlenlp.trainer import Trainer
+    from paddlenlp.trainer.trainer_utils import TrainOutput
 
     class _SeededEpochBatchSampler(paddle_io.DistributedBatchSampler):
         def __init__(self, dataset, seed: int, **kwargs):
@@ -96,6 +98,19 @@ def trainer_class() -> type:
             super().set_epoch((self.seed * 1_000_003 + epoch) % 2**32)
 
     class FixedTrainer(Trainer):
+        #: sum of the training losses of the steps before the checkpoint a run resumes from (None: unknown)
+        loss_before_resume: Optional[float] = 0.0
+
+        def train(self, resume_from_checkpoint=None, *args, **kwargs):
+            output = super().train(resume_from_checkpoint, *args, **kwargs)
+            # paddlenlp 2.8.1 sums the losses of the resumed steps only, then divides by all steps (global_step):
+            # a resumed run reports a train_loss far from the uninterrupted run's. Add the steps before.
+            if resume_from_checkpoint and self.state.global_step and self.loss_before_resume is not None:
+                loss = output.training_loss + self.loss_before_resume / self.state.global_step
+                output.metrics["train_loss"] = loss
+                output = TrainOutput(output.global_step, loss, output.metrics)
+            return output
+
         def _get_train_sampler(self):
             # paddlenlp 2.8.1 shuffles a single-process run with paddle.io.BatchSampler, i.e. with numpy's global
             # RNG at the start of each epoch. A resumed run draws that permutation from a different RNG state,

@@ -172,7 +172,7 @@ def project_trainer_class() -> type:
             from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR
 
             running = float(self._running_loss.item()) if self._running_loss is not None else 0.0
-            total = self._total_loss_scalar + running + getattr(self, "resumed_total_loss", 0.0)
+            total = self._total_loss_scalar + running + (self.loss_before_resume or 0.0)
             check_finite_loss(total, self.state.global_step)
             super()._save_checkpoint(model, metrics)
             path = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
@@ -365,16 +365,11 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
             checkpoint = last_complete_checkpoint(output_dir)
             if checkpoint:
                 logger.info(f"Resuming training from {checkpoint} (pass --overwrite_output_dir to start over)")
-        resumed_total = checkpoint_total_loss(checkpoint)
-        trainer.resumed_total_loss = resumed_total or 0.0
+        trainer.loss_before_resume = checkpoint_total_loss(checkpoint)
+        if trainer.loss_before_resume is None:
+            logger.warning(f"{checkpoint} records no loss so far: train_loss covers the resumed steps only")
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         metrics = dict(train_result.metrics)
-        if checkpoint and trainer.state.global_step:
-            # paddlenlp sums only the resumed steps' losses, then divides by all steps: add the recorded rest
-            if resumed_total is None:
-                logger.warning(f"{checkpoint} records no loss so far: train_loss covers the resumed steps only")
-            else:
-                metrics["train_loss"] += resumed_total / trainer.state.global_step
         check_finite_loss(metrics["train_loss"], trainer.state.global_step)
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
