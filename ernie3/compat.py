@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Optional
 
 
@@ -157,6 +158,15 @@ def rotate_checkpoints_in_single_process(trainer) -> None:
     `save_total_limit` is silently ignored and every checkpoint is kept.
     """
     args = trainer.args
-    if args.local_rank == -1 and args.should_save_model_state and not args.use_hybrid_parallel:
-        # by step number, not mtime: a resumed run rewrites files, and mtimes of copied dirs mislead
-        trainer._rotate_checkpoints(use_mtime=False, output_dir=args.output_dir)
+    if args.local_rank != -1 or not args.should_save_model_state or args.use_hybrid_parallel:
+        return
+    best = trainer.state.best_model_checkpoint
+    if best:
+        # upstream finds the best checkpoint by exact path string among the globbed ones (a ValueError otherwise):
+        # a run resumed with the output dir spelled differently (relative/absolute) must still protect it
+        local = os.path.join(args.output_dir, os.path.basename(os.path.normpath(best)))
+        if not os.path.isdir(local):
+            return  # the best checkpoint lives elsewhere; rotating could not protect it, so keep everything
+        trainer.state.best_model_checkpoint = str(Path(local))
+    # by step number, not mtime: a resumed run rewrites files, and mtimes of copied dirs mislead
+    trainer._rotate_checkpoints(use_mtime=False, output_dir=args.output_dir)
