@@ -32,11 +32,7 @@ def apply_recorded_settings(
     path = os.path.join(model_dir, TASK_INFO_FILE)
     if not os.path.isfile(path):
         return task, max_seq_length
-    try:
-        with open(path, encoding="utf-8") as handle:
-            info = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: unreadable task record ({exc})") from None
+    info = read_task_info(model_dir)
     recorded = {"max_seq_length": info.get("max_seq_length"), **(info.get("options") or {})}
     current = {"max_seq_length": max_seq_length, **task.options}
     chosen = {}

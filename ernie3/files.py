@@ -230,9 +230,11 @@ def read_run_record(directory: str) -> Optional[dict]:
 def foreign_entries(output_dir: str, kind: str, layout: Sequence[str]) -> list[str]:
     """Entries of `output_dir` that are not outputs of a previous `kind` run (by its record and its layout).
 
-    Sub-directories that are outputs of other runs of this toolkit (their own record), such as a compress output
-    inside a training output, are not foreign: they are left alone, never deleted.
+    Sub-directories that are outputs of other runs of this toolkit (their own record, or the task record every
+    model directory it writes carries), such as a compress output or an ONNX export inside a training output, are
+    not foreign: they are left alone, never deleted.
     """
+    from ernie3.export import TASK_INFO_FILE
     if not os.path.isdir(output_dir) or not os.listdir(output_dir):
         return []
     record = read_run_record(output_dir)
@@ -243,8 +245,9 @@ def foreign_entries(output_dir: str, kind: str, layout: Sequence[str]) -> list[s
         full = os.path.join(output_dir, entry)
         if entry == RUN_RECORD or any(fnmatch.fnmatch(entry, p) for p in (*layout, *LEFTOVER_PATTERNS)):
             continue
-        if os.path.isdir(full) and not os.path.islink(full) and read_run_record(full) is not None:
-            continue
+        if os.path.isdir(full) and not os.path.islink(full):
+            if read_run_record(full) is not None or os.path.isfile(os.path.join(full, TASK_INFO_FILE)):
+                continue
         foreign.append(entry)
     return foreign
 

@@ -230,7 +230,7 @@ def check_replaceable_model_dir(path: str, flag: str) -> None:
 
 
 def prepare_training_output(
-    task: Task, model_args: Any, data_args: Any, training_args: Any, requested: dict[str, bool]
+    task: Task, model_args: Any, training_args: Any, requested: dict[str, bool]
 ) -> Optional[str]:
     """Check every output location before any work; returns the export dir if --do_export.
 
@@ -306,7 +306,7 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
     if local_model:
         # a fine-tuned model brings the settings it was trained with, unless a flag says otherwise
         task, max_seq_length = apply_recorded_settings(model_dir, task, max_seq_length, given_on_command_line(argv))
-    export_dir = prepare_training_output(task, model_args, data_args, training_args, requested)
+    export_dir = prepare_training_output(task, model_args, training_args, requested)
 
     # Load everything that can fail on bad input before any long work starts.
     tokenizer = load_tokenizer(model_dir)
