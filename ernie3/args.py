@@ -234,6 +234,10 @@ def check_training_settings(namespace: argparse.Namespace, for_compression: bool
         value = getattr(namespace, name, None)
         if value is not None and (not _finite(value) or not 0 <= value <= 1):
             raise UserError(f"--{name} must be between 0 and 1, got {value}")
+    for name in ("warmup_steps", "seed", "max_grad_norm", "dataloader_num_workers"):
+        value = getattr(namespace, name, None)
+        if value is not None and (not _finite(value) or value < 0):
+            raise UserError(f"--{name} must be a finite number >= 0, got {value}")
     decay = getattr(namespace, "weight_decay", 0.0)
     if not _finite(decay) or decay < 0:
         raise UserError(f"--weight_decay must be a finite number >= 0, got {decay}")

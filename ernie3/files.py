@@ -227,18 +227,21 @@ def read_run_record(directory: str) -> Optional[dict]:
     return record if isinstance(record, dict) else None
 
 
-def foreign_entries(output_dir: str, kind: str, layout: Sequence[str]) -> list[str]:
+def foreign_entries(output_dir: str, kind: str, layout: Sequence[str], require_record: bool = True) -> list[str]:
     """Entries of `output_dir` that are not outputs of a previous `kind` run (by its record and its layout).
 
     Sub-directories that are outputs of other runs of this toolkit (their own record, or the task record every
     model directory it writes carries), such as a compress output or an ONNX export inside a training output, are
-    not foreign: they are left alone, never deleted.
+    not foreign: they are left alone, never deleted. Without `require_record`, a directory with no record at all
+    (e.g. written by an older version) is judged by its layout alone: enough to add to it, not to delete from it.
     """
     from ernie3.export import TASK_INFO_FILE
     if not os.path.isdir(output_dir) or not os.listdir(output_dir):
         return []
     record = read_run_record(output_dir)
-    if record is None or record.get("kind") != kind:
+    if record is not None and record.get("kind") != kind:
+        return sorted(os.listdir(output_dir))  # another script's output
+    if record is None and require_record:
         return sorted(os.listdir(output_dir))
     foreign = []
     for entry in sorted(os.listdir(output_dir)):

@@ -102,7 +102,10 @@ def last_complete_checkpoint(output_dir: str) -> Optional[str]:
     for path in sorted(found, key=checkpoint_step, reverse=True):
         if is_complete_checkpoint(path):
             return path
-        logger.warning(f"Skipping {path}: it was interrupted while being written (no {CHECKPOINT_DONE_FILE})")
+        logger.warning(
+            f"Skipping {path}: it has no {CHECKPOINT_DONE_FILE}, so it was interrupted while being written "
+            "(or not written by this toolkit)"
+        )
     return None
 
 
@@ -248,7 +251,8 @@ def prepare_training_output(
                 f"--output_dir: {output_dir} overlaps the input model directory {model_dir} (--model_name_or_path); "
                 "training would write over its own input: choose an output directory outside it"
             )
-    foreign = foreign_entries(output_dir, kind, TRAIN_LAYOUT)
+    # deleting (--overwrite_output_dir) needs this script's record; adding to the dir needs only its layout
+    foreign = foreign_entries(output_dir, kind, TRAIN_LAYOUT, require_record=training_args.overwrite_output_dir)
     if foreign and (training_args.overwrite_output_dir or writes_models):
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         if training_args.overwrite_output_dir:
@@ -350,7 +354,7 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
     )
     summary: dict[str, Any] = {"task": task.name, "output_dir": output_dir}
     kind = run_kind(task.task_type)
-    if training_args.should_save and not foreign_entries(output_dir, kind, TRAIN_LAYOUT):
+    if training_args.should_save and not foreign_entries(output_dir, kind, TRAIN_LAYOUT, require_record=False):
         if training_args.overwrite_output_dir and requested["do_train"]:
             # start over: checkpoints of the previous run would otherwise be resumed from or rotated with ours
             remove_previous_outputs(output_dir, ("checkpoint-*", "runs", *LEFTOVER_PATTERNS))

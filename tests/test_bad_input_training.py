@@ -137,6 +137,10 @@ TRAIN_CASES = [
     ("qa", ["--max_seq_length", "4096"], "--max_seq_length 4096 is larger than the model's max_position_embeddings"),
     ("seq_cls", ["--warmup_ratio", "2"], "--warmup_ratio must be between 0 and 1"),
     ("qa", ["--doc_stride", "0"], "--doc_stride must be a positive integer"),
+    ("token_cls", ["--warmup_steps", "-3"], "--warmup_steps must be a finite number >= 0"),
+    ("seq_cls", ["--max_grad_norm", "nan"], "--max_grad_norm must be a finite number >= 0"),
+    ("seq_cls", ["--seed", "-1"], "--seed must be a finite number >= 0"),
+    ("seq_cls", ["--save_total_limit", "-2"], "--save_total_limit must be >= 0"),
 ]  # fmt: skip
 
 
@@ -241,6 +245,16 @@ def test_training_overwrite_starts_over_and_leaves_nested_run_outputs(tiny_model
     assert summary["resumed_from"] is None
     assert sorted(e for e in os.listdir(tmp_path) if e.startswith("checkpoint-")) == ["checkpoint-5"]
     assert (nested / "report.md").read_text(encoding="utf-8") == "keep me"
+
+
+def test_an_output_without_a_run_record_can_be_added_to_but_not_overwritten(capsys, tiny_model_dir, tmp_path):
+    argv = train_argv("seq_cls", tiny_model_dir, tmp_path, "--max_steps", "5", "--do_train")
+    train_entry("seq_cls")(argv)
+    os.unlink(tmp_path / "ernie3_run.json")  # as an output of an older version of the toolkit
+    line = cli_error(capsys, train_entry("seq_cls"), [*argv, "--overwrite_output_dir"])
+    assert "--overwrite_output_dir would delete them" in line and (tmp_path / "checkpoint-5").is_dir()
+    summary = train_entry("seq_cls")(train_argv("seq_cls", tiny_model_dir, tmp_path, "--max_steps", "10", "--do_train"))
+    assert summary["resumed_from"].endswith("checkpoint-5")
 
 
 # --- 5. output paths checked before work; write failures leave the previous output ----------------------------------
