@@ -203,6 +203,12 @@ def test_compress_overwrite_refuses_anything_it_did_not_write(capsys, fine_tuned
                      compress_argv("seq_cls", fine_tuned["seq_cls"] / "best", tmp_path, "--overwrite_output_dir"))  # fmt: skip
     assert "holds notes.txt, which no previous compress_seq_cls.py run wrote" in line
     assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+    other_training_output = fine_tuned["token_cls"]  # not the model being compressed, but a training output
+    before = tree_digest(other_training_output)
+    line = cli_error(capsys, compress_entry("seq_cls"), compress_argv(
+        "seq_cls", fine_tuned["seq_cls"] / "best", other_training_output, "--overwrite_output_dir"))
+    assert "which no previous compress_seq_cls.py run wrote; refusing to delete it" in line
+    assert tree_digest(other_training_output) == before
 
 
 def test_compress_overwrite_replaces_its_own_previous_output(fine_tuned, tmp_path, capsys):
