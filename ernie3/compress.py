@@ -31,7 +31,8 @@ from ernie3.files import (
     check_output_location,
     foreign_entries,
     paths_overlap,
-    remove_previous_outputs,
+    publish_staged_output,
+    staging_directory_for,
     write_json_atomic,
     write_run_record,
     write_errors_as_user_errors,
@@ -289,11 +290,18 @@ def run(task_type: str, argv: Optional[Sequence[str]] = None, task_arguments: Se
     import paddle
 
     compat.patch_for_compression()
-    with paddle.utils.unique_name.guard(), write_errors_as_user_errors("the compress output"):
-        return _run(task_type, argv, task_arguments)
+    staging_dirs: list[str] = []
+    try:
+        with paddle.utils.unique_name.guard(), write_errors_as_user_errors("the compress output"):
+            return _run(task_type, argv, task_arguments, staging_dirs)
+    finally:  # a failed run leaves the previous output as it was, and no half-built one beside it
+        for staging in staging_dirs:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence[type]) -> dict:
+def _run(
+    task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence[type], staging_dirs: list[str]
+) -> dict:
     from paddlenlp.trainer import Trainer, set_seed
     from paddlenlp.utils.log import logger
 
@@ -328,8 +336,11 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
     datasets = {split: dataset_of(split_encoded) for split, split_encoded in encoded.items()}
     model = load_model(model_dir, task.model_class())
 
-    if os.path.isdir(output_dir):
-        remove_previous_outputs(output_dir, COMPRESS_LAYOUT)  # only what a previous compress run wrote (checked above)
+    # build the new output beside the old one: a failed or killed run leaves the previous output untouched
+    final_output_dir = output_dir
+    output_dir = args.output_dir = staging_directory_for(final_output_dir)
+    args.logging_dir = os.path.join(output_dir, "runs")
+    staging_dirs.append(output_dir)
     write_run_record(output_dir, compress_kind(task.task_type), script=f"compress_{task.task_type}.py", task=task.name)
     if "dynabert" in args.strategy:
         steps_per_epoch = -(-len(datasets["train"]) // args.per_device_train_batch_size)
@@ -354,6 +365,7 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
     trainer.eval_examples = datasets["dev"]
     trainer.compress(custom_evaluate=make_dynamic_evaluator(task, examples["dev"], encoded["dev"]))
     compress_seconds = time.time() - started
+    output_dir = args.output_dir = publish_staged_output(output_dir, final_output_dir, COMPRESS_LAYOUT)
 
     candidates = discover_candidates(output_dir)
     prepare_candidate_dirs(candidates, tokenizer, task, data_args.max_seq_length)

@@ -272,3 +272,36 @@ def remove_previous_outputs(output_dir: str, layout: Sequence[str]) -> None:
 
 def write_run_record(output_dir: str, kind: str, **details: Any) -> None:
     write_json_atomic(os.path.join(output_dir, RUN_RECORD), {"kind": kind, **details})
+
+
+def staging_directory_for(path: str) -> str:
+    """A new empty sibling of `path` to build a whole output in before `publish_staged_output` moves it in place."""
+    parent = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{name}{STAGING_MARK}", dir=parent)
+        make_public_like_umask(staging, is_dir=True)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    return staging
+
+
+def publish_staged_output(staging: str, path: str, layout: Sequence[str]) -> str:
+    """Replace the previous output at `path` (only its `layout` entries) with what was built in `staging`.
+
+    Until this moment the previous complete output stays untouched, whatever failed while building the new one.
+    """
+    try:
+        if not os.path.isdir(path) or not os.listdir(path):
+            if os.path.isdir(path):
+                os.rmdir(path)
+            os.replace(staging, path)
+            return path
+        remove_previous_outputs(path, layout)
+        for entry in os.listdir(staging):
+            os.replace(os.path.join(staging, entry), os.path.join(path, entry))
+        os.rmdir(staging)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    return path

@@ -221,6 +221,23 @@ def test_compress_overwrite_replaces_its_own_previous_output(fine_tuned, tmp_pat
     json.loads((tmp_path / "ernie3_run.json").read_text(encoding="utf-8"))["kind"] == "compress_seq_cls"
 
 
+def test_a_failed_compress_leaves_the_previous_output_untouched(capsys, fine_tuned, tmp_path, monkeypatch):
+    from paddlenlp.trainer import Trainer
+
+    output_dir = tmp_path / "compress"
+    argv = compress_argv("seq_cls", fine_tuned["seq_cls"] / "best", output_dir)
+    compress_entry("seq_cls")(argv)
+    before = tree_digest(output_dir)
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(self.args.output_dir, "float", "hist4_1"))
+
+    monkeypatch.setattr(Trainer, "compress", full_disk)
+    line = cli_error(capsys, compress_entry("seq_cls"), [*argv, "--overwrite_output_dir"])
+    assert "No space left on device" in line
+    assert tree_digest(output_dir) == before and os.listdir(tmp_path) == ["compress"]  # no half-built output left
+
+
 def test_training_refuses_foreign_or_overlapping_output_dirs(capsys, tiny_model_dir, fine_tuned, tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
