@@ -42,8 +42,15 @@ def read_lines(path: str, flag: str, keep_blank: bool = False) -> Iterator[tuple
 
 
 def current_umask() -> int:
-    """The process umask (reading it means setting it; it is put back at once)."""
-    mask = os.umask(0o022)
+    """The process umask, read without changing it where Linux tells it (threads may be creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere, reading it means setting it; it is put back at once
     os.umask(mask)
     return mask
 
