@@ -1,10 +1,12 @@
 """HTTP serving of exported models: a FastAPI app on uvicorn, with per-model request batching.
 
-    python deploy/serving/serve.py --config deploy/serving/config.yml [--host 127.0.0.1] [--port 8000]
+    python deploy/serving/serve.py --config deploy/serving/config.yml [--host 127.0.0.1] [--port 8000] [--verbose]
 
 Every model of the YAML config is loaded once, at start-up, into its own worker thread; that thread owns the
 model's Predictor (Paddle predictors are not thread-safe) and runs batches of texts gathered from requests that
-arrive together. The event loop only parses and validates requests, so it keeps answering while models compute.
+arrive together; a request bigger than a batch runs in parts that take turns with other requests. The event loop
+only parses and validates requests, so it keeps answering while models compute. Everything a client gets wrong is
+answered 4xx with {"error": ...}; anything else 500 with a request id that points into the log, never internals.
 This module only adapts HTTP to `Predictor.predict_texts`: what a text is, and what a result holds, is the task
 definition's business (ernie3/tasks).
 """
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import inspect
 import json
 import logging
@@ -24,6 +27,8 @@ import socket
 import sys
 import threading
 import time
+import unicodedata
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping, Optional, Sequence
@@ -33,6 +38,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ernie3.errors import UserError, run_cli
+from ernie3.logs import set_verbose
 
 logger = logging.getLogger("uvicorn.error")  # runtime messages appear in uvicorn's log, in its format
 
@@ -46,8 +52,12 @@ MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 class ServingLimits:
     """Batching and request limits of one model; `defaults:` in the config, overridable per model."""
 
-    #: texts run together in one batch at most (a single larger request still runs, alone)
+    #: texts run together in one batch at most; a larger request is split into batches that take turns with
+    #: other requests' batches, so that no request holds the model for long
     max_batch_size: int = 16
+    #: characters run together in one batch at most (a single longer text still runs, alone); what bounds a batch
+    #: of long QA contexts, where one text gives many model windows
+    max_batch_chars: int = 8000
     #: how long the first request of a batch waits for others to join it; 0: a batch is what queued while the model
     #: ran the previous one (no added latency for a lone request, and as much throughput under load on CPU)
     max_wait_ms: float = 0.0
@@ -56,6 +66,8 @@ class ServingLimits:
     max_texts_per_request: int = 64
     #: characters of one text at most (all strings of a text: both texts of a pair, question + context)
     max_text_chars: int = 2000
+    #: characters of all texts of one request at most: bounds the work a single request can ask for
+    max_request_chars: int = 100_000
     max_body_bytes: int = 1 << 20
     #: a request still unanswered after this long gets 504
     request_timeout_s: float = 60.0
@@ -72,6 +84,15 @@ class ServerSettings:
     access_log: bool = False
     #: let several server processes bind the same port (Linux shares connections between them)
     reuse_port: bool = False
+    #: a client has this long to send a request's headers (from its first byte, or from connecting) and as long
+    #: again for its body; slower connections are answered 408 and closed, so stalled clients cannot pile up
+    read_timeout_s: float = 10.0
+    #: an idle keep-alive connection is closed after this long
+    keep_alive_s: float = 5.0
+    #: require `Authorization: Bearer <key>` on every endpoint but /health; better kept out of the YAML with
+    #: `api_key_env` (the name of an environment variable that holds the key)
+    api_key: Optional[str] = None
+    api_key_env: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +111,7 @@ class ServingConfig:
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-FLOAT_LIMITS = {"max_wait_ms", "request_timeout_s"}  # the other limits are positive integers
+FLOAT_LIMITS = {"max_wait_ms", "request_timeout_s", "read_timeout_s", "keep_alive_s"}  # the other limits are positive integers
 ZERO_ALLOWED = {"max_wait_ms"}  # 0: no waiting, batches hold only what queued while the model was busy
 
 
@@ -138,6 +159,49 @@ def predictor_option_names() -> list[str]:
     return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+# Predictor options whose values the config checks before any model loads (a bad one would otherwise load "ready"
+# and then fail every request); options not listed here are checked by the Predictor when the model loads.
+POSITIVE_INT_OPTIONS = ("num_threads", "batch_size", "max_seq_length")
+DEVICES = ("cpu", "gpu")
+
+
+def check_predictor_options(where: str, options: Mapping[str, Any]) -> dict:
+    """A model's Predictor options, checked: positive counts, known devices and precisions, TensorRT settings."""
+    from ernie3.backends import PRECISIONS
+
+    for key, value in options.items():
+        if key in POSITIVE_INT_OPTIONS:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{where}: '{key}' must be a positive integer, got {value!r}")
+        elif key == "device" and value not in DEVICES:
+            raise UserError(f"{where}: 'device' must be one of {', '.join(DEVICES)}, got {value!r}")
+        elif key == "precision" and value not in ("auto", *PRECISIONS):
+            raise UserError(f"{where}: 'precision' must be one of auto, {', '.join(PRECISIONS)}, got {value!r}")
+        elif key == "tensorrt":
+            tensorrt_options(where, value)
+        elif key in ("backend", "model_prefix") and (not isinstance(value, str) or not value):
+            raise UserError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
+    return dict(options)
+
+
+def tensorrt_options(where: str, value: Any) -> Any:
+    """The `tensorrt:` mapping of a model as the Predictor takes it (TensorRTOptions), checked."""
+    from ernie3.backends import TensorRTOptions
+
+    if not isinstance(value, Mapping):
+        raise UserError(f"{where}: 'tensorrt' must be a mapping of TensorRT settings, got {value!r}")
+    known = {f.name for f in dataclasses.fields(TensorRTOptions)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown tensorrt setting '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    options = TensorRTOptions(**value)
+    try:
+        options.validate()
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    return options
+
+
 def parse_config(raw: Any, base_dir: str) -> ServingConfig:
     """A serving config from its parsed YAML; model paths are relative to `base_dir` (the config's folder)."""
     if not isinstance(raw, Mapping):
@@ -183,7 +247,7 @@ def parse_config(raw: Any, base_dir: str) -> ServingConfig:
                 f"predictor options: {', '.join(option_keys)})"
             )
         limits = _fill_dataclass(ServingLimits, f"{where} ({name})", {k: v for k, v in rest.items() if k in limit_keys}, defaults)
-        options = {k: v for k, v in rest.items() if k not in limit_keys}
+        options = check_predictor_options(f"{where} ({name})", {k: v for k, v in rest.items() if k not in limit_keys})
         path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(entry["path"])))
         models.append(ModelSpec(name, path, limits, options))
     return ServingConfig(server, tuple(models))
@@ -208,26 +272,105 @@ def load_config(path: str) -> ServingConfig:
 # -- models and their batching workers --------------------------------------------------------------------------
 
 
+def resolve_served_path(spec: ModelSpec) -> str:
+    """The model a config path means, as infer.py reads it: a compress output dir serves its best/ candidate."""
+    from ernie3.inference import resolve_model_path
+
+    if not os.path.exists(spec.path):
+        raise UserError(f"model '{spec.name}' could not be loaded: path not found: {spec.path}")
+    try:
+        return resolve_model_path(spec.path)
+    except UserError as exc:  # its messages name infer.py's flag; here the path comes from the config
+        raise UserError(f"model '{spec.name}' could not be loaded: {str(exc).removeprefix('--model_path: ')}") from None
+
+
 def load_predictor(spec: ModelSpec) -> Any:
     """The one place the server builds a Predictor; any failure becomes one clear line naming the model."""
     from ernie3.predict import Predictor
 
+    path = resolve_served_path(spec)
+    options = dict(spec.predictor_options)
+    if "tensorrt" in options:
+        options["tensorrt"] = tensorrt_options(f"model '{spec.name}'", options["tensorrt"])
     try:
-        return Predictor(spec.path, **spec.predictor_options)
+        predictor = Predictor(path, **options)
     except UserError as exc:
         raise UserError(f"model '{spec.name}' could not be loaded: {exc}") from None
     except Exception as exc:  # Paddle and the tokenizer raise many kinds; all mean this model cannot serve
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"model '{spec.name}' could not be loaded from {spec.path}: {reason[:300]}") from None
+        raise UserError(f"model '{spec.name}' could not be loaded from {path}: {last_line(exc)}") from None
+    try:
+        warm_up(spec.name, predictor)
+    except UserError as exc:
+        if "max_seq_length" not in options:
+            raise
+        raise UserError(f"{exc} (with max_seq_length {options['max_seq_length']}: is that more positions than the "
+                        "model has?)") from None  # fmt: skip
+    return predictor
+
+
+def last_line(exc: BaseException) -> str:
+    """The telling part of a library's (often multi-line) error message, bounded."""
+    text = str(exc).strip()
+    return (text.splitlines()[-1].strip() if text else type(exc).__name__)[:300]
+
+
+def stretched(text: Any, length: int) -> Any:
+    """`text` with each of its strings repeated to at least `length` characters, in the same shape."""
+    if isinstance(text, str):
+        return text * (length // max(len(text), 1) + 1)
+    if isinstance(text, list):
+        return [stretched(item, length) for item in text]
+    if isinstance(text, dict):
+        return {key: stretched(item, length) for key, item in text.items()}
+    return text
+
+
+def warm_up(name: str, predictor: Any) -> None:
+    """A short and a full-length prediction at start-up: options that load but cannot run (a `max_seq_length`
+    beyond the model's position embeddings, say), and first-call set-up costs, show here, before the server
+    reports ready, not in every request afterwards."""
+    from ernie3.serve_client import DEFAULT_INPUTS
+
+    for text in DEFAULT_INPUTS.get(predictor.task.task_type, [])[:1]:
+        for candidate in (text, [text, text]):  # a single text, or the pair a pair task takes
+            try:
+                predictor.task.example_from_text(candidate)
+            except ValueError:
+                continue
+            try:
+                predictor.predict_texts([candidate, stretched(candidate, predictor.max_seq_length)])
+            except Exception as exc:  # noqa: BLE001 (any failure here means the model cannot serve)
+                raise UserError(f"model '{name}' loaded but failed its first prediction: {last_line(exc)}") from None
+            return
 
 
 class RequestError(Exception):
     """A request the server refuses: answered with `status` and {"error": message}."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: Optional[Mapping[str, str]] = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict:
+        return {"error": self.message}
+
+
+class InternalError(RequestError):
+    """A failure that is not the client's fault: the answer names no internals, only the request id under which
+    the log holds the details."""
+
+    def __init__(self, request_id: str):
+        super().__init__(500, f"internal error; the server log has the details under request id {request_id}")
+        self.request_id = request_id
+
+    def body(self) -> dict:
+        return {"error": self.message, "request_id": self.request_id}
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 class BatchStats:
@@ -243,6 +386,11 @@ class BatchStats:
         self.largest_batch_texts = 0
         self.inference_seconds = 0.0
         self.requests_per_batch: Counter = Counter()
+        self.split_requests = 0
+
+    def record_split(self) -> None:
+        with self._lock:
+            self.split_requests += 1
 
     def record(self, requests: int, texts: int, seconds: float, failed: bool) -> None:
         with self._lock:
@@ -266,17 +414,39 @@ class BatchStats:
                 "largest_batch_requests": self.largest_batch_requests,
                 "largest_batch_texts": self.largest_batch_texts,
                 "requests_per_batch": {str(k): v for k, v in sorted(self.requests_per_batch.items())},
+                # requests larger than a batch, run in parts that took turns with other requests
+                "split_requests": self.split_requests,
                 "inference_seconds": round(self.inference_seconds, 4),
             }
 
 
 @dataclass
 class Job:
-    """One request's texts, and the future (of the event loop that waits on it) that gets their results."""
+    """One request's texts, and the future (of the event loop that waits on it) that gets their results.
+
+    A request larger than a batch runs in parts: `results` holds those of the texts done so far, and the job goes
+    back to the end of the queue after each part, behind the requests that arrived meanwhile.
+    """
 
     texts: list
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    request_id: str = ""
+    characters: list = field(default_factory=list)  # per text
+    results: list = field(default_factory=list)
+
+    @property
+    def done_texts(self) -> int:
+        return len(self.results)
+
+
+@dataclass(frozen=True)
+class Part:
+    """Texts [start, stop) of one job, in one batch."""
+
+    job: Job
+    start: int
+    stop: int
 
 
 _STOP = object()  # queued to end a worker
@@ -301,8 +471,9 @@ class ModelWorker:
         self.predictor = predictor
         self.task = predictor.task
         self.stats = BatchStats()
-        self._jobs: queue.Queue = queue.Queue(maxsize=spec.limits.max_queued_requests)
-        self._carried: Optional[Job] = None  # a job that did not fit into the previous batch
+        # unbounded: the worker puts unfinished jobs back; predict() bounds what clients may queue
+        self._jobs: queue.Queue = queue.Queue()
+        self._carried: Any = None  # a job (or _STOP) that did not fit into the previous batch
         self._thread = threading.Thread(target=self._serve, name=f"model-{spec.name}", daemon=True)
 
     @property
@@ -313,41 +484,43 @@ class ModelWorker:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ends the worker after the batches already queued; requests still waiting then are refused."""
+        """Ends the worker after the batch running now; requests still waiting then are refused."""
         if not self._thread.is_alive():
             return
         self._jobs.put(_STOP)
         self._thread.join(timeout)
 
     def describe(self) -> dict:
-        """What GET /models tells about this model: task, where it came from, its limits and batch statistics."""
+        """What GET /models tells about a model: its task, how it runs, its limits and batch statistics; no
+        filesystem paths (they tell a client nothing it needs, and an attacker something)."""
+        shown_options = {k: v for k, v in self.spec.predictor_options.items() if k in ("num_threads", "batch_size")}
         return {
             "name": self.spec.name,
             **self.task.describe(),
-            "path": self.spec.path,
+            **({"pair": self.task.pair} if hasattr(self.task, "pair") else {}),  # single texts or pairs
             "max_seq_length": self.predictor.max_seq_length,
-            "predictor_options": dict(self.spec.predictor_options),
             # what the Predictor chose where the config left it to defaults or "auto"
             "backend": self.predictor.backend_name,
             "device": self.predictor.device,
             "precision": self.predictor.precision,
+            **shown_options,
             "limits": dataclasses.asdict(self.limits),
             "ready": self.alive,
             "queued_requests": self._jobs.qsize(),
             "stats": self.stats.snapshot(),
         }
 
-    async def predict(self, texts: list) -> list[dict]:
+    async def predict(self, texts: list, request_id: Optional[str] = None) -> list[dict]:
         """Results of `texts` (already validated), computed by the worker thread together with other requests'."""
         if not self.alive:
             raise RequestError(503, f"model '{self.spec.name}' is not running")
+        if self._jobs.qsize() >= self.limits.max_queued_requests:
+            raise RequestError(503, f"model '{self.spec.name}' is busy ({self.limits.max_queued_requests} requests "
+                                    "queued); retry later")  # fmt: skip
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        try:
-            self._jobs.put_nowait(Job(texts, future, loop))
-        except queue.Full:
-            raise RequestError(503, f"model '{self.spec.name}' is busy ({self.limits.max_queued_requests} requests "
-                                    "queued); retry later") from None  # fmt: skip
+        characters = [count_characters(text) for text in texts]
+        self._jobs.put_nowait(Job(texts, future, loop, request_id or new_request_id(), characters))
         try:
             return await asyncio.wait_for(future, self.limits.request_timeout_s)
         except asyncio.TimeoutError:
@@ -358,67 +531,102 @@ class ModelWorker:
 
     def _serve(self) -> None:
         while True:
-            batch = self._next_batch()
-            if batch is None:
-                break
-            self._run_batch(batch)
-        self._refuse_waiting("the server is shutting down")
-
-    def _next_batch(self) -> Optional[list[Job]]:
-        """The next batch of requests still waiting for an answer; None once the worker is asked to stop."""
-        while True:
             batch = self._gather()
             if batch is None:
-                return None
-            # requests that timed out meanwhile need no work
-            batch = [job for job in batch if not job.future.cancelled()]
+                break
             if batch:
-                return batch
+                self._run_batch(batch)
+        self._refuse_waiting("the server is shutting down")
 
-    def _gather(self) -> Optional[list[Job]]:
-        """Blocks for a first request, then gathers others until the batch is full or `max_wait_ms` has passed."""
-        first = self._carried if self._carried is not None else self._jobs.get()
+    def _next_job(self, timeout: Optional[float]) -> Any:
+        """The next queued job still awaited by its client (requests that timed out need no work), or _STOP;
+        None when none arrives in time (timeout None: wait as long as it takes, 0: take only what is queued)."""
+        while True:
+            try:
+                if timeout is None:
+                    job = self._jobs.get()
+                elif timeout > 0:
+                    job = self._jobs.get(timeout=timeout)
+                else:
+                    job = self._jobs.get_nowait()
+            except queue.Empty:
+                return None
+            if job is _STOP or not job.future.cancelled():
+                return job
+
+    def _fit(self, job: Job, texts: int, characters: int) -> int:
+        """How many of `job`'s remaining texts fit into a batch that holds `texts` texts of `characters` so far
+        (at least one when the batch is empty: a text longer than max_batch_chars runs alone)."""
+        count = 0
+        for chars in job.characters[job.done_texts :]:
+            if texts + count >= self.limits.max_batch_size:
+                break
+            if texts + count > 0 and characters + chars > self.limits.max_batch_chars:
+                break
+            count += 1
+            characters += chars
+        return count
+
+    def _gather(self) -> Optional[list[Part]]:
+        """Blocks for a first request, then gathers others until the batch is full or `max_wait_ms` has passed.
+        None once the worker is asked to stop; an empty list when only requests that timed out were waiting."""
+        first = self._carried if self._carried is not None else self._next_job(None)
         self._carried = None
         if first is _STOP:
             return None
-        batch, size = [first], len(first.texts)
+        if first.future.cancelled():
+            return []
+        batch: list[Part] = []
+        texts = characters = 0
         deadline = time.monotonic() + self.limits.max_wait_ms / 1000
-        while size < self.limits.max_batch_size:
-            try:
-                remaining = deadline - time.monotonic()
-                job = self._jobs.get(timeout=remaining) if remaining > 0 else self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is _STOP or size + len(job.texts) > self.limits.max_batch_size:
+        job = first
+        while True:
+            count = self._fit(job, texts, characters)
+            if count == 0:
                 self._carried = job
                 break
-            batch.append(job)
-            size += len(job.texts)
+            start = job.done_texts
+            batch.append(Part(job, start, start + count))
+            texts += count
+            characters += sum(job.characters[start : start + count])
+            if start + count < len(job.texts):  # the job did not fit whole: the batch is full
+                break
+            job = self._next_job(max(0.0, deadline - time.monotonic()))
+            if job is None:
+                break
+            if job is _STOP:
+                self._carried = job
+                break
         return batch
 
-    def _run_batch(self, batch: list[Job]) -> None:
-        texts = [text for job in batch for text in job.texts]
+    def _run_batch(self, batch: list[Part]) -> None:
+        texts = [text for part in batch for text in part.job.texts[part.start : part.stop]]
         started = time.perf_counter()
         try:
             results = self.predictor.predict_texts(texts)
-        except Exception as exc:  # noqa: BLE001 (reported to the requests, and logged)
+        except Exception:  # noqa: BLE001 (reported to the requests, and logged)
             self.stats.record(len(batch), len(texts), time.perf_counter() - started, failed=True)
             if len(batch) > 1:
                 # one request's texts may be what fails: run each alone so the others still get their results
-                for job in batch:
-                    self._run_batch([job])
+                for part in batch:
+                    self._run_batch([part])
                 return
-            logger.exception("model '%s': prediction failed", self.spec.name)
-            error = RequestError(500, f"prediction failed: {type(exc).__name__}: {exc}")
-            job = batch[0]
-            job.loop.call_soon_threadsafe(_settle, job.future, None, error)
+            job = batch[0].job
+            logger.exception("model '%s': prediction failed (request id %s)", self.spec.name, job.request_id)
+            job.loop.call_soon_threadsafe(_settle, job.future, None, InternalError(job.request_id))
             return
         self.stats.record(len(batch), len(texts), time.perf_counter() - started, failed=False)
         offset = 0
-        for job in batch:
-            job_results = results[offset : offset + len(job.texts)]
-            offset += len(job.texts)
-            job.loop.call_soon_threadsafe(_settle, job.future, job_results)
+        for part in batch:
+            job = part.job
+            job.results.extend(results[offset : offset + part.stop - part.start])
+            offset += part.stop - part.start
+            if job.done_texts == len(job.texts):
+                job.loop.call_soon_threadsafe(_settle, job.future, job.results)
+            elif not job.future.cancelled():
+                if part.start == 0:
+                    self.stats.record_split()
+                self._jobs.put_nowait(job)  # behind the requests that arrived meanwhile
 
     def _refuse_waiting(self, reason: str) -> None:
         pending = [self._carried] if self._carried is not None else []
@@ -430,6 +638,16 @@ class ModelWorker:
         for job in pending:
             if job is not _STOP and job is not None:
                 job.loop.call_soon_threadsafe(_settle, job.future, None, RequestError(503, reason))
+
+
+def recorded_max_seq_length(predictor: Any) -> Optional[int]:
+    """The max_seq_length the model's ernie3_task.json records (what it was fine-tuned and exported with)."""
+    from ernie3.export import read_task_info
+
+    try:
+        return read_task_info(os.path.dirname(os.path.abspath(predictor.model_file))).get("max_seq_length")
+    except (UserError, OSError, ValueError, AttributeError):
+        return None
 
 
 class ModelRegistry:
@@ -452,6 +670,10 @@ class ModelRegistry:
             workers.append(ModelWorker(spec, predictor))
             progress(f"  {spec.name}: {predictor.task.task_type} task {predictor.task.name}, "
                      f"loaded in {time.perf_counter() - started:.1f} s")  # fmt: skip
+            recorded = recorded_max_seq_length(predictor)
+            if recorded is not None and recorded != predictor.max_seq_length:
+                progress(f"  {spec.name}: max_seq_length {predictor.max_seq_length} from the config, not the "
+                         f"{recorded} the model was exported with")  # fmt: skip
         registry = cls(workers)
         for worker in workers:
             worker.start()
@@ -486,6 +708,57 @@ def count_characters(value: Any) -> int:
     return 0
 
 
+# Characters that show nothing: format characters (zero-width space and joiners, BOM, direction marks, soft hyphen)
+# and controls, besides the fillers Unicode classes as letters or symbols. A text of only these (and whitespace)
+# is as empty as a whitespace-only text, and is refused the same way.
+INVISIBLE_CATEGORIES = ("Cf", "Cc")
+INVISIBLE_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def visible_characters(value: str) -> str:
+    return "".join(
+        c for c in value if unicodedata.category(c) not in INVISIBLE_CATEGORIES and c not in INVISIBLE_FILLERS
+    )
+
+
+def without_invisible(value: Any) -> Any:
+    """A text with the invisible characters of its strings removed, in the same shape."""
+    if isinstance(value, str):
+        return visible_characters(value)
+    if isinstance(value, list):
+        return [without_invisible(item) for item in value]
+    if isinstance(value, dict):
+        return {key: without_invisible(item) for key, item in value.items()}
+    return value
+
+
+def lone_surrogate(value: Any) -> Optional[str]:
+    """The first lone UTF-16 surrogate in a text's strings (JSON allows "\\ud800"; Unicode text cannot hold it)."""
+    if isinstance(value, str):
+        for character in value:
+            if "\ud800" <= character <= "\udfff":
+                return character
+        return None
+    items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else ()
+    for item in items:
+        found = lone_surrogate(item)
+        if found is not None:
+            return found
+    return None
+
+
+def check_text(task: Any, text: Any) -> None:
+    """One text by the task's own input rules, after its invisible characters are removed (so that a text of
+    zero-width characters is refused as empty, as a whitespace-only one is); RecordError otherwise."""
+    from ernie3.tasks import RecordError
+
+    surrogate = lone_surrogate(text)
+    if surrogate is not None:
+        raise RecordError(f"holds a lone UTF-16 surrogate (\\u{ord(surrogate):04x}), which is not a character; "
+                          "send valid Unicode text")  # fmt: skip
+    task.example_from_text(without_invisible(text))
+
+
 def parse_predict_request(payload: Any, task: Any, limits: ServingLimits) -> list:
     """The texts of a decoded predict request, checked against the limits and by the task's own input rules."""
     from ernie3.tasks import RecordError
@@ -504,9 +777,10 @@ def parse_predict_request(payload: Any, task: Any, limits: ServingLimits) -> lis
         raise RequestError(422, "field 'texts' is empty")
     if len(texts) > limits.max_texts_per_request:
         raise RequestError(422, f"{len(texts)} texts in one request; at most {limits.max_texts_per_request} are allowed")
+    total = 0
     for position, text in enumerate(texts):
         try:
-            task.example_from_text(text)
+            check_text(task, text)
         except RecordError as exc:
             raise RequestError(422, f"texts[{position}]: {exc}") from None
         characters = count_characters(text)
@@ -514,21 +788,35 @@ def parse_predict_request(payload: Any, task: Any, limits: ServingLimits) -> lis
             raise RequestError(
                 422, f"texts[{position}] has {characters} characters; at most {limits.max_text_chars} are allowed"
             )
+        total += characters
+    if total > limits.max_request_chars:
+        raise RequestError(413, f"the texts of this request hold {total} characters; at most "
+                                f"{limits.max_request_chars} are allowed per request: send them in several")  # fmt: skip
     return texts
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `max_bytes`."""
+async def read_body(request: Request, max_bytes: int, timeout_s: Optional[float] = None) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `max_bytes`, and with 408 (closing the
+    connection) when it has not all arrived within `timeout_s`."""
+    from starlette.requests import ClientDisconnect
+
     too_large = RequestError(413, f"request body larger than {max_bytes} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(408, f"the request body did not arrive within {timeout_s:g} s",
+                           headers={"Connection": "close"}) from None  # fmt: skip
+    except ClientDisconnect:
+        raise RequestError(400, "the client disconnected while sending the body") from None
     return b"".join(chunks)
 
 
@@ -538,29 +826,86 @@ def decode_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise RequestError(400, f"malformed JSON: {exc}") from None
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise RequestError(400, f"malformed JSON: {reason}") from None
 
 
 # -- the app ----------------------------------------------------------------------------------------------------
 
 
-def create_app(registry: ModelRegistry) -> FastAPI:
-    """The FastAPI app over loaded models; stopping the app stops their workers."""
+class SafeJSONResponse(JSONResponse):
+    """JSON that always encodes: an error message may echo a client's lone surrogate (in a field name, say), which
+    UTF-8 cannot carry; such a body is sent with ASCII escapes instead of failing as a plain-text 500."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+class ServiceMiddleware:
+    """Around every request: the API key check (every path but /health), and, for any exception a handler lets
+    escape, a JSON 500 that names no internals (the log has the traceback under the request id the body carries).
+    Answering here, rather than in Starlette's error middleware (which re-raises), keeps the connection open."""
+
+    def __init__(self, app: Any, api_key: Optional[str] = None):
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+
+    def authorized(self, scope: Mapping[str, Any]) -> bool:
+        given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+        return hmac.compare_digest(given, self.expected)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.expected is not None and scope["path"] != "/health" and not self.authorized(scope):
+            response = SafeJSONResponse({"error": "missing or wrong API key: send the header 'Authorization: Bearer "
+                                                  "<key>'"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            await response(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            request_id = new_request_id()
+            logger.exception("request id %s (%s %s) failed", request_id, scope.get("method"), scope.get("path"))
+            if started:  # too late for an answer; uvicorn closes the connection
+                raise
+            error = InternalError(request_id)
+            await SafeJSONResponse(error.body(), status_code=500)(scope, receive, send)
+
+
+def create_app(registry: ModelRegistry, server: Optional[ServerSettings] = None, api_key: Optional[str] = None) -> FastAPI:
+    """The FastAPI app over loaded models; stopping the app stops their workers. `server` gives the body read
+    timeout; with `api_key`, every endpoint but /health requires it."""
+    server = server or ServerSettings()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         registry.stop()
 
-    app = FastAPI(title="ERNIE 3.0 serving", lifespan=lifespan)
+    app = FastAPI(title="ERNIE 3.0 serving", lifespan=lifespan, default_response_class=SafeJSONResponse)
+    app.add_middleware(ServiceMiddleware, api_key=api_key)
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, exc: RequestError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return SafeJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         # unknown paths and methods answer in the same {"error": ...} shape as everything else
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        return SafeJSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.get("/health")
     async def health() -> dict:
@@ -572,7 +917,7 @@ def create_app(registry: ModelRegistry) -> FastAPI:
         """Every model is loaded and its worker running: what a load balancer should check."""
         models = {name: worker.alive for name, worker in registry.workers.items()}
         status = 200 if all(models.values()) else 503
-        return JSONResponse({"ready": status == 200, "models": models}, status_code=status)
+        return SafeJSONResponse({"ready": status == 200, "models": models}, status_code=status)
 
     @app.get("/models")
     async def models() -> dict:
@@ -586,11 +931,113 @@ def create_app(registry: ModelRegistry) -> FastAPI:
     async def predict(name: str, request: Request) -> JSONResponse:
         """{"texts": [...]} → {"results": [...]}, one result per text, as Predictor.predict_texts gives them."""
         worker = registry.get(name)
-        payload = decode_json(await read_body(request, worker.limits.max_body_bytes))
+        payload = decode_json(await read_body(request, worker.limits.max_body_bytes, server.read_timeout_s))
         texts = parse_predict_request(payload, worker.task, worker.limits)
-        return JSONResponse({"results": await worker.predict(texts)})
+        return SafeJSONResponse({"results": await worker.predict(texts)})
 
     return app
+
+
+LINGER_S = 2.0  # how long a connection closed on a client error still drains input (see _close_lingering)
+
+
+def read_timeout_protocol(read_timeout_s: float) -> type:
+    """uvicorn's h11 protocol with a deadline for request headers, which uvicorn itself does not have: a connection
+    that has not sent a request's complete headers `read_timeout_s` after connecting, or after the first byte of its
+    next request, is answered 408 and closed. (Idle keep-alive connections are closed by uvicorn's own
+    timeout_keep_alive; the body has its own deadline in read_body.)"""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    def closing_response(status: str, message: str) -> bytes:
+        """A whole JSON error response, for when no request has been parsed (so h11 cannot build one)."""
+        body = json.dumps({"error": message}).encode()
+        head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {len(body)}"
+        return head.encode() + b"\r\n\r\n" + body
+
+    timeout_response = closing_response("408 Request Timeout", f"request headers did not arrive within {read_timeout_s:g} s")
+
+    class ReadTimeoutH11Protocol(H11Protocol):
+        _read_timer: Optional[asyncio.TimerHandle] = None
+
+        def _between_requests(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._read_timer = self.loop.call_later(read_timeout_s, self._read_timed_out)
+
+        def _disarm(self) -> None:
+            if self._read_timer is not None:
+                self._read_timer.cancel()
+                self._read_timer = None
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._draining:
+                return
+            if self._read_timer is None and self._between_requests():
+                self._arm()  # the first byte of a new request
+            super().data_received(data)
+            if not self._between_requests():
+                self._disarm()  # its headers are in: the app reads the body, with its own deadline
+
+        def connection_lost(self, exc: Optional[Exception]) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        _draining = False
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn answers malformed HTTP (bad request line, headers over h11's size limit) in plain text
+            message = "malformed HTTP request (a bad request line or header, or oversized headers)"
+            self.transport.write(closing_response("400 Bad Request", message))
+            self._close_lingering()
+
+        def _close_lingering(self) -> None:
+            """Close after the answer without resetting: closing a socket with unread input sends a reset that can
+            destroy the answer before the client reads it, so stop writing, drain input briefly, then close."""
+            self._draining = True
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+
+        def _read_timed_out(self) -> None:
+            self._read_timer = None
+            if self.transport.is_closing() or not self._between_requests():
+                return
+            if self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE:  # nothing answered yet
+                self.transport.write(timeout_response)
+            self._close_lingering()
+
+    return ReadTimeoutH11Protocol
+
+
+def resolve_api_key(server: ServerSettings) -> Optional[str]:
+    """The key clients must send: `api_key`, or the value of the environment variable `api_key_env` names."""
+    if server.api_key and server.api_key_env:
+        raise UserError("server: give 'api_key' or 'api_key_env', not both")
+    if server.api_key_env:
+        key = os.environ.get(server.api_key_env, "")
+        if not key.strip():
+            raise UserError(f"server: 'api_key_env' names {server.api_key_env}, which is not set (or empty) in the "
+                            "environment")  # fmt: skip
+        return key.strip()
+    return server.api_key
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether every address `host` means is a loopback one (an unresolvable host counts as not loopback)."""
+    import ipaddress
+
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
 def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -623,21 +1070,30 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--host", help="address to listen on (overrides server.host)")
     parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one (overrides server.port)")
     parser.add_argument("--reuse_port", action="store_true", help="share the port with other replicas (Linux)")
+    parser.add_argument("--verbose", action="store_true", help="also show Paddle's native logs (graph passes)")
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)  # native pass logs and library INFO lines only with --verbose
 
     config = load_config(args.config)
     overrides = {"host": args.host, "port": args.port, "reuse_port": args.reuse_port or None}
     server = _fill_dataclass(ServerSettings, "command line", {k: v for k, v in overrides.items() if v is not None}, config.server)
+    api_key = resolve_api_key(server)
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     sock = bind_socket(server.host, server.port, server.reuse_port)
+    if api_key is None and not is_loopback_host(server.host):
+        progress(f"warning: listening on {server.host}, beyond this machine, without an API key: anyone who reaches "
+                 "the port can use the models (set server.api_key_env)")  # fmt: skip
     registry = ModelRegistry.load(config.models, progress)
     import uvicorn
 
-    app = create_app(registry)
-    uvicorn_config = uvicorn.Config(app, log_level=server.log_level, access_log=server.access_log, lifespan="on")
+    app = create_app(registry, server, api_key)
+    uvicorn_config = uvicorn.Config(
+        app, log_level=server.log_level, access_log=server.access_log, lifespan="on",
+        http=read_timeout_protocol(server.read_timeout_s), timeout_keep_alive=server.keep_alive_s,
+    )  # fmt: skip
     # tests and scripts read this line to find the port (with --port 0)
     progress(f"serving {len(registry.workers)} model(s) ({', '.join(registry.workers)}) on {url_of(sock)}")
     try:

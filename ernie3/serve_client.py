@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import socket
 import sys
 import threading
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 from ernie3.errors import UserError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+#: where clients find the server's API key when --api_key is not given (a flag shows in `ps`; the environment does not)
+API_KEY_ENV = "ERNIE3_API_KEY"
 TASK_TYPES = ("seq_cls", "token_cls", "qa")
 
 # Inputs the load test sends when no --input_file is given: TNEWS-like headlines, MSRA-like sentences, CMRC-like QA.
@@ -60,10 +63,20 @@ def _error_of(response: Any) -> str:
         return response.text.strip()[:200]
 
 
-def get_json(url: str, timeout: float = 10.0) -> Any:
+def auth_headers(api_key: Optional[str]) -> dict:
+    """The Authorization header for a server that requires a key; `api_key` None: the one in $ERNIE3_API_KEY."""
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def add_api_key_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api_key", help=f"the server's API key, if it requires one (default: ${API_KEY_ENV})")
+
+
+def get_json(url: str, timeout: float = 10.0, api_key: Optional[str] = None) -> Any:
     requests = _requests()
     try:
-        response = requests.get(url, timeout=timeout)
+        response = requests.get(url, timeout=timeout, headers=auth_headers(api_key))
     except requests.RequestException as exc:
         raise UserError(f"cannot reach {url} ({type(exc).__name__}); is the server running?") from None
     if response.status_code != 200:
@@ -71,12 +84,14 @@ def get_json(url: str, timeout: float = 10.0) -> Any:
     return response.json()
 
 
-def predict(base_url: str, model: str, texts: Sequence[Any], session: Any = None, timeout: float = 60.0) -> list[dict]:
+def predict(base_url: str, model: str, texts: Sequence[Any], session: Any = None, timeout: float = 60.0,
+            api_key: Optional[str] = None) -> list[dict]:  # fmt: skip
     """POST /models/{model}/predict; a refused request becomes a UserError with the server's message."""
     requests = _requests()
     url = f"{base_url.rstrip('/')}/models/{model}/predict"
     try:
-        response = (session or requests).post(url, json={"texts": list(texts)}, timeout=timeout)
+        response = (session or requests).post(url, json={"texts": list(texts)}, timeout=timeout,
+                                              headers=auth_headers(api_key))  # fmt: skip
     except requests.RequestException as exc:
         raise UserError(f"cannot reach {url} ({type(exc).__name__}); is the server running?") from None
     if response.status_code != 200:
@@ -84,9 +99,9 @@ def predict(base_url: str, model: str, texts: Sequence[Any], session: Any = None
     return response.json()["results"]
 
 
-def pick_model(base_url: str, name: Optional[str], task_type: Optional[str] = None) -> dict:
+def pick_model(base_url: str, name: Optional[str], task_type: Optional[str] = None, api_key: Optional[str] = None) -> dict:
     """GET /models entry of the model to ask: `name`, or the server's only model (of `task_type`, if given)."""
-    models = get_json(f"{base_url.rstrip('/')}/models")["models"]
+    models = get_json(f"{base_url.rstrip('/')}/models", api_key=api_key)["models"]
     if name is not None:
         match = next((m for m in models if m["name"] == name), None)
         if match is None:
@@ -123,8 +138,17 @@ def read_input_file(path: str) -> list:
 # -- one-off client ---------------------------------------------------------------------------------------------
 
 
-def texts_from_args(task_type: str, args: argparse.Namespace) -> list:
-    """The request's texts from the command line, in the shape the task type takes."""
+def texts_from_args(task_type: str, args: argparse.Namespace, model: Optional[dict] = None) -> list:
+    """The request's texts from the command line, in the shape the task type (and the served `model`, as GET
+    /models describes it: single texts or pairs) takes."""
+    pairs = getattr(args, "text_pair", None)
+    takes_pairs = (model or {}).get("pair")
+    if takes_pairs is not None and not args.input_file:
+        name = model["name"]
+        if takes_pairs and not pairs:
+            raise UserError(f"--text_pair: '{name}' classifies pairs of texts; give one --text_pair per text")
+        if pairs and not takes_pairs:
+            raise UserError(f"--text_pair: '{name}' classifies single texts; leave out --text_pair")
     if args.input_file:
         return read_input_file(args.input_file)
     if task_type == "qa":
@@ -133,7 +157,6 @@ def texts_from_args(task_type: str, args: argparse.Namespace) -> list:
         return [{"question": args.question, "context": args.context}]
     if not args.texts:
         raise UserError("give one or more texts (or --input_file)")
-    pairs = getattr(args, "text_pair", None)
     if pairs:
         if len(pairs) != len(args.texts):
             raise UserError(f"{len(args.texts)} texts but {len(pairs)} --text_pair values; give one pair per text")
@@ -155,11 +178,13 @@ def client_main(task_type: str, argv: Optional[Sequence[str]] = None) -> None:
         if task_type == "seq_cls":
             parser.add_argument("--text_pair", action="append", help="second text of a pair task, once per text")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
+    add_api_key_argument(parser)
     args = parser.parse_args(argv)
 
-    texts = texts_from_args(task_type, args)
-    model = pick_model(args.url, args.model, task_type)["name"]
-    for text, result in zip(texts, predict(args.url, model, texts, timeout=args.timeout)):
+    model = pick_model(args.url, args.model, task_type, args.api_key)
+    texts = texts_from_args(task_type, args, model)
+    results = predict(args.url, model["name"], texts, timeout=args.timeout, api_key=args.api_key)
+    for text, result in zip(texts, results):
         print(json.dumps({"input": text, **result}, ensure_ascii=False))
 
 
@@ -177,7 +202,8 @@ def check_loopback(url: str) -> None:
         raise UserError(f"--url: cannot resolve {parts.hostname!r} ({exc.strerror})") from None
     outside = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
     if outside:
-        raise UserError(f"--url: the load test only targets loopback addresses; {parts.hostname} is {outside[0]}")
+        where = "is" if parts.hostname == outside[0] else f"resolves to {outside[0]}, which is"
+        raise UserError(f"--url: the load test only targets this machine; {parts.hostname} {where} not a loopback address")
 
 
 @dataclass
@@ -218,6 +244,7 @@ def run_load_test(
     texts_per_request: int = 1,
     progress_every_s: float = 5.0,
     progress: Any = None,
+    api_key: Optional[str] = None,
 ) -> LoadTestResult:
     """`concurrency` clients, each sending its next request as soon as the last is answered, until `max_requests`
     requests were sent or `max_seconds` passed. Successful requests' latencies are kept; errors are counted."""
@@ -239,6 +266,7 @@ def run_load_test(
 
     def client() -> None:
         with requests.Session() as session:  # keep-alive, as a real client would
+            session.headers.update(auth_headers(api_key))
             while (number := next_request_number()) is not None:
                 first = number * texts_per_request
                 texts = [inputs[(first + k) % len(inputs)] for k in range(texts_per_request)]
@@ -288,6 +316,7 @@ def load_test_main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--warmup", type=int, default=10, help="requests sent first and not counted")
     parser.add_argument("--input_file", help="JSON lines of texts (default: built-in inputs for the model's task type)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_api_key_argument(parser)
     args = parser.parse_args(argv)
 
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
@@ -300,7 +329,7 @@ def load_test_main(argv: Optional[Sequence[str]] = None) -> None:
         raise UserError("--texts_per_request must be positive and --warmup not negative")
     check_loopback(args.url)
 
-    model = pick_model(args.url, args.model)
+    model = pick_model(args.url, args.model, api_key=args.api_key)
     inputs = read_input_file(args.input_file) if args.input_file else DEFAULT_INPUTS[model["task_type"]]
 
     def progress(message: str) -> None:
@@ -308,11 +337,11 @@ def load_test_main(argv: Optional[Sequence[str]] = None) -> None:
 
     if args.warmup:
         run_load_test(args.url, model["name"], inputs, min(args.concurrency, args.warmup), args.warmup, args.duration,
-                      args.texts_per_request)  # fmt: skip
+                      args.texts_per_request, api_key=args.api_key)  # fmt: skip
     progress(f"load test: {model['name']} ({model['task_type']}), {args.concurrency} clients, "
              f"at most {args.requests} requests or {args.duration:g} s")  # fmt: skip
     result = run_load_test(args.url, model["name"], inputs, args.concurrency, args.requests, args.duration,
-                           args.texts_per_request, progress=progress)  # fmt: skip
+                           args.texts_per_request, progress=progress, api_key=args.api_key)  # fmt: skip
     summary = {"model": model["name"], **result.summary()}
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))

@@ -29,7 +29,8 @@ TASKS = (
 )
 # small limits, so that going over them needs small requests
 LIMITS = {"max_batch_size": 16, "max_wait_ms": 20, "max_texts_per_request": 8, "max_text_chars": 200,
-          "max_body_bytes": 8192}  # fmt: skip
+          "max_request_chars": 1000, "max_body_bytes": 8192}  # fmt: skip
+READ_TIMEOUT_S = 3  # server.read_timeout_s of the test servers: short, so that the slow-client tests are quick
 QA_MAX_TEXT_CHARS = 1000  # a per-model override of the default limit
 SERVER_THREADS = 1
 
@@ -69,10 +70,11 @@ def predictors(exported):
 class ServerProcess:
     """deploy/serving/serve.py in a subprocess; its stderr is collected in the background."""
 
-    def __init__(self, config_path):
+    def __init__(self, config_path, env=None):
         self.process = subprocess.Popen(
             [sys.executable, SERVE_SCRIPT, "--config", str(config_path), "--port", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
         )  # fmt: skip
         self.lines = []
         self.url_found = threading.Event()
@@ -88,13 +90,13 @@ class ServerProcess:
                 self.url_found.set()
         self.url_found.set()
 
-    def wait_ready(self, timeout=180):
+    def wait_ready(self, timeout=180, headers=None):
         deadline = time.monotonic() + timeout
         self.url_found.wait(timeout)
         assert self.url, "server did not start:\n" + "\n".join(self.lines[-20:])
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.url + "/ready", timeout=5).status_code == 200:
+                if requests.get(self.url + "/ready", timeout=5, headers=headers).status_code == 200:
                     return self.url
             except requests.ConnectionError:
                 pass
@@ -111,8 +113,9 @@ class ServerProcess:
             self.process.wait()
 
 
-def write_config(path, models, defaults=None):
-    config = {"server": {"host": "127.0.0.1", "port": 8000}, "defaults": defaults or {}, "models": models}
+def write_config(path, models, defaults=None, server=None):
+    server = {"host": "127.0.0.1", "port": 8000, **(server or {})}
+    config = {"server": server, "defaults": defaults or {}, "models": models}
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -124,7 +127,8 @@ def server(exported, tmp_path_factory):
         for task_type, name, _ in TASKS
     ]
     models[2]["max_text_chars"] = QA_MAX_TEXT_CHARS
-    config = write_config(tmp_path_factory.mktemp("serving") / "config.yml", models, LIMITS)
+    config = write_config(tmp_path_factory.mktemp("serving") / "config.yml", models, LIMITS,
+                          {"read_timeout_s": READ_TIMEOUT_S})  # fmt: skip
     process = ServerProcess(config)
     try:
         yield process.wait_ready()
@@ -134,7 +138,7 @@ def server(exported, tmp_path_factory):
 
 MODEL_OF = {task_type: name for task_type, name, _ in TASKS}
 INPUTS = {
-    "seq_cls": DEFAULT_INPUTS["seq_cls"][:5] + [["今天天气很好", "适合出去踢球"]],
+    "seq_cls": DEFAULT_INPUTS["seq_cls"][:6],  # tnews takes single texts (a pair is refused: see BAD_REQUESTS)
     "token_cls": DEFAULT_INPUTS["token_cls"],
     # the second context is longer than one window (64 tokens): its answer is chosen over several windows
     "qa": DEFAULT_INPUTS["qa"] + [{"question": "谁创办了这所学校？", "context": "这所学校由张伯苓于1904年创办。" * 6}],
@@ -211,6 +215,17 @@ BAD_REQUESTS = [
     ("cmrc2018", {"json": {"texts": [{"question": "谁？", "context": ""}]}}, 422, "'context' is empty"),
     ("cmrc2018", {"json": {"texts": [{"question": "谁？", "context": "长" * 1000}]}}, 422, "1002 characters; at most 1000"),
     ("nope", {"json": {"texts": ["a"]}}, 404, "unknown model 'nope' (served: tnews, msra_ner, cmrc2018)"),
+    # text content: lone surrogates (valid JSON, not Unicode), invisible-only texts (refused as whitespace-only ones)
+    ("tnews", {"data": b'{"texts": ["\\ud800"]}'}, 422, "texts[0]: holds a lone UTF-16 surrogate (\\ud800)"),
+    ("msra_ner", {"data": b'{"texts": ["ok", "\\udfff\\u5f20"]}'}, 422, "texts[1]: holds a lone UTF-16 surrogate"),
+    ("cmrc2018", {"data": b'{"texts": [{"question": "\\ud83d?", "context": "c"}]}'}, 422, "texts[0]: holds a lone"),
+    ("tnews", {"data": b'{"\\ud800": 1, "texts": ["a"]}'}, 422, "unknown field"),  # echoed back, escaped
+    ("tnews", {"json": {"texts": ["\u200b\u200d\ufeff"]}}, 422, "texts[0]: text 1 is empty"),
+    ("msra_ner", {"json": {"texts": [" \u2060\u00ad "]}}, 422, "texts[0]: the text is empty"),
+    ("cmrc2018", {"json": {"texts": [{"question": "谁？", "context": "\u200b"}]}}, 422, "'context' is empty"),
+    # total characters of a request (5 x 199 = 995 fits, 6 x 199 = 1194 does not)
+    ("tnews", {"data": json.dumps({"texts": ["长" * 199] * 6}, ensure_ascii=False).encode()}, 413,
+     "hold 1194 characters; at most 1000 are allowed per request"),
 ]
 
 
@@ -317,7 +332,7 @@ def test_corrupt_parameters_stop_start_up_with_one_line(exported, tmp_path):
     (corrupt / "model.pdiparams").write_bytes(b"\0" * 100)
     status, errors = run_server_to_exit(write_config(tmp_path / "config.yml", [{"name": "bad", "path": str(corrupt)}]))
     assert status == 2
-    assert len(errors) == 1 and errors[0].startswith(f"error: model 'bad' could not be loaded from {corrupt}")
+    assert len(errors) == 1 and errors[0].startswith("error: model 'bad' could not be loaded") and str(corrupt) in errors[0]
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -401,3 +416,405 @@ def test_load_test_refuses_other_than_loopback(url):
         check_loopback(url)
     check_loopback("http://localhost:8000")
     check_loopback("http://[::1]:8000")
+
+
+# -- hardening: connections stay usable, errors name no internals, slow clients, big requests, keys, paths ---------
+
+
+def test_a_refused_request_keeps_the_keep_alive_connection_usable(server, predictors):
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        for model in ("msra_ner", "cmrc2018", "tnews"):
+            connection.request("POST", f"/models/{model}/predict", body=b'{"texts": ["\\ud800"]}')
+            refused = connection.getresponse()
+            assert refused.status == 422 and "surrogate" in json.loads(refused.read())["error"]
+            assert refused.getheader("connection") != "close"
+        sock = connection.sock
+        connection.request("POST", "/models/tnews/predict", body=json.dumps({"texts": ["球队赢得冠军"]}))
+        answered = connection.getresponse()
+        assert answered.status == 200 and connection.sock is sock  # the same connection, not a new one
+        assert json.loads(answered.read())["results"] == predictors["seq_cls"].predict_texts(["球队赢得冠军"])
+    finally:
+        connection.close()
+
+
+def read_until_closed(sock, limit_s):
+    """Everything the server sends until it closes the connection; fails if it is still open after `limit_s`."""
+    import socket
+
+    sock.settimeout(limit_s)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except socket.timeout:
+        raise AssertionError(f"connection still open after {limit_s} s; received {received!r}") from None
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_clients_that_stall_mid_request_are_answered_408_and_dropped(server):
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    body = json.dumps({"texts": ["球队赢得冠军"]}).encode()
+    stalls = {
+        "nothing sent": b"",
+        "half the headers": b"POST /models/tnews/predict HTTP/1.1\r\nHost: x\r\nContent-Le",
+        "half the body": b"POST /models/tnews/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:10],  # fmt: skip
+    }
+    sockets = {name: socket.create_connection((parts.hostname, parts.port), timeout=10) for name in stalls}
+    try:
+        for name, data in stalls.items():
+            sockets[name].sendall(data)
+        # the bound: read_timeout_s for the headers, as long again for the body; plus slack for a busy machine
+        answers = {name: read_until_closed(sock, 2 * READ_TIMEOUT_S + 20) for name, sock in sockets.items()}
+    finally:
+        for sock in sockets.values():
+            sock.close()
+    for name in ("nothing sent", "half the headers"):
+        assert answers[name].startswith(b"HTTP/1.1 408 "), (name, answers[name])
+        assert b"request headers did not arrive within 3 s" in answers[name]
+    assert answers["half the body"].startswith(b"HTTP/1.1 408 "), answers["half the body"]
+    assert b'{"error":"the request body did not arrive within 3 s"}' in answers["half the body"]
+    assert requests.get(server + "/health", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("data", [
+    b"NOT HTTP AT ALL\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n",  # over h11's header limit
+], ids=["garbage", "huge headers"])  # fmt: skip
+def test_malformed_http_gets_a_json_400(server, data):
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = read_until_closed(sock, 30)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"application/json" in head
+    assert json.loads(body)["error"].startswith("malformed HTTP request")
+
+
+# A model that fails, and one that blocks, behind the real app and a real uvicorn server in this process: what
+# only a broken or slow model shows (a 500 with no internals, and batches of a big request taking turns).
+
+
+class FakeTask:
+    task_type = "seq_cls"
+
+    def describe(self):
+        return {"task_name": "fake", "task_type": self.task_type, "labels": ["a", "b"]}
+
+    def example_from_text(self, text):
+        from ernie3.tasks import RecordError
+
+        if text == "crash in the handler":
+            raise RuntimeError("parser bug at /srv/secret/path.py")
+        if not isinstance(text, str) or not text.strip():
+            raise RecordError("expected a text string")
+        return {"text": text}
+
+
+class FakePredictor:
+    """Fails on "fail"; otherwise answers each text with itself, after `gate` lets the batch through."""
+
+    def __init__(self):
+        self.task = FakeTask()
+        self.max_seq_length, self.backend_name, self.device, self.precision = 16, "fake", "cpu", "fp32"
+        self.batches = []  # the texts of each batch run, in order
+        self.gate = threading.Semaphore(1000)
+        self.entered = threading.Event()
+
+    def predict_texts(self, texts):
+        self.entered.set()
+        self.gate.acquire()
+        self.batches.append(list(texts))
+        if "fail" in texts:
+            raise RuntimeError("(PreconditionNotMet) tensor shape mismatch at /paddle/fluid/inference/api.cc:123")
+        return [{"label": text} for text in texts]
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    import logging
+
+    import uvicorn
+
+    from ernie3.serve import (ModelRegistry, ModelSpec, ModelWorker, ServerSettings, bind_socket, create_app,
+                              read_timeout_protocol, url_of)  # fmt: skip
+
+    limits = ServingLimits(max_batch_size=2, max_texts_per_request=64, max_wait_ms=0)
+    predictors = {"broken": FakePredictor(), "slow": FakePredictor()}
+    registry = ModelRegistry([ModelWorker(ModelSpec(name, "/models/" + name, limits), p) for name, p in predictors.items()])
+    for worker in registry.workers.values():
+        worker.start()
+    settings = ServerSettings(read_timeout_s=READ_TIMEOUT_S)
+    sock = bind_socket("127.0.0.1", 0, False)
+    config = uvicorn.Config(create_app(registry, settings), log_config=None, lifespan="on",
+                            http=read_timeout_protocol(settings.read_timeout_s))  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = url_of(sock)
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    logging.getLogger("uvicorn.error").propagate = True  # so that caplog sees the server's log
+    try:
+        yield url, predictors
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_internal_errors_answer_json_500_naming_no_internals(fake_server, caplog):
+    url, _ = fake_server
+    with requests.Session() as session, caplog.at_level("ERROR", logger="uvicorn.error"):
+        for texts in (["ok", "fail"], ["crash in the handler"]):  # in the model, then in the request handler
+            response = session.post(url + "/models/broken/predict", json={"texts": texts}, timeout=30)
+            assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+            body = response.json()
+            assert set(body) == {"error", "request_id"} and body["request_id"] in body["error"]
+            for internal in ("Precondition", "paddle", "/srv", "RuntimeError", "Traceback"):
+                assert internal not in response.text
+            assert body["request_id"] in caplog.text  # the log has the details under the same id
+            assert session.post(url + "/models/broken/predict", json={"texts": ["ok"]}, timeout=30).json() == {
+                "results": [{"label": "ok"}]}  # the same connection goes on serving
+    assert "PreconditionNotMet" in caplog.text and "/srv/secret/path.py" in caplog.text
+
+
+def test_a_big_request_runs_in_batches_that_take_turns_with_other_requests(fake_server):
+    url, predictors = fake_server
+    slow = predictors["slow"]
+    slow.gate = threading.Semaphore(0)  # each batch waits for a release
+    slow.entered.clear()
+    big = [f"big{i}" for i in range(6)]  # max_batch_size 2: three batches
+    answers = {}
+
+    def send(name, texts):
+        answers[name] = requests.post(url + "/models/slow/predict", json={"texts": texts}, timeout=60)
+
+    threads = [threading.Thread(target=send, args=("big", big))]
+    threads[0].start()
+    assert slow.entered.wait(30)  # the big request's first batch is running
+    threads.append(threading.Thread(target=send, args=("small", ["small"])))
+    threads[1].start()
+    deadline = time.monotonic() + 30
+    while requests.get(url + "/models/slow", timeout=10).json()["queued_requests"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)  # wait until the small request is queued while the big one's first batch runs
+    for _ in range(4):
+        slow.gate.release()
+    for thread in threads:
+        thread.join(timeout=60)
+    # the big request's rest went back into the queue behind the small one, which ran in the next batch
+    assert slow.batches == [["big0", "big1"], ["small", "big2"], ["big3", "big4"], ["big5"]]
+    assert answers["big"].json()["results"] == [{"label": text} for text in big]
+    assert answers["small"].json()["results"] == [{"label": "small"}]
+    assert requests.get(url + "/models/slow", timeout=10).json()["stats"]["split_requests"] == 1
+    slow.gate = threading.Semaphore(1000)
+
+
+def test_models_list_shows_no_filesystem_paths(server, fake_server, exported):
+    for listing in (requests.get(server + "/models", timeout=10).text, requests.get(fake_server[0] + "/models", timeout=10).text):
+        assert "/models/broken" not in listing and "/tmp" not in listing and '"path"' not in listing
+    models = requests.get(server + "/models", timeout=10).json()["models"]
+    assert models[0]["pair"] is False and models[0]["num_threads"] == SERVER_THREADS
+    assert {"limits", "stats", "task_name", "task_type", "labels"} <= set(models[1])
+    assert exported["seq_cls"] not in requests.get(server + "/models/tnews", timeout=10).text
+
+
+# -- a second server: an API key, a compress output dir, and a QA model that takes big requests -------------------
+
+API_KEY = "test-key-0123456789"
+BIG_QA_LIMITS = {"max_texts_per_request": 64, "max_text_chars": 5000, "max_body_bytes": 1 << 20,
+                 "max_batch_size": 4, "max_batch_chars": 2000, "max_request_chars": 60000}  # fmt: skip
+
+
+def compress_like_dir(export_dir, root):
+    """The layout compress_*.py writes: OUTPUT/report.json and the chosen candidate in OUTPUT/best/."""
+    import shutil
+
+    shutil.copytree(export_dir, root / "best")
+    (root / "report.json").write_text(json.dumps({"best": "fp32"}), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def keyed_server(exported, tmp_path_factory):
+    root = tmp_path_factory.mktemp("keyed")
+    compressed = compress_like_dir(exported["seq_cls"], root / "tnews-compressed")
+    models = [
+        {"name": "tnews", "path": str(compressed), "num_threads": SERVER_THREADS},
+        {"name": "cmrc2018", "path": exported["qa"], "num_threads": SERVER_THREADS, **BIG_QA_LIMITS},
+    ]
+    server_settings = {"api_key_env": "TEST_SERVING_KEY", "read_timeout_s": READ_TIMEOUT_S}
+    process = ServerProcess(write_config(root / "config.yml", models, None, server_settings),
+                            env={"TEST_SERVING_KEY": API_KEY})  # fmt: skip
+    try:
+        yield process.wait_ready(headers={"Authorization": f"Bearer {API_KEY}"})
+    finally:
+        process.stop()
+
+
+def test_the_api_key_guards_every_endpoint_but_health(keyed_server):
+    good = {"Authorization": f"Bearer {API_KEY}"}
+    assert requests.get(keyed_server + "/health", timeout=10).status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}):
+        for method, path in (("GET", "/ready"), ("GET", "/models"), ("GET", "/nowhere"), ("POST", "/models/tnews/predict")):
+            response = requests.request(method, keyed_server + path, headers=headers, json={"texts": ["a"]}, timeout=10)
+            assert response.status_code == 401, (headers, path)
+            assert "API key" in response.json()["error"] and response.headers["www-authenticate"] == "Bearer"
+    assert requests.post(keyed_server + "/models/tnews/predict", json={"texts": ["球队"]}, headers=good, timeout=30).status_code == 200
+
+
+def test_a_compress_output_dir_is_served_from_its_best_candidate(keyed_server, predictors):
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    texts = DEFAULT_INPUTS["seq_cls"][:3]
+    response = requests.post(keyed_server + "/models/tnews/predict", json={"texts": texts}, headers=headers, timeout=30)
+    assert response.json() == {"results": predictors["seq_cls"].predict_texts(texts)}  # best/ is the same export
+
+
+def test_a_big_qa_request_is_split_and_answered_like_the_predictor(keyed_server, predictors):
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    context = "这所学校由张伯苓于1904年创办，位于天津。" * 60  # 1,260 characters: about 50 windows of 64 tokens
+    texts = [{"question": "谁创办了这所学校？", "context": context[i:]} for i in range(10)]
+    response = requests.post(keyed_server + "/models/cmrc2018/predict", json={"texts": texts}, headers=headers, timeout=120)
+    assert response.status_code == 200, response.text
+    expected = [predictors["qa"].predict_texts([text])[0] for text in texts]
+    assert_same_results(response.json()["results"], expected)
+    stats = requests.get(keyed_server + "/models/cmrc2018", headers=headers, timeout=10).json()["stats"]
+    assert stats["split_requests"] >= 1 and stats["largest_batch_texts"] == 1  # max_batch_chars 2000: one per batch
+    too_much = [{"question": "谁？", "context": "长" * 4998}] * 13  # 13 x 5000 characters > max_request_chars 60000
+    refused = requests.post(keyed_server + "/models/cmrc2018/predict", json={"texts": too_much}, headers=headers, timeout=30)
+    assert refused.status_code == 413 and "at most 60000 are allowed per request" in refused.json()["error"]
+
+
+def test_clients_and_load_test_send_the_api_key(keyed_server):
+    without = run_script("client_seq_cls.py", "--url", keyed_server, "球队")
+    assert without.returncode == 2 and without.stderr.strip().startswith("error: GET ") and "HTTP 401" in without.stderr
+    with_flag = run_script("client_seq_cls.py", "--url", keyed_server, "--api_key", API_KEY, "球队")
+    assert with_flag.returncode == 0, with_flag.stderr
+    from_env = subprocess.run([sys.executable, os.path.join(SERVING_DIR, "client_qa.py"), "--url", keyed_server,
+                               "--question", "谁？", "--context", "张三在北京。"], capture_output=True, text=True,
+                              timeout=120, cwd=REPO_ROOT, env={**os.environ, "ERNIE3_API_KEY": API_KEY})  # fmt: skip
+    assert from_env.returncode == 0 and "answer" in json.loads(from_env.stdout), from_env.stderr
+    load = run_script("load_test.py", "--url", keyed_server, "--model", "tnews", "--requests", "4", "--warmup", "1",
+                      "--api_key", API_KEY, "--json")  # fmt: skip
+    assert load.returncode == 0 and json.loads(load.stdout)["errors"] == 0, load.stderr
+
+
+def test_seq_cls_client_checks_text_pair_against_the_model(server):
+    refused = run_script("client_seq_cls.py", "--url", server, "--model", "tnews", "球队", "--text_pair", "冠军")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "error: --text_pair: 'tnews' classifies single texts; leave out --text_pair"
+
+
+def test_pair_tasks_refuse_single_texts_naming_the_index():
+    from ernie3.serve import RequestError, parse_predict_request
+    from ernie3.tasks import get_task
+
+    afqmc, tnews = get_task("afqmc"), get_task("tnews")
+    assert parse_predict_request({"texts": [["蚂蚁借呗", "借呗"]]}, afqmc, ServingLimits()) == [["蚂蚁借呗", "借呗"]]
+    for task, texts, message in [
+        (afqmc, [["a", "b"], "单独一句"], "texts[1]: afqmc classifies pairs of texts"),
+        (afqmc, [["a", "\u200b"]], "texts[0]: text 2 is empty"),
+        (tnews, ["a", "b", ["c", "d"]], "texts[2]: tnews classifies single texts"),
+    ]:
+        with pytest.raises(RequestError, match=re.escape(message)) as refused:
+            parse_predict_request({"texts": texts}, task, ServingLimits())
+        assert refused.value.status == 422
+
+
+# -- start-up checks ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("batch_size", 0, "'batch_size' must be a positive integer, got 0"),
+    ("num_threads", -1, "'num_threads' must be a positive integer, got -1"),
+    ("max_seq_length", "64", "'max_seq_length' must be a positive integer"),
+    ("precision", "int4", "'precision' must be one of auto, fp32, fp16, int8, got 'int4'"),
+    ("device", "tpu", "'device' must be one of cpu, gpu"),
+    ("backend", "", "'backend' must be a non-empty string"),
+    ("tensorrt", {"precison": "fp16"}, "unknown tensorrt setting 'precison'"),
+    ("tensorrt", {"min_shape": [4, 4], "opt_shape": [2, 2]}, "TensorRT shapes must satisfy min <= opt <= max"),
+])  # fmt: skip
+def test_predictor_options_are_checked_with_the_config(option, value, message):
+    with pytest.raises(UserError, match=re.escape(f"models[0] (a): {message}")):
+        parse_config({"models": [{"name": "a", "path": "m", option: value}]}, "/configs")
+
+
+@pytest.mark.parametrize("server_settings, message", [
+    ({"read_timeout_s": 0}, "'read_timeout_s' must be a number > 0"),
+    ({"keep_alive_s": -1}, "'keep_alive_s' must be a number > 0"),
+    ({"api_key": ""}, "'api_key' must be a non-empty string"),
+])  # fmt: skip
+def test_server_settings_are_checked(server_settings, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_config({"server": server_settings, "models": [{"name": "a", "path": "m"}]}, "/configs")
+
+
+def test_api_key_settings(monkeypatch):
+    from ernie3.serve import ServerSettings, resolve_api_key
+
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with pytest.raises(UserError, match="'api_key_env' names NO_SUCH_KEY_VAR, which is not set"):
+        resolve_api_key(ServerSettings(api_key_env="NO_SUCH_KEY_VAR"))
+    with pytest.raises(UserError, match="not both"):
+        resolve_api_key(ServerSettings(api_key="a", api_key_env="B"))
+    monkeypatch.setenv("SOME_KEY_VAR", "secret")
+    assert resolve_api_key(ServerSettings(api_key_env="SOME_KEY_VAR")) == "secret"
+    assert resolve_api_key(ServerSettings()) is None
+
+
+def test_bad_predictor_option_stops_start_up_before_loading(exported, tmp_path):
+    config = write_config(tmp_path / "config.yml", [{"name": "tnews", "path": exported["seq_cls"], "batch_size": 0}])
+    status, errors = run_server_to_exit(config)
+    assert status == 2 and len(errors) == 1
+    assert errors[0] == f"error: {config}: models[0] (tnews): 'batch_size' must be a positive integer, got 0"
+
+
+def test_options_that_load_but_cannot_run_fail_the_warm_up(exported):
+    from ernie3.serve import ModelSpec, load_predictor
+
+    spec = ModelSpec("tnews", exported["seq_cls"], ServingLimits(), {"max_seq_length": 4096, "num_threads": 1})
+    with pytest.raises(UserError, match=re.escape("model 'tnews' loaded but failed its first prediction")) as failed:
+        load_predictor(spec)
+    assert "with max_seq_length 4096: is that more positions than the model has?" in str(failed.value)
+
+
+def test_listening_beyond_loopback_without_a_key_warns(tmp_path):
+    missing = tmp_path / "missing"
+    config = write_config(tmp_path / "config.yml", [{"name": "m", "path": str(missing)}], None, {"host": "0.0.0.0"})
+    completed = subprocess.run([sys.executable, SERVE_SCRIPT, "--config", str(config), "--port", "0"],
+                               capture_output=True, text=True, timeout=180, cwd=REPO_ROOT)  # fmt: skip
+    assert completed.returncode == 2
+    assert "warning: listening on 0.0.0.0, beyond this machine, without an API key" in completed.stderr
+    assert f"error: model 'm' could not be loaded: path not found: {missing}" in completed.stderr
+
+
+def test_served_paths_resolve_as_infer_does(exported, tmp_path):
+    from ernie3.serve import ModelSpec, resolve_served_path
+
+    compressed = compress_like_dir(exported["seq_cls"], tmp_path / "compressed")
+    assert resolve_served_path(ModelSpec("a", str(compressed), ServingLimits())) == str(compressed / "best")
+    assert resolve_served_path(ModelSpec("a", exported["seq_cls"], ServingLimits())) == exported["seq_cls"]
+    no_best = tmp_path / "no-best"
+    no_best.mkdir()
+    (no_best / "report.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(f"model 'a' could not be loaded: {no_best} is a compress output dir without best/")):
+        resolve_served_path(ModelSpec("a", str(no_best), ServingLimits()))
+
+
+def test_load_test_refusal_says_what_it_means():
+    with pytest.raises(UserError, match=re.escape("10.0.0.1 is not a loopback address")):
+        check_loopback("http://10.0.0.1:8000")

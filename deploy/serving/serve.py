@@ -1,6 +1,6 @@
 """Serve exported models over HTTP; the logic is in ernie3/serve.py.
 
-    python deploy/serving/serve.py --config deploy/serving/config.yml [--host 127.0.0.1] [--port 8000]
+    python deploy/serving/serve.py --config deploy/serving/config.yml [--host 127.0.0.1] [--port 8000] [--verbose]
 """
 import os
 import sys
