@@ -353,15 +353,17 @@ def die_at_target(path):
 paddle.save = lambda obj, path, *a, **k: (die_at_target(path), original_save(obj, path, *a, **k))[1]
 paddle.jit.save = lambda layer, path, *a, **k: (die_at_target(path), original_jit_save(layer, path, *a, **k))[1]
 from ernie3.errors import run_cli
-from ernie3.train import run
-run_cli(lambda: run("seq_cls", sys.argv[1:]))
+from ernie3.compress import run as compress
+from ernie3.train import run as train
+run_cli(lambda: (compress if sys.argv[1] == "compress" else train)("seq_cls", sys.argv[2:]))
 """
 
 
-def killed_run(argv, target):
-    """Run run_seq_cls in a fresh process that SIGKILLs itself when it starts writing a file whose path has `target`."""
-    result = subprocess.run([sys.executable, "-c", KILL_DRIVER, *argv], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "KILL_WHEN_WRITING": target})  # fmt: skip
+def killed_run(argv, target, script="train"):
+    """run_seq_cls (or compress_seq_cls) in a fresh process that SIGKILLs itself when it starts writing a file
+    whose path has `target`."""
+    result = subprocess.run([sys.executable, "-c", KILL_DRIVER, script, *argv], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "KILL_WHEN_WRITING": target})  # fmt: skip
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
 
 
@@ -407,6 +409,17 @@ def test_a_run_killed_while_exporting_keeps_the_previous_export(fine_tuned, tmp_
     train_entry("seq_cls")(argv)  # the next run succeeds beside the leftover staging directory
     after = tree_digest(tmp_path / "export")
     assert after.keys() == before.keys() and after["model.pdiparams"] == before["model.pdiparams"]
+
+
+def test_a_compress_killed_midway_keeps_the_previous_output(fine_tuned, tmp_path):
+    output_dir = tmp_path / "compress"
+    argv = compress_argv("seq_cls", fine_tuned["seq_cls"] / "best", output_dir, "--overwrite_output_dir")
+    compress_entry("seq_cls")(argv)
+    before = tree_digest(output_dir)
+    killed_run(argv, ".compress.partial-", script="compress")  # while exporting the float model of the new output
+    assert tree_digest(output_dir) == before
+    report = compress_entry("seq_cls")(argv)  # the next run succeeds
+    assert report["best"] and os.path.isfile(output_dir / "report.json")
 
 
 # --- 8. settings travel with the model; outputs readable; eval once; messages --------------------------------------
