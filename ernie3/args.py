@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -41,7 +42,13 @@ class DataArguments:
         default=False,
         metadata={"help": "Drop records that fail validation (each logged with its location) instead of stopping."},
     )
-    config: str = field(default=DEFAULT_CONFIG, metadata={"help": "YAML file of per-task defaults."})
+    config: str = field(
+        default=DEFAULT_CONFIG,
+        metadata={"help": "YAML file of per-task defaults, layered over the project's config.yml (its sections win)."},
+    )
+    config_replace: bool = field(
+        default=False, metadata={"help": "Use --config instead of the project's config.yml, not layered over it."}
+    )
 
 
 # config.yml sections applied in this order, later ones winning: all tasks, the task type, the task itself.
@@ -50,8 +57,7 @@ COMMON_SECTION = "common"
 COMPRESS_KEY = "compress"
 
 
-def load_config_defaults(path: str, task: Task, for_compression: bool = False) -> dict[str, Any]:
-    """Merged defaults for `task` from the YAML config file: {flag: (value, section it came from)}."""
+def read_config_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise UserError(f"--config: file not found: {path}")
     try:
@@ -59,21 +65,43 @@ def load_config_defaults(path: str, task: Task, for_compression: bool = False) -
             config = yaml.safe_load(handle) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--config: cannot read {path} ({exc})") from None
     if not isinstance(config, dict):
         raise UserError(f"{path}: expected a mapping of sections (common, task types, task names)")
+    return config
+
+
+def config_files(path: str, replace: bool = False) -> list[str]:
+    """The YAML files to read, later ones winning: the project's config.yml, then the user's --config over it."""
+    if replace or os.path.abspath(path) == os.path.abspath(DEFAULT_CONFIG):
+        return [path]
+    return [DEFAULT_CONFIG, path]
+
+
+def load_config_defaults(
+    path: str, task: Task, for_compression: bool = False, replace: bool = False
+) -> dict[str, Any]:
+    """Merged defaults for `task`: {flag: (value, where it came from)}.
+
+    Sections apply in the order common → task type → task name; within each section, a --config file's keys win
+    over the project's config.yml (unless `replace`), so a file with one task section keeps every other default.
+    """
+    configs = [(file, read_config_file(file)) for file in config_files(path, replace)]
     merged: dict[str, Any] = {}
     compress_sections = []
     for section in (COMMON_SECTION, task.task_type, task.name):
-        values = config.get(section) or {}
-        if not isinstance(values, dict):
-            raise UserError(f"{path}: section '{section}' must be a mapping of flag names to values")
-        compress_sections.append((f"{section}.{COMPRESS_KEY}", values.get(COMPRESS_KEY) or {}))
-        merged.update({key: (value, section) for key, value in values.items() if key != COMPRESS_KEY})
-    if for_compression:
-        for section, values in compress_sections:
+        for file, config in configs:
+            values = config.get(section) or {}
             if not isinstance(values, dict):
-                raise UserError(f"{path}: '{section}' must be a mapping of flag names to values")
-            merged.update({key: (value, section) for key, value in values.items()})
+                raise UserError(f"{file}: section '{section}' must be a mapping of flag names to values")
+            compress_sections.append((file, f"{section}.{COMPRESS_KEY}", values.get(COMPRESS_KEY) or {}))
+            merged.update({key: (value, file, section) for key, value in values.items() if key != COMPRESS_KEY})
+    if for_compression:
+        for file, section, values in compress_sections:
+            if not isinstance(values, dict):
+                raise UserError(f"{file}: '{section}' must be a mapping of flag names to values")
+            merged.update({key: (value, file, section) for key, value in values.items()})
     return merged
 
 
@@ -120,7 +148,9 @@ def parse_arguments(
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task_name")
     pre.add_argument("--config", default=DEFAULT_CONFIG)
+    pre.add_argument("--config_replace", nargs="?", const="true", default="false")
     known, _ = pre.parse_known_args(argv)
+    replace = str(known.config_replace).lower() in ("true", "1", "yes", "y")
     task = get_task(known.task_name, task_type)
 
     output_dir = os.path.join("output", task.name, "compress") if for_compression else os.path.join("output", task.name)
@@ -130,25 +160,113 @@ def parse_arguments(
         "device": default_device(),
     }
     sources = {key: "built-in" for key in defaults}
-    for key, (value, section) in load_config_defaults(known.config, task, for_compression).items():
-        where = f"{known.config} [{section}]"
-        if key not in actions or key in ("task_name", "config", "help"):
+    for key, (value, file, section) in load_config_defaults(known.config, task, for_compression, replace).items():
+        where = f"{file} [{section}]"
+        if key not in actions or key in ("task_name", "config", "config_replace", "help"):
             raise UserError(f"{where}: unknown setting '{key}' (settings are the scripts' flag names)")
         defaults[key] = _checked_value(actions[key], key, value, where)
-        sources[key] = f"{os.path.basename(known.config)} [{section}]"
+        sources[key] = f"{os.path.basename(file)} [{section}]"
+    cli = given_on_command_line(argv)
+    if not for_compression:
+        current = {key: defaults.get(key, action.default) for key, action in actions.items()}
+        for key, value in best_model_settings(task, current, cli).items():
+            defaults[key], sources[key] = value, "built-in: best/ is the best checkpoint by dev metric"
     parser.set_defaults(**defaults)
 
     namespace = parser.parse_args(argv)
     check_device(namespace.device)
+    check_training_settings(namespace, for_compression)
     requested = {flag: bool(getattr(namespace, flag)) for flag in ("do_train", "do_eval", "do_predict", "do_export")}
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     except ValueError as exc:  # TrainingArguments.__post_init__ rejects inconsistent settings
-        raise UserError(f"invalid arguments: {exc}") from None
-    cli = given_on_command_line(argv)
+        raise UserError(f"invalid arguments: {' '.join(str(exc).split())}") from None
     sources.update({key: "command line" for key in cli})
     log_effective_settings(namespace, sources)
     return (task, *parsed, requested)
+
+
+def best_model_settings(task: Task, defaults: dict[str, Any], cli: set[str]) -> dict[str, Any]:
+    """Settings that make `best/` the best checkpoint by the task's dev metric, whatever a config file says.
+
+    Flags given on the command line are the user's explicit choice and are left as they are.
+    """
+    forced: dict[str, Any] = {}
+    wanted = {"load_best_model_at_end": True, "metric_for_best_model": task.metric_name, "greater_is_better": True}
+    for key, value in wanted.items():
+        if key not in cli and defaults.get(key) != value:
+            forced[key] = value
+    evaluation = str(defaults.get("evaluation_strategy") or "no")
+    save = str(defaults.get("save_strategy") or "steps")
+    if "evaluation_strategy" not in cli and evaluation == "no":
+        evaluation = forced["evaluation_strategy"] = save if save != "no" else "epoch"
+    if "save_strategy" not in cli and save != evaluation:
+        forced["save_strategy"] = evaluation
+    eval_steps, save_steps = defaults.get("eval_steps") or defaults.get("logging_steps"), defaults.get("save_steps")
+    if evaluation == "steps" and "save_steps" not in cli and eval_steps and save_steps and save_steps % eval_steps:
+        forced["save_steps"] = eval_steps
+    return forced
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def check_training_settings(namespace: argparse.Namespace, for_compression: bool = False) -> None:
+    """Reject settings that would crash late, train nothing, or train a NaN model; one line naming the flag."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(namespace, name, None)
+        if value is not None and value <= 0:
+            raise UserError(f"--{name} must be a positive integer, got {value}")
+    rate = namespace.learning_rate
+    if not _finite(rate) or rate <= 0:
+        raise UserError(f"--learning_rate must be a positive finite number, got {rate}")
+    epochs, max_steps = namespace.num_train_epochs, namespace.max_steps
+    if not _finite(epochs) or epochs < 0:
+        raise UserError(f"--num_train_epochs must be a finite number >= 0, got {epochs}")
+    if max_steps == 0 or max_steps < -1:
+        raise UserError(
+            f"--max_steps must be a positive number of steps (or -1 to train --num_train_epochs), got {max_steps}"
+        )
+    if max_steps == -1 and epochs == 0 and namespace.do_train:
+        raise UserError("--num_train_epochs 0 trains nothing; give a positive number of epochs or --max_steps")
+    for name in ("warmup_ratio",):
+        value = getattr(namespace, name, None)
+        if value is not None and (not _finite(value) or not 0 <= value <= 1):
+            raise UserError(f"--{name} must be between 0 and 1, got {value}")
+    for name in ("warmup_steps", "seed", "max_grad_norm", "dataloader_num_workers"):
+        value = getattr(namespace, name, None)
+        if value is not None and (not _finite(value) or value < 0):
+            raise UserError(f"--{name} must be a finite number >= 0, got {value}")
+    decay = getattr(namespace, "weight_decay", 0.0)
+    if not _finite(decay) or decay < 0:
+        raise UserError(f"--weight_decay must be a finite number >= 0, got {decay}")
+    strategies = {
+        "evaluation_strategy": "eval_steps", "save_strategy": "save_steps", "logging_strategy": "logging_steps"
+    }  # fmt: skip
+    for strategy, steps_flag in strategies.items():
+        steps = getattr(namespace, steps_flag, None)
+        by_steps = str(getattr(namespace, strategy, "")) in ("steps", "IntervalStrategy.STEPS")
+        if by_steps and steps is not None and steps <= 0:
+            raise UserError(f"--{steps_flag} must be a positive number of steps with --{strategy} steps, got {steps}")
+    if namespace.max_seq_length <= 0:
+        raise UserError(f"--max_seq_length must be a positive number of tokens, got {namespace.max_seq_length}")
+    if getattr(namespace, "save_total_limit", None) is not None and namespace.save_total_limit < 0:
+        raise UserError(f"--save_total_limit must be >= 0, got {namespace.save_total_limit}")
+
+
+def check_max_seq_length(max_seq_length: int, tokenizer: Any, max_positions: Optional[int]) -> None:
+    """`--max_seq_length` must hold the special tokens and some text, and fit the model's position embeddings."""
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    if max_seq_length < special + 2:
+        raise UserError(
+            f"--max_seq_length {max_seq_length} is too small: {special} special tokens leave no room for text "
+            f"(use at least {special + 2})"
+        )
+    if max_positions and max_seq_length > max_positions:
+        raise UserError(
+            f"--max_seq_length {max_seq_length} is larger than the model's max_position_embeddings ({max_positions})"
+        )
 
 
 def default_device() -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from pathlib import Path
+from typing import Optional
 
 
 def configure_environment() -> None:
@@ -79,3 +81,92 @@ def _super_layer_norm_uses_public_layer_norm() -> None:
         return F.layer_norm(input, [feature_dim], weight=weight, bias=bias, epsilon=self._epsilon)
 
     SuperLayerNorm.forward = forward
+
+
+def trainer_class() -> type:
+    """paddlenlp's Trainer with fixes for paddlenlp 2.8.1 behaviour that breaks plain uses of it."""
+    import paddle.io as paddle_io
+    from paddlenlp.trainer import Trainer
+    from paddlenlp.trainer.trainer_utils import TrainOutput
+
+    class _SeededEpochBatchSampler(paddle_io.DistributedBatchSampler):
+        def __init__(self, dataset, seed: int, **kwargs):
+            super().__init__(dataset, **kwargs)
+            self.seed = seed
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int) -> None:
+            super().set_epoch((self.seed * 1_000_003 + epoch) % 2**32)
+
+    class FixedTrainer(Trainer):
+        #: sum of the training losses of the steps before the checkpoint a run resumes from (None: unknown)
+        loss_before_resume: Optional[float] = 0.0
+
+        def train(self, resume_from_checkpoint=None, *args, **kwargs):
+            output = super().train(resume_from_checkpoint, *args, **kwargs)
+            # paddlenlp 2.8.1 sums the losses of the resumed steps only, then divides by all steps (global_step):
+            # a resumed run reports a train_loss far from the uninterrupted run's. Add the steps before.
+            if resume_from_checkpoint and self.state.global_step and self.loss_before_resume is not None:
+                loss = output.training_loss + self.loss_before_resume / self.state.global_step
+                output.metrics["train_loss"] = loss
+                output = TrainOutput(output.global_step, loss, output.metrics)
+            return output
+
+        def _get_train_sampler(self):
+            # paddlenlp 2.8.1 shuffles a single-process run with paddle.io.BatchSampler, i.e. with numpy's global
+            # RNG at the start of each epoch. A resumed run draws that permutation from a different RNG state,
+            # so its batches differ from the uninterrupted run's (and the "skip the trained batches" step skips
+            # the wrong ones). Multi-process runs use DistributedBatchSampler, whose order depends only on the
+            # epoch it is told: use that here too, seeded by --seed so that seeds still give different orders.
+            sampler = super()._get_train_sampler()
+            single_process = isinstance(sampler, paddle_io.BatchSampler)
+            if not single_process or isinstance(sampler, paddle_io.DistributedBatchSampler):
+                return sampler
+            return _SeededEpochBatchSampler(
+                self.train_dataset, self.args.seed, batch_size=self.args.per_device_train_batch_size,
+                num_replicas=1, rank=0, shuffle=True, drop_last=self.args.dataloader_drop_last,
+            )  # fmt: skip
+
+        def _load_from_checkpoint(self, resume_from_checkpoint=None):
+            super()._load_from_checkpoint(resume_from_checkpoint)
+            # paddlenlp 2.8.1 restores a checkpoint's RNG state (dropout) only after skipping the batches of a
+            # partly trained epoch; resuming from a checkpoint at an epoch boundary continues with fresh RNG
+            # state, so the resumed run drifts from the uninterrupted one. Restoring it here as well is harmless:
+            # the mid-epoch path restores it again after its skipping.
+            if resume_from_checkpoint and not self.args.should_load_sharding_stage1_model:
+                self._load_rng_state(resume_from_checkpoint)
+
+        def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
+            # paddlenlp 2.8.1 Trainer.predict asks for `prediction_loss_only=True` whenever `compute_metrics` is
+            # None (a run with --do_predict and no dev set), so it returns the loss and no predictions at all.
+            if self.compute_metrics is not None:
+                return super().predict(test_dataset, ignore_keys, metric_key_prefix)
+            self.compute_metrics = lambda prediction: {}
+            try:
+                return super().predict(test_dataset, ignore_keys, metric_key_prefix)
+            finally:
+                self.compute_metrics = None
+
+    return FixedTrainer
+
+
+def rotate_checkpoints_in_single_process(trainer) -> None:
+    """Apply `save_total_limit` in a single-process run; multi-process runs rotate upstream already.
+
+    paddlenlp 2.8.1 `Trainer._save_checkpoint` deletes old checkpoints only when `args.local_rank == 0`
+    ("Delete only by one process"), but a run without paddle.distributed.launch has local_rank -1, so
+    `save_total_limit` is silently ignored and every checkpoint is kept.
+    """
+    args = trainer.args
+    if args.local_rank != -1 or not args.should_save_model_state or args.use_hybrid_parallel:
+        return
+    best = trainer.state.best_model_checkpoint
+    if best:
+        # upstream finds the best checkpoint by exact path string among the globbed ones (a ValueError otherwise):
+        # a run resumed with the output dir spelled differently (relative/absolute) must still protect it
+        local = os.path.join(args.output_dir, os.path.basename(os.path.normpath(best)))
+        if not os.path.isdir(local):
+            return  # the best checkpoint lives elsewhere; rotating could not protect it, so keep everything
+        trainer.state.best_model_checkpoint = str(Path(local))
+    # by step number, not mtime: a resumed run rewrites files, and mtimes of copied dirs mislead
+    trainer._rotate_checkpoints(use_mtime=False, output_dir=args.output_dir)

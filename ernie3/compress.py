@@ -6,19 +6,38 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Optional, Sequence
 
 from ernie3 import compat
-from ernie3.args import parse_arguments
+from ernie3.args import check_max_seq_length, given_on_command_line, parse_arguments
 from ernie3.data import load_examples
 from ernie3.errors import UserError
-from ernie3.export import STATIC_MODEL_PREFIX, TASK_INFO_FILE, export_inference_model, write_task_info
-from ernie3.files import atomic_directory
+from ernie3.export import (
+    STATIC_MODEL_PREFIX,
+    TASK_INFO_FILE,
+    apply_recorded_settings,
+    export_inference_model,
+    write_task_info,
+)
+from ernie3.files import (
+    atomic_directory,
+    check_output_location,
+    foreign_entries,
+    paths_overlap,
+    publish_staged_output,
+    staging_directory_for,
+    write_json_atomic,
+    write_run_record,
+    write_errors_as_user_errors,
+    write_text_atomic,
+)
 from ernie3.modeling import check_model_source, load_model, load_tokenizer
 from ernie3.tasks import Task
 from ernie3.train import check_fine_tuned_model, dataset_of
@@ -37,7 +56,7 @@ class CandidateEvaluationArguments:
     max_metric_drop: float = field(
         default=0.01,
         metadata={"help": "Largest relative drop of the dev metric (vs. the float model) a candidate may have to be "
-                          "picked as best; 0.01 = 1%."},
+                          "picked as best; 0.01 = 1%%."},
     )  # fmt: skip
     num_threads: int = field(default=2, metadata={"help": "CPU threads for Paddle Inference when evaluating."})
 
@@ -52,8 +71,14 @@ def parse_width(text: str) -> Fraction:
     return width
 
 
-def check_compression_settings(args: Any, model_config: dict) -> None:
+def check_compression_settings(args: Any, model_config: dict, eval_args: Any = None) -> None:
     """Reject settings that would fail late, before any long work starts."""
+    if eval_args is not None:
+        drop = eval_args.max_metric_drop
+        if not isinstance(drop, (int, float)) or not math.isfinite(drop) or not 0 <= drop <= 1:
+            raise UserError(f"--max_metric_drop must be a relative drop between 0 and 1 (0.01 = 1%), got {drop}")
+        if eval_args.num_threads < 1:
+            raise UserError(f"--num_threads must be at least 1, got {eval_args.num_threads}")
     if args.strategy not in STRATEGIES:
         raise UserError(f"--strategy: '{args.strategy}' is not supported (choose one of: {', '.join(STRATEGIES)})")
     if "ptq" in args.strategy:
@@ -63,14 +88,18 @@ def check_compression_settings(args: Any, model_config: dict) -> None:
         for name in ("algo_list", "batch_size_list", "batch_num_list"):
             if not getattr(args, name):
                 raise UserError(f"--{name} is empty")
+        if len(set(args.algo_list)) != len(args.algo_list):
+            raise UserError(f"--algo_list: an algorithm is listed twice ({' '.join(args.algo_list)})")
         if any(size <= 0 for size in args.batch_size_list) or any(n <= 0 for n in args.batch_num_list):
             raise UserError("--batch_size_list and --batch_num_list take positive numbers")
     if "dynabert" in args.strategy:
         if not args.width_mult_list:
             raise UserError("--width_mult_list is empty")
         heads, hidden = model_config["num_attention_heads"], model_config["intermediate_size"]
-        for text in args.width_mult_list:
-            width = parse_width(str(text))
+        widths = [parse_width(str(text)) for text in args.width_mult_list]
+        if len(set(widths)) != len(widths):
+            raise UserError(f"--width_mult_list: a width is listed twice ({' '.join(map(str, args.width_mult_list))})")
+        for text, width in zip(args.width_mult_list, widths):
             if (heads * width).denominator != 1 or (hidden * width).denominator != 1:
                 raise UserError(
                     f"--width_mult_list: width {text} does not keep whole attention heads "
@@ -79,8 +108,53 @@ def check_compression_settings(args: Any, model_config: dict) -> None:
 
 
 def read_model_config(model_dir: str) -> dict:
-    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as handle:
-        return json.load(handle)
+    path = os.path.join(model_dir, "config.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--model_name_or_path: cannot read {path} ({exc})") from None
+    missing = [key for key in ("num_attention_heads", "intermediate_size") if key not in config]
+    if missing:
+        raise UserError(f"--model_name_or_path: {path} lacks '{missing[0]}': not an ERNIE model config")
+    return config
+
+
+#: what a compress run writes into its output dir (a later --overwrite_output_dir deletes only these)
+COMPRESS_LAYOUT = (FLOAT_DIR, "width_mult_*", BEST_DIR, REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")
+
+
+def compress_kind(task_type: str) -> str:
+    """What a compress output dir's run record says wrote it (see ernie3.files.RUN_RECORD)."""
+    return f"compress_{task_type}"
+
+
+def prepare_compress_output(
+    task: Task, output_dir: str, model_dir: str, data_files: Sequence[Optional[str]], overwrite: bool
+) -> None:
+    """Check the output dir before any work; with --overwrite_output_dir it may hold only a previous compress
+    output of the same task type (its run record and layout), which is deleted later, just before compressing."""
+    check_output_location(output_dir, "--output_dir")
+    if paths_overlap(output_dir, model_dir):
+        raise UserError(
+            f"--output_dir: {output_dir} overlaps the input model directory {model_dir} (--model_name_or_path); "
+            "choose an output directory outside it"
+        )
+    if not (os.path.isdir(output_dir) and os.listdir(output_dir)):
+        return
+    if not overwrite:
+        raise UserError(f"--output_dir: {output_dir} is not empty; pass --overwrite_output_dir to replace it")
+    kind = compress_kind(task.task_type)
+    foreign = foreign_entries(output_dir, kind, COMPRESS_LAYOUT)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise UserError(
+            f"--overwrite_output_dir: {output_dir} holds {shown}, which no previous compress_{task.task_type}.py run "
+            "wrote; refusing to delete it (choose a new or empty --output_dir)"
+        )
+    for path in data_files:
+        if path and paths_overlap(path, output_dir):
+            raise UserError(f"--overwrite_output_dir: input file {path} lies inside {output_dir}; move it first")
 
 
 def make_dynamic_evaluator(task: Task, examples: list[dict], encoded: Any):
@@ -216,14 +290,22 @@ def run(task_type: str, argv: Optional[Sequence[str]] = None, task_arguments: Se
     import paddle
 
     compat.patch_for_compression()
-    with paddle.utils.unique_name.guard():
-        return _run(task_type, argv, task_arguments)
+    staging_dirs: list[str] = []
+    try:
+        with paddle.utils.unique_name.guard(), write_errors_as_user_errors("the compress output"):
+            return _run(task_type, argv, task_arguments, staging_dirs)
+    finally:  # a failed run leaves the previous output as it was, and no half-built one beside it
+        for staging in staging_dirs:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence[type]) -> dict:
+def _run(
+    task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence[type], staging_dirs: list[str]
+) -> dict:
     from paddlenlp.trainer import Trainer, set_seed
     from paddlenlp.utils.log import logger
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     task, model_args, data_args, args, eval_args, *task_options, _ = parse_arguments(
         task_type, extra_dataclasses=(CandidateEvaluationArguments, *task_arguments), argv=argv, for_compression=True
     )
@@ -234,9 +316,18 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
     if check_model_source(model_dir) is None:
         raise UserError(f"--model_name_or_path: compression needs a local fine-tuned model directory, got '{model_dir}'")
     check_fine_tuned_model(task, model_dir)
-    check_compression_settings(args, read_model_config(model_dir))
+    # the model's own max_seq_length and task options (QA windows), unless a flag overrides them
+    task, data_args.max_seq_length = apply_recorded_settings(
+        model_dir, task, data_args.max_seq_length, given_on_command_line(argv)
+    )
+    model_config = read_model_config(model_dir)
+    check_compression_settings(args, model_config, eval_args)
+    output_dir = args.output_dir
+    data_files = [data_args.train_file, data_args.dev_file]
+    prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
 
     tokenizer = load_tokenizer(model_dir)
+    check_max_seq_length(data_args.max_seq_length, tokenizer, model_config.get("max_position_embeddings"))
     skip = data_args.skip_invalid_records
     examples = {"dev": load_examples(task, "dev", data_args.dev_file, skip_invalid=skip)}
     if "dynabert" in args.strategy:
@@ -245,11 +336,12 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
     datasets = {split: dataset_of(split_encoded) for split, split_encoded in encoded.items()}
     model = load_model(model_dir, task.model_class())
 
-    output_dir = args.output_dir
-    if os.path.isdir(output_dir) and os.listdir(output_dir):
-        if not args.overwrite_output_dir:
-            raise UserError(f"--output_dir: {output_dir} is not empty; pass --overwrite_output_dir to replace it")
-        shutil.rmtree(output_dir)
+    # build the new output beside the old one: a failed or killed run leaves the previous output untouched
+    final_output_dir = output_dir
+    output_dir = args.output_dir = staging_directory_for(final_output_dir)
+    args.logging_dir = os.path.join(output_dir, "runs")
+    staging_dirs.append(output_dir)
+    write_run_record(output_dir, compress_kind(task.task_type), script=f"compress_{task.task_type}.py", task=task.name)
     if "dynabert" in args.strategy:
         steps_per_epoch = -(-len(datasets["train"]) // args.per_device_train_batch_size)
         total_steps = args.max_steps if args.max_steps > 0 else int(steps_per_epoch * args.num_train_epochs)
@@ -273,6 +365,7 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
     trainer.eval_examples = datasets["dev"]
     trainer.compress(custom_evaluate=make_dynamic_evaluator(task, examples["dev"], encoded["dev"]))
     compress_seconds = time.time() - started
+    output_dir = args.output_dir = publish_staged_output(output_dir, final_output_dir, COMPRESS_LAYOUT)
 
     candidates = discover_candidates(output_dir)
     prepare_candidate_dirs(candidates, tokenizer, task, data_args.max_seq_length)
@@ -293,10 +386,8 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
         "candidates": results, "best": best["name"], "best_dir": best_dir,
     }  # fmt: skip
     markdown = markdown_report(task, results, best, settings)
-    with open(os.path.join(output_dir, REPORT_JSON), "w", encoding="utf-8") as handle:
-        json.dump(report, handle, ensure_ascii=False, indent=2)
-    with open(os.path.join(output_dir, REPORT_MD), "w", encoding="utf-8") as handle:
-        handle.write(markdown)
+    write_json_atomic(os.path.join(output_dir, REPORT_JSON), report)
+    write_text_atomic(os.path.join(output_dir, REPORT_MD), markdown)
     logger.info(f"Compression report written to {os.path.join(output_dir, REPORT_MD)}\n{markdown}")
     report["markdown"] = markdown
     return report

@@ -57,6 +57,8 @@ def load_online_examples(task: Task, split: str, skip_invalid: bool = False) -> 
     """Examples of one split downloaded by paddlenlp's `load_dataset`; fails fast with the flag to use offline."""
     from paddlenlp.datasets import load_dataset
 
+    from ernie3.modeling import short_reason
+
     flag = SPLIT_FLAGS.get(split, split)
     online_split = task.online_split(split)
     if online_split is None:
@@ -64,7 +66,7 @@ def load_online_examples(task: Task, split: str, skip_invalid: bool = False) -> 
     try:
         dataset = load_dataset(*task.online_dataset, splits=[online_split])
     except Exception as exc:  # paddlenlp raises RuntimeError/OSError/requests errors when offline
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        reason = short_reason(exc)
         raise UserError(
             f"could not download the {task.name} {split} split through paddlenlp ({reason}); "
             f"without network, pass a local file in the official format with {flag}"

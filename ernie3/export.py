@@ -7,7 +7,7 @@ import os
 from typing import Any, Optional
 
 from ernie3.errors import UserError
-from ernie3.files import atomic_directory
+from ernie3.files import atomic_directory, write_json_atomic
 from ernie3.tasks import Task, get_task
 
 TASK_INFO_FILE = "ernie3_task.json"
@@ -16,8 +16,45 @@ STATIC_MODEL_PREFIX = "model"
 
 def write_task_info(directory: str, task: Task, max_seq_length: int, **extra: Any) -> None:
     info = {**task.describe(), "max_seq_length": max_seq_length, **extra}
-    with open(os.path.join(directory, TASK_INFO_FILE), "w", encoding="utf-8") as handle:
-        json.dump(info, handle, ensure_ascii=False, indent=2)
+    write_json_atomic(os.path.join(directory, TASK_INFO_FILE), info)
+
+
+def apply_recorded_settings(
+    model_dir: str, task: Task, max_seq_length: int, given: set[str]
+) -> tuple[Task, int]:
+    """The task options and max_seq_length a fine-tuned model was trained with (its ernie3_task.json).
+
+    A flag given on the command line wins, with a warning when it differs from the recorded value; without a
+    record (e.g. a pretrained model), the settings stay as they are.
+    """
+    from paddlenlp.utils.log import logger
+
+    path = os.path.join(model_dir, TASK_INFO_FILE)
+    if not os.path.isfile(path):
+        return task, max_seq_length
+    info = read_task_info(model_dir)
+    recorded = {"max_seq_length": info.get("max_seq_length"), **(info.get("options") or {})}
+    current = {"max_seq_length": max_seq_length, **task.options}
+    chosen = {}
+    for key, value in recorded.items():
+        if value is None or key not in current:
+            continue
+        if key in given:
+            if current[key] != value:
+                logger.warning(
+                    f"--{key} {current[key]} differs from the {value} that {model_dir} was fine-tuned with "
+                    f"(recorded in {TASK_INFO_FILE}); using --{key} {current[key]} as given"
+                )
+            continue
+        if current[key] != value:
+            logger.info(f"Using {key} = {value} recorded with the model ({path})")
+        chosen[key] = value
+    max_seq_length = chosen.pop("max_seq_length", max_seq_length)
+    try:
+        task = task.with_options(**{**task.options, **chosen}) if chosen else task
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: bad task options ({exc})") from None
+    return task, int(max_seq_length)
 
 
 def read_task_info(directory: str) -> dict:

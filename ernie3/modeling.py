@@ -1,6 +1,7 @@
 """Models and tokenizers: by hub name when online, from local directories always, and tiny ones built offline."""
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Iterable, Optional
 
@@ -28,12 +29,36 @@ def check_model_source(name_or_path: str) -> Optional[str]:
     return None
 
 
+def model_config_value(name_or_path: str, key: str) -> Any:
+    """A value of a local model directory's config (None for hub names, or when the config lacks it)."""
+    for name in MODEL_CONFIG_FILES:
+        path = os.path.join(name_or_path, name)
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    config = json.load(handle)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--model_name_or_path: {path} is not a readable JSON config ({exc})") from None
+            return config.get(key) if isinstance(config, dict) else None
+    return None
+
+
+def short_reason(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an upstream error, cut at a word boundary (with an ellipsis) if it is long."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else type(exc).__name__
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + " …"
+
+
 def _from_pretrained(loader: Any, name_or_path: str, what: str, **kwargs: Any) -> Any:
     local_dir = check_model_source(name_or_path)
     try:
         return loader.from_pretrained(name_or_path, **kwargs)
     except Exception as exc:  # paddlenlp raises OSError/ValueError/requests errors; all mean "cannot load"
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = short_reason(exc)
         if local_dir is None:
             raise UserError(
                 f"could not load {what} '{name_or_path}' from the model hub ({reason}); without network, "

@@ -3,14 +3,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import sys
 from typing import Any, Optional, Sequence
 
-from ernie3.args import parse_arguments
+from ernie3.args import check_max_seq_length, given_on_command_line, parse_arguments
 from ernie3.data import load_examples
 from ernie3.errors import UserError
-from ernie3.export import TASK_INFO_FILE, export_inference_model, write_task_info
-from ernie3.modeling import load_model, load_tokenizer
+from ernie3.export import TASK_INFO_FILE, apply_recorded_settings, export_inference_model, write_task_info
+from ernie3.files import (
+    LEFTOVER_PATTERNS,
+    atomic_directory,
+    check_output_location,
+    foreign_entries,
+    paths_overlap,
+    remove_previous_outputs,
+    write_errors_as_user_errors,
+    write_json_atomic,
+    write_run_record,
+)
+from ernie3.modeling import check_model_source, load_model, load_tokenizer, model_config_value
 from ernie3.tasks import Task
 from ernie3.tasks.base import Encoded, output_list
 
@@ -24,12 +37,28 @@ def dataset_of(encoded: Encoded) -> Any:
     return MapDataset(encoded.features)
 
 
+#: names a training run writes into its output dir (a later --overwrite_output_dir deletes only these)
+TRAIN_LAYOUT = ("checkpoint-*", BEST_MODEL_DIR, "export", PREDICT_DIR, "runs", "*_results.json", "trainer_state.json")
+#: written into a checkpoint last: a checkpoint without it was interrupted while being written
+CHECKPOINT_DONE_FILE = "ernie3_checkpoint.json"
+#: the script that fine-tunes models of each task type (for advice in error messages)
+TRAINING_SCRIPTS = {"seq_cls": "run_seq_cls.py", "token_cls": "run_token_cls.py", "qa": "run_qa.py"}
+
+
+def run_kind(task_type: str) -> str:
+    """What a training output dir's run record says wrote it (see ernie3.files.RUN_RECORD)."""
+    return f"run_{task_type}"
+
+
 def check_fine_tuned_model(task: Task, model_dir: str) -> None:
     """Evaluating or predicting without training needs a model already fine-tuned for this task."""
     info_path = os.path.join(model_dir, TASK_INFO_FILE)
     if os.path.isfile(info_path):
-        with open(info_path, encoding="utf-8") as handle:
-            trained_for = json.load(handle).get("task_name")
+        try:
+            with open(info_path, encoding="utf-8") as handle:
+                trained_for = json.load(handle).get("task_name")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise UserError(f"{info_path}: unreadable task record ({exc})") from None
         if trained_for != task.name:
             raise UserError(f"--model_name_or_path: {model_dir} was fine-tuned for {trained_for}, not {task.name}")
     config_path = os.path.join(model_dir, "config.json")
@@ -41,13 +70,210 @@ def check_fine_tuned_model(task: Task, model_dir: str) -> None:
     if architectures and not any(name.endswith(task.architecture_suffix) for name in architectures):
         raise UserError(
             f"--model_name_or_path: {model_dir} is a {architectures[0]}, not a model fine-tuned for {task.name}; "
-            "add --do_train to fine-tune it first"
+            f"fine-tune it first with {TRAINING_SCRIPTS.get(task.task_type, 'the training script')} --do_train"
         )
     num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
     if task.labels and num_labels and num_labels != task.num_labels:
         raise UserError(
             f"--model_name_or_path: {model_dir} has a {num_labels}-label head, but {task.name} has {task.num_labels} labels"
         )
+
+
+def checkpoint_step(path: str) -> int:
+    return int(path.rstrip(os.sep).rsplit("-", 1)[1])
+
+
+def is_complete_checkpoint(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, CHECKPOINT_DONE_FILE))
+
+
+def last_complete_checkpoint(output_dir: str) -> Optional[str]:
+    """The newest checkpoint that was written to the end; interrupted ones are skipped with a warning."""
+    from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR
+    from paddlenlp.utils.log import logger
+
+    if not os.path.isdir(output_dir):
+        return None
+    found = []
+    for entry in os.listdir(output_dir):
+        prefix, _, step = entry.rpartition("-")
+        if prefix == PREFIX_CHECKPOINT_DIR and step.isdigit() and os.path.isdir(os.path.join(output_dir, entry)):
+            found.append(os.path.join(output_dir, entry))
+    for path in sorted(found, key=checkpoint_step, reverse=True):
+        if is_complete_checkpoint(path):
+            return path
+        logger.warning(
+            f"Skipping {path}: it has no {CHECKPOINT_DONE_FILE}, so it was interrupted while being written "
+            "(or not written by this toolkit)"
+        )
+    return None
+
+
+def checkpoint_total_loss(checkpoint: Optional[str]) -> Optional[float]:
+    """Sum of the training losses of every step up to `checkpoint` (recorded when it was written)."""
+    if not checkpoint:
+        return 0.0
+    try:
+        with open(os.path.join(checkpoint, CHECKPOINT_DONE_FILE), encoding="utf-8") as handle:
+            return float(json.load(handle)["total_loss"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class DivergedError(UserError):
+    """Training produced a non-finite loss: the model is NaN and must not be kept as `best`."""
+
+
+def check_finite_loss(value: float, step: int, what: str = "training loss") -> None:
+    if not math.isfinite(value):
+        raise DivergedError(
+            f"{what} became {value} at step {step}: training diverged and nothing from this step is kept as best; "
+            "lower --learning_rate (or check the data) and start again with --overwrite_output_dir"
+        )
+
+
+def project_trainer_class() -> type:
+    """The Trainer every run uses: complete-or-skipped checkpoints that carry the task record and the loss so far,
+    `save_total_limit` in single-process runs, atomic metric files, and a stop on a NaN loss."""
+    from paddlenlp.trainer import TrainerCallback
+
+    from ernie3 import compat
+
+    class StopOnNonFiniteLoss(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for key in ("loss", "eval_loss"):
+                if logs and key in logs:
+                    what = "dev loss" if key == "eval_loss" else "training loss"
+                    check_finite_loss(float(logs[key]), state.global_step, what)
+
+    class ProjectTrainer(compat.trainer_class()):
+        def __init__(self, *args: Any, task: Task, max_seq_length: int, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.task, self.max_seq_length = task, max_seq_length
+            self._running_loss = None
+            self.add_callback(StopOnNonFiniteLoss())
+
+        def train(self, *args: Any, **kwargs: Any) -> Any:
+            from paddlenlp.trainer.trainer_callback import ProgressCallback
+
+            try:
+                return super().train(*args, **kwargs)
+            except BaseException:
+                # end the progress bars' line, so that the error that stopped training starts on its own line
+                for callback in self.callback_handler.callbacks:
+                    if isinstance(callback, ProgressCallback):
+                        for bar in (callback.prediction_bar, callback.training_bar):
+                            if bar is not None:
+                                bar.close()
+                raise
+
+        def _maybe_log_save_evaluate(self, tr_loss, *args, **kwargs):
+            self._running_loss = tr_loss  # the loss summed since the last log, still to be added to the total
+            return super()._maybe_log_save_evaluate(tr_loss, *args, **kwargs)
+
+        def _save_checkpoint(self, model, metrics=None):
+            from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            running = float(self._running_loss.item()) if self._running_loss is not None else 0.0
+            total = self._total_loss_scalar + running + (self.loss_before_resume or 0.0)
+            check_finite_loss(total, self.state.global_step)
+            super()._save_checkpoint(model, metrics)
+            path = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            if self.args.should_save:
+                write_task_info(path, self.task, self.max_seq_length)
+                done = {"global_step": self.state.global_step, "total_loss": total}
+                write_json_atomic(os.path.join(path, CHECKPOINT_DONE_FILE), done)
+            compat.rotate_checkpoints_in_single_process(self)
+
+        def save_metrics(self, split, metrics, combined=True):
+            if not self.is_world_process_zero():
+                return
+            write_json_atomic(os.path.join(self.args.output_dir, f"{split}_results.json"), metrics)
+            if combined:
+                path = os.path.join(self.args.output_dir, "all_results.json")
+                try:
+                    with open(path, encoding="utf-8") as handle:
+                        combined_metrics = json.load(handle)
+                except (OSError, ValueError):
+                    combined_metrics = {}
+                write_json_atomic(path, {**combined_metrics, **metrics})
+
+    return ProjectTrainer
+
+
+def best_checkpoint_eval_metrics(state: Any) -> Optional[dict]:
+    """The dev metrics the Trainer logged for its best checkpoint, if load_best_model_at_end loaded it."""
+    if not state.best_model_checkpoint:
+        return None
+    step = checkpoint_step(state.best_model_checkpoint)
+    for entry in reversed(state.log_history):
+        if entry.get("step") == step and any(key.startswith("eval_") for key in entry):
+            metrics = {key: value for key, value in entry.items() if key.startswith("eval_")}
+            if "epoch" in entry:
+                metrics["epoch"] = entry["epoch"]
+            return metrics
+    return None
+
+
+def save_best_model(trainer: Any, tokenizer: Any, task: Task, best_dir: str, max_seq_length: int) -> None:
+    """best/: weights as safetensors (loading them runs no code, unlike pickled .pdparams), tokenizer, task record."""
+    with atomic_directory(best_dir) as staging:
+        trainer.model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        write_task_info(staging, task, max_seq_length)
+
+
+def check_replaceable_model_dir(path: str, flag: str) -> None:
+    """A model directory this run replaces must be missing, empty, or one this toolkit wrote (its task record)."""
+    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, TASK_INFO_FILE)):
+        raise UserError(
+            f"{flag}: {path} already holds files that are not a model written by this toolkit; "
+            "refusing to replace them (choose another directory)"
+        )
+
+
+def prepare_training_output(
+    task: Task, model_args: Any, training_args: Any, requested: dict[str, bool]
+) -> Optional[str]:
+    """Check every output location before any work; returns the export dir if --do_export.
+
+    Never deletes here: --overwrite_output_dir's clean-up happens just before training starts.
+    """
+    output_dir = training_args.output_dir
+    check_output_location(output_dir, "--output_dir")
+    model_dir = model_args.model_name_or_path
+    local_model = os.path.isdir(model_dir)
+    kind = run_kind(task.task_type)
+    writes_models = requested["do_train"] or requested["do_export"]
+    if local_model and (requested["do_train"] or training_args.overwrite_output_dir):
+        if paths_overlap(output_dir, model_dir):
+            raise UserError(
+                f"--output_dir: {output_dir} overlaps the input model directory {model_dir} (--model_name_or_path); "
+                "training would write over its own input: choose an output directory outside it"
+            )
+    # deleting (--overwrite_output_dir) needs this script's record; adding to the dir needs only its layout
+    foreign = foreign_entries(output_dir, kind, TRAIN_LAYOUT, require_record=training_args.overwrite_output_dir)
+    if foreign and (training_args.overwrite_output_dir or writes_models):
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        if training_args.overwrite_output_dir:
+            action = "--overwrite_output_dir would delete"
+        else:
+            action = "the run would mix its outputs with"
+        raise UserError(
+            f"--output_dir: {output_dir} holds {shown}, which no previous {TRAINING_SCRIPTS[task.task_type]} run "
+            f"wrote; {action} them: choose a new or empty --output_dir"
+        )
+    if requested["do_train"]:
+        check_replaceable_model_dir(os.path.join(output_dir, BEST_MODEL_DIR), "--output_dir")
+    export_dir = None
+    if requested["do_export"]:
+        export_dir = model_args.export_model_dir or os.path.join(output_dir, "export")
+        flag = "--export_model_dir" if model_args.export_model_dir else "--output_dir"
+        check_output_location(export_dir, flag)
+        if local_model and paths_overlap(export_dir, model_dir):
+            raise UserError(f"{flag}: {export_dir} overlaps the input model directory {model_dir}; export elsewhere")
+        check_replaceable_model_dir(export_dir, flag)
+    return export_dir
 
 
 def run(task_type: str, argv: Optional[Sequence[str]] = None, task_arguments: Sequence[type] = ()) -> dict:
@@ -60,14 +286,15 @@ def run(task_type: str, argv: Optional[Sequence[str]] = None, task_arguments: Se
 
     # Optimizer state in checkpoints is keyed by parameter names, which come from a process-wide counter:
     # a fresh name scope per run lets a run resume another run's checkpoint within one process too.
-    with paddle.utils.unique_name.guard():
+    with paddle.utils.unique_name.guard(), write_errors_as_user_errors("the output directory"):
         return _run(task_type, argv, task_arguments)
 
 
 def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence[type]) -> dict:
-    from paddlenlp.trainer import Trainer, get_last_checkpoint, set_seed
+    from paddlenlp.trainer import set_seed
     from paddlenlp.utils.log import logger
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     task, model_args, data_args, training_args, *task_options, requested = parse_arguments(
         task_type, extra_dataclasses=task_arguments, argv=argv
     )
@@ -77,9 +304,17 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
         raise UserError("nothing to do: pass one or more of --do_train, --do_eval, --do_predict, --do_export")
     set_seed(training_args.seed)
     output_dir = training_args.output_dir
+    model_dir = model_args.model_name_or_path
+    local_model = check_model_source(model_dir)
+    max_seq_length = data_args.max_seq_length
+    if local_model:
+        # a fine-tuned model brings the settings it was trained with, unless a flag says otherwise
+        task, max_seq_length = apply_recorded_settings(model_dir, task, max_seq_length, given_on_command_line(argv))
+    export_dir = prepare_training_output(task, model_args, training_args, requested)
 
     # Load everything that can fail on bad input before any long work starts.
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    tokenizer = load_tokenizer(model_dir)
+    check_max_seq_length(max_seq_length, tokenizer, model_config_value(model_dir, "max_position_embeddings"))
     need_dev = requested["do_train"] or requested["do_eval"]
     files = {"train": data_args.train_file, "dev": data_args.dev_file, "test": data_args.test_file}
     wanted = {"train": requested["do_train"], "dev": need_dev, "test": requested["do_predict"]}
@@ -89,8 +324,7 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
         if wanted[split]
     }
     encoded = {
-        split: task.encode(split_examples, tokenizer, data_args.max_seq_length)
-        for split, split_examples in examples.items()
+        split: task.encode(split_examples, tokenizer, max_seq_length) for split, split_examples in examples.items()
     }
     datasets = {split: dataset_of(split_encoded) for split, split_encoded in encoded.items()}
     for split, split_examples in examples.items():
@@ -98,14 +332,15 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
         extra = f" ({windows} features: long inputs are cut into windows)" if windows != len(split_examples) else ""
         logger.info(f"{task.name} {split}: {len(split_examples)} examples{extra}")
 
-    if not requested["do_train"] and os.path.isdir(model_args.model_name_or_path):
-        check_fine_tuned_model(task, model_args.model_name_or_path)
-    model = load_model(model_args.model_name_or_path, task.model_class(), **task.model_kwargs())
+    if not requested["do_train"] and local_model:
+        check_fine_tuned_model(task, model_dir)
+    model = load_model(model_dir, task.model_class(), **task.model_kwargs())
+    check_max_seq_length(max_seq_length, tokenizer, getattr(model.config, "max_position_embeddings", None))
 
     if training_args.label_names is None:
         # paddlenlp's Trainer guesses QA label names from a misspelt class name, so every task states its own
         training_args.label_names = list(task.label_names)
-    trainer = Trainer(
+    trainer = project_trainer_class()(
         model=model,
         args=training_args,
         data_collator=task.data_collator(tokenizer),
@@ -114,27 +349,46 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
         tokenizer=tokenizer,
         # metrics that need whole examples (entities, answers over windows) decode the dev features first
         compute_metrics=task.metrics_function(examples["dev"], encoded["dev"]) if "dev" in encoded else None,
+        task=task,
+        max_seq_length=max_seq_length,
     )
     summary: dict[str, Any] = {"task": task.name, "output_dir": output_dir}
+    kind = run_kind(task.task_type)
+    if training_args.should_save and not foreign_entries(output_dir, kind, TRAIN_LAYOUT, require_record=False):
+        if training_args.overwrite_output_dir and requested["do_train"]:
+            # start over: checkpoints of the previous run would otherwise be resumed from or rotated with ours
+            remove_previous_outputs(output_dir, ("checkpoint-*", "runs", *LEFTOVER_PATTERNS))
+        write_run_record(output_dir, kind, script=TRAINING_SCRIPTS[task.task_type], task=task.name)
 
+    best_eval = None
     if requested["do_train"]:
         checkpoint = training_args.resume_from_checkpoint
-        if checkpoint is None and os.path.isdir(output_dir) and not training_args.overwrite_output_dir:
-            checkpoint = get_last_checkpoint(output_dir)
+        if checkpoint is not None and not is_complete_checkpoint(checkpoint):
+            raise UserError(f"--resume_from_checkpoint: {checkpoint} is not a complete checkpoint of this toolkit")
+        if checkpoint is None and not training_args.overwrite_output_dir:
+            checkpoint = last_complete_checkpoint(output_dir)
             if checkpoint:
                 logger.info(f"Resuming training from {checkpoint} (pass --overwrite_output_dir to start over)")
+        trainer.loss_before_resume = checkpoint_total_loss(checkpoint)
+        if trainer.loss_before_resume is None:
+            logger.warning(f"{checkpoint} records no loss so far: train_loss covers the resumed steps only")
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
+        metrics = dict(train_result.metrics)
+        check_finite_loss(metrics["train_loss"], trainer.state.global_step)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
         best_dir = os.path.join(output_dir, BEST_MODEL_DIR)
-        trainer.save_model(best_dir)  # the best checkpoint by dev metric: load_best_model_at_end
-        if training_args.should_save:
-            write_task_info(best_dir, task, data_args.max_seq_length)
+        if training_args.should_save:  # the best checkpoint by dev metric (load_best_model_at_end)
+            save_best_model(trainer, tokenizer, task, best_dir, max_seq_length)
+        if training_args.load_best_model_at_end:
+            best_eval = best_checkpoint_eval_metrics(trainer.state)
         summary["best_model_dir"] = best_dir
         summary["resumed_from"] = checkpoint
+        summary["train"] = metrics
 
     if requested["do_eval"]:
-        metrics = trainer.evaluate()
+        # after training, the Trainer evaluated the best checkpoint already: its logged metrics are these
+        metrics = best_eval if best_eval is not None else trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         summary["eval"] = metrics
@@ -149,9 +403,8 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
         summary["predict_file"] = path
 
     if requested["do_export"]:
-        export_dir = model_args.export_model_dir or os.path.join(output_dir, "export")
         if training_args.should_save:
-            export_inference_model(trainer.model, tokenizer, task, export_dir, data_args.max_seq_length)
+            export_inference_model(trainer.model, tokenizer, task, export_dir, max_seq_length)
             logger.info(f"Static inference model exported to {export_dir}")
         summary["export_dir"] = export_dir
     return summary

@@ -50,3 +50,50 @@ def test_task_is_required_and_must_fit_the_script():
         parse()
     with pytest.raises(UserError, match="unknown seq_cls task 'squad'"):
         parse("--task_name", "squad")
+
+
+def test_a_one_section_config_layers_over_the_project_config(tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text("tnews:\n  learning_rate: 1.0e-4\n", encoding="utf-8")
+    _, _, data_args, training_args = parse("--task_name", "tnews", "--config", str(config))
+    assert training_args.learning_rate == pytest.approx(1e-4)  # my section wins
+    assert data_args.max_seq_length == 128 and training_args.num_train_epochs == 3  # config.yml's still apply
+    assert training_args.load_best_model_at_end and training_args.metric_for_best_model == "accuracy"
+    assert training_args.evaluation_strategy.value == training_args.save_strategy.value == "epoch"
+
+
+def test_best_model_by_metric_whatever_the_config_says(tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text("common:\n  evaluation_strategy: 'no'\n  save_strategy: steps\n  load_best_model_at_end: false\n"
+                      "  metric_for_best_model: loss\n", encoding="utf-8")  # fmt: skip
+    for flags in ([], ["--config_replace"]):
+        _, _, _, training_args = parse("--task_name", "tnews", "--config", str(config), *flags)
+        assert training_args.load_best_model_at_end and training_args.metric_for_best_model == "accuracy"
+        assert training_args.greater_is_better
+        assert training_args.evaluation_strategy.value == training_args.save_strategy.value == "steps"
+
+
+def test_config_replace_uses_only_the_given_file(tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text("tnews:\n  learning_rate: 1.0e-4\n", encoding="utf-8")
+    _, model_args, data_args, training_args = parse("--task_name", "tnews", "--config", str(config), "--config_replace")
+    assert training_args.learning_rate == pytest.approx(1e-4)
+    assert data_args.max_seq_length == 128  # the flag's own default, not config.yml's [seq_cls]
+    assert training_args.num_train_epochs == 1.0  # TrainingArguments' default, not config.yml's 3
+    assert model_args.model_name_or_path == "ernie-3.0-medium-zh"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--learning_rate", "nan"], "--learning_rate must be a positive finite number, got nan"),
+        (["--eval_steps", "0", "--evaluation_strategy", "steps"], "--eval_steps must be a positive number of steps"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be a positive integer, got 0"),
+        (["--save_steps", "7", "--eval_steps", "5", "--evaluation_strategy", "steps", "--save_strategy", "steps"],
+         "invalid arguments: --load_best_model_at_end requires the saving steps to be a round multiple"),
+    ],
+)  # fmt: skip
+def test_bad_settings_are_one_line_errors(argv, message):
+    with pytest.raises(UserError, match=message) as error:
+        parse("--task_name", "tnews", *argv)
+    assert "\n" not in str(error.value)

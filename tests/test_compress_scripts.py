@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, sample_file
@@ -38,7 +39,8 @@ def compressed(request, tiny_model_dir, tmp_path_factory):
         "--model_name_or_path", fine_tuned["best_model_dir"], "--output_dir", str(output_dir),
         "--train_file", sample_file(task_name, "train"), "--dev_file", sample_file(task_name, "dev"),
         "--strategy", "dynabert+ptq", "--algo_list", "hist", "--batch_size_list", "4", "--max_steps", "4",
-        "--save_steps", "2", "--per_device_train_batch_size", "16", "--learning_rate", "1e-4", *shared_flags,
+        "--save_steps", "2", "--per_device_train_batch_size", "16", "--learning_rate", "1e-4",
+        # no max_seq_length / QA window flags: compress takes them from the model's ernie3_task.json
     ], capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return task_type, output_dir, result
@@ -61,3 +63,16 @@ def test_each_report_uses_the_task_metric_and_every_candidate_loads(compressed):
         backend = create_backend(candidate["path"], model_prefix=candidate["model_file"].split(".")[0])
         assert backend.precision == candidate["precision"]
     assert "# Compression report" in result.stderr + result.stdout  # the table is printed too
+
+
+def test_candidates_carry_the_settings_the_model_was_fine_tuned_with(compressed):
+    task_type, output_dir, result = compressed
+    _, _, _, shared_flags = CASES[task_type]
+    expected = dict(zip((flag[2:] for flag in shared_flags[::2]), (int(value) for value in shared_flags[1::2])))
+    report = json.loads((output_dir / "report.json").read_text(encoding="utf-8"))
+    for candidate in report["candidates"] + [{"path": str(output_dir / "best")}]:
+        info = json.loads((Path(candidate["path"]) / "ernie3_task.json").read_text(encoding="utf-8"))
+        recorded = {"max_seq_length": info["max_seq_length"], **info.get("options", {})}
+        assert {key: recorded[key] for key in expected} == expected, candidate["path"]
+        if not expected:
+            assert info["max_seq_length"] == 128  # config.yml's seq_cls default, as fine-tuned

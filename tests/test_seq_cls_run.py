@@ -40,7 +40,7 @@ def test_pipeline_writes_best_model_metrics_predictions_and_export(trained):
     output_dir = trained["output_dir"]
     assert 0.0 <= trained["eval"]["eval_accuracy"] <= 1.0
     assert os.path.isfile(os.path.join(output_dir, "eval_results.json"))
-    assert os.path.isfile(os.path.join(trained["best_model_dir"], "model_state.pdparams"))
+    assert os.path.isfile(os.path.join(trained["best_model_dir"], "model.safetensors"))
     with open(os.path.join(trained["best_model_dir"], "config.json"), encoding="utf-8") as handle:
         assert json.load(handle)["id2label"]["3"] == "103"  # real label names, not LABEL_3
     for name in ("model.pdmodel", "model.pdiparams", "vocab.txt", "ernie3_task.json"):
