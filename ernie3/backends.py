@@ -457,6 +457,8 @@ def create_backend(
     if backend == "onnxruntime" or model_path.endswith(".onnx"):
         if device != "cpu" or tensorrt is not None:
             raise UserError("the ONNX Runtime backend here runs on CPU only")
+        if os.path.isdir(model_path):  # a candidate directory: its recorded file, else model.onnx
+            model_path = os.path.join(model_path, recorded.get("model_file", "model.onnx"))
         ort = OnnxRuntimeBackend(model_path, num_threads)
         if precision not in ("auto", ort.precision):
             raise UserError(f"{model_path} is a {ort.precision} ONNX model; precision {precision} does not apply")
