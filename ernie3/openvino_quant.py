@@ -37,7 +37,7 @@ class NNCFQuantization:
     def __post_init__(self) -> None:
         if self.subset_size < 1:
             raise UserError("NNCF calibration subset size must be at least 1")
-        if not 0 <= self.max_metric_drop < 1:
+        if self.accuracy_control and not 0 <= self.max_metric_drop < 1:
             raise UserError("--max_metric_drop must be in [0, 1) for accuracy-controlled quantization")
 
 
