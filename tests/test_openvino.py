@@ -8,7 +8,7 @@ import pytest
 from conftest import sample_file
 
 import ernie3.backends as backends
-from ernie3.backends import cpu_has_native_bf16, create_backend
+from ernie3.backends import Backend, cpu_has_native_bf16, create_backend
 from ernie3.data import load_examples
 from ernie3.errors import UserError
 from ernie3.predict import Predictor
@@ -49,6 +49,7 @@ def test_trained_model_gives_the_fp32_decisions_on_bf16_and_openvino(trained_tne
     reference = Predictor(trained_tnews["export_dir"], num_threads=2)
     candidate = Predictor(trained_tnews["export_dir"], backend=backend, precision=precision, num_threads=2)
     assert (candidate.backend_name, candidate.precision) == (backend, precision)
+    assert isinstance(candidate.backend, Backend) and isinstance(reference.backend, Backend)
     assert decisions(candidate, tnews_examples) == decisions(reference, tnews_examples)
     encoded = reference.task.encode(tnews_examples, reference.tokenizer, reference.max_seq_length)
     difference = max_difference(candidate.outputs(encoded.features), reference.outputs(encoded.features))
