@@ -1,7 +1,11 @@
-"""Throughput of every deployment variant on identical inputs, in one run: Paddle Inference oneDNN FP32 and INT8,
-DynaBERT-pruned FP32 and INT8, ONNX Runtime FP32 and dynamic INT8. Writes a Markdown table, JSON and a PNG plot.
+"""Throughput of every deployment path on identical inputs, in one run: Paddle Inference oneDNN FP32, BF16 and
+INT8 (PTQ), DynaBERT-pruned FP32/BF16/INT8, OpenVINO FP32, BF16 and NNCF INT8 (unpruned and pruned), ONNX Runtime
+FP32 and dynamic INT8 — model-only rows on random ids, plus end-to-end rows (tokenization + model + the task's
+decoding) on real texts. Variants are measured in alternating rounds (medians), so a shared machine's drift hits
+all of them alike. Writes a Markdown table, JSON and a PNG plot.
 
     python -m ernie3.bench                       # random ERNIE 3.0 medium shape (6L-768H-12 heads, vocab 40000)
+    python -m ernie3.bench --texts_file ../shared/data/tnews/dev.json --rounds 2
     python -m ernie3.bench --compress_dir output/tnews/compress --batch_sizes 1 32 --seq_lengths 128
 """
 from __future__ import annotations
@@ -11,7 +15,10 @@ import glob
 import json
 import os
 import random
+import shutil
+import statistics
 import time
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -21,6 +28,17 @@ from ernie3.errors import UserError, run_cli
 MEDIUM_SHAPE = {"hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 3072}
 ERNIE_VOCAB_SIZE = 40000
 BASELINE = "paddle-fp32"
+MODEL_ONLY, END_TO_END = "model", "end-to-end"
+
+
+@dataclass
+class Variant:
+    """One deployment path: a model (directory or file), the backend and precision that run it."""
+
+    name: str
+    path: str
+    backend: str = "paddle"
+    precision: str = "auto"
 
 
 def write_synthetic_tnews(path: str, count: int, seed: int) -> str:
@@ -52,14 +70,17 @@ def build_random_variants(work_dir: str, shape: dict, vocab_size: int, seed: int
     common = ["--task_name", "tnews", "--model_name_or_path", classifier_dir, "--train_file", data, "--dev_file", data,
               "--algo_list", "hist", "--batch_size_list", "8", "--batch_num_list", "1", "--max_metric_drop", "1",
               "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--logging_steps", "1"]  # fmt: skip
+    # NNCF INT8 of the float and pruned models comes with the OpenVINO engine (accuracy control means nothing on
+    # random weights and synthetic labels: off)
     compress(
         "seq_cls",
         [*common, "--strategy", "dynabert+ptq", "--width_mult_list", "3/4", "--max_steps", "1", "--save_steps", "1",
+         "--engines", "openvino", "--nncf_accuracy_control", "false", "--nncf_subset_size", "64",
          "--output_dir", compress_dir, "--overwrite_output_dir"],
     )  # fmt: skip
     # INT8 of the unpruned model: PTQ of the float model the first run exported
     compress("seq_cls", [*common, "--strategy", "ptq", "--output_dir", os.path.join(work_dir, "compress-ptq"),
-                         "--overwrite_output_dir"])  # fmt: skip
+                         "--engines", "paddle", "--overwrite_output_dir"])  # fmt: skip
     for quantized in glob.glob(os.path.join(work_dir, "compress-ptq", "float", "hist*")):
         target = os.path.join(compress_dir, "float", os.path.basename(quantized))
         if not os.path.exists(target):
@@ -67,8 +88,8 @@ def build_random_variants(work_dir: str, shape: dict, vocab_size: int, seed: int
     return compress_dir
 
 
-def variants_of(compress_dir: str, onnx_dir: str) -> dict[str, str]:
-    """name → model path for each variant found in a compress output dir (+ the ONNX files made from its float)."""
+def variants_of(compress_dir: str, onnx_dir: str, with_bf16: bool) -> list[Variant]:
+    """Every deployment path found in a compress output dir (+ the ONNX files made from its float model)."""
     from ernie3.onnx import export_onnx, quantize_onnx_dynamic
 
     def first(pattern: str) -> Optional[str]:
@@ -78,17 +99,33 @@ def variants_of(compress_dir: str, onnx_dir: str) -> dict[str, str]:
     float_dir = os.path.join(compress_dir, "float")
     if not os.path.isfile(os.path.join(float_dir, "model.pdmodel")):
         raise UserError(f"--compress_dir: {compress_dir} has no float/model.pdmodel (not a compress output dir)")
-    variants = {"paddle-fp32": float_dir}
-    found = {
-        "paddle-int8": first("float/*/int8.pdmodel"),
-        "pruned-fp32": first("width_mult_*/model.pdmodel"),
-        "pruned-int8": first("width_mult_*/*/int8.pdmodel"),
-    }
-    variants.update({name: path for name, path in found.items() if path})
+    pruned_dir = first("width_mult_*/model.pdmodel")
+    bf16 = ["bf16"] if with_bf16 else []
+    candidates = [
+        *(Variant(f"paddle-{p}", float_dir, "paddle", p) for p in ["fp32", *bf16]),
+        Variant("paddle-int8", first("float/*/int8.pdmodel") or "", "paddle", "int8"),
+        *(Variant(f"pruned-{p}", pruned_dir or "", "paddle", p) for p in ["fp32", *bf16]),
+        Variant("pruned-int8", first("width_mult_*/*/int8.pdmodel") or "", "paddle", "int8"),
+        *(Variant(f"openvino-{p}", float_dir, "openvino", p) for p in ["fp32", *bf16]),
+        Variant("openvino-int8", first("float/openvino-int8/model.xml") or "", "openvino", "int8"),
+        Variant("pruned-openvino-int8", first("width_mult_*/openvino-int8/model.xml") or "", "openvino", "int8"),
+    ]
+    variants = [v for v in candidates if v.path]
     onnx_fp32 = export_onnx(float_dir, onnx_dir)
-    variants["onnxruntime-fp32"] = onnx_fp32
-    variants["onnxruntime-int8"] = quantize_onnx_dynamic(onnx_fp32)
+    variants.append(Variant("onnxruntime-fp32", onnx_fp32, "onnxruntime", "fp32"))
+    variants.append(Variant("onnxruntime-int8", quantize_onnx_dynamic(onnx_fp32), "onnxruntime", "int8"))
     return variants
+
+
+def variant_size_mb(variant: Variant) -> float:
+    from ernie3.backends import find_openvino_model, find_static_model, model_size_mb
+
+    if variant.backend == "openvino":
+        model_file = find_openvino_model(variant.path)
+        if model_file.endswith(".xml"):
+            return model_size_mb(model_file)
+        return sum(os.path.getsize(f) for f in find_static_model(model_file)) / 2**20
+    return model_size_mb(variant.path)
 
 
 def measure(backend, inputs: dict, iterations: int, min_seconds: float, warmup: int) -> dict:
@@ -110,7 +147,7 @@ def measure(backend, inputs: dict, iterations: int, min_seconds: float, warmup: 
 
 
 def run_benchmark(
-    variants: dict[str, str],
+    variants: Sequence[Variant],
     batch_sizes: Sequence[int],
     seq_lengths: Sequence[int],
     num_threads: int,
@@ -118,10 +155,16 @@ def run_benchmark(
     min_seconds: float,
     vocab_size: int,
     warmup: int = 3,
+    rounds: int = 1,
+    texts: Optional[list[dict]] = None,
 ) -> list[dict]:
+    """Model-only rows per variant × shape (random ids), and with `texts` one end-to-end row per variant at the
+    largest batch size (the Predictor: tokenization + model + decoding). Each round measures every variant once, in turn; a row holds
+    the median over rounds."""
     from tqdm import tqdm
 
-    from ernie3.backends import create_backend, model_size_mb
+    from ernie3.backends import create_backend
+    from ernie3.predict import Predictor
 
     rng = np.random.default_rng(0)
     inputs = {
@@ -129,34 +172,82 @@ def run_benchmark(
                  "token_type_ids": np.zeros((b, s), dtype=np.int64)}
         for b in batch_sizes for s in seq_lengths
     }  # fmt: skip
+    samples: dict[tuple, list[dict]] = {}
+    # end to end at the largest batch only: tokenization and decoding cost the same per text at any batch size
+    e2e_batches = [max(batch_sizes)] if texts else []
+    steps = rounds * len(variants) * (len(inputs) + len(e2e_batches))
+    with tqdm(total=steps, desc="benchmark", unit="run") as progress:
+        for round_number in range(rounds):
+            for variant in variants:
+                backend = create_backend(variant.path, variant.backend, precision=variant.precision, num_threads=num_threads)
+                for (batch, seq), feed in inputs.items():
+                    progress.set_postfix_str(f"round {round_number + 1}: {variant.name} batch {batch} seq {seq}")
+                    result = measure(backend, feed, iterations, min_seconds, warmup)
+                    samples.setdefault((variant.name, MODEL_ONLY, batch, seq), []).append(
+                        {**result, "precision": backend.precision})
+                    progress.update()
+                del backend
+                for batch in e2e_batches:
+                    progress.set_postfix_str(f"round {round_number + 1}: {variant.name} end to end, batch {batch}")
+                    predictor = Predictor(variant.path, backend=variant.backend, precision=variant.precision,
+                                          num_threads=num_threads, batch_size=batch)  # fmt: skip
+                    result = measure_end_to_end(predictor, texts, min_seconds)
+                    samples.setdefault((variant.name, END_TO_END, batch, result.pop("seq_length")), []).append(
+                        {**result, "precision": predictor.precision})
+                    del predictor
+                    progress.update()
+    by_name = {variant.name: variant for variant in variants}
     rows = []
-    with tqdm(total=len(variants) * len(inputs), desc="benchmark", unit="run") as progress:
-        for name, path in variants.items():
-            backend = create_backend(path, num_threads=num_threads)
-            for (batch, seq), feed in inputs.items():
-                progress.set_postfix_str(f"{name} batch {batch} seq {seq}")
-                result = measure(backend, feed, iterations, min_seconds, warmup)
-                rows.append({"variant": name, "precision": backend.precision, "batch_size": batch, "seq_length": seq,
-                             "size_mb": round(model_size_mb(path), 2), "path": path, **result})  # fmt: skip
-                progress.update()
-            del backend
+    for (name, mode, batch, seq), measured in samples.items():
+        median = {key: float(statistics.median(m[key] for m in measured))
+                  for key in ("throughput", "latency_p50_ms", "latency_p99_ms")}  # fmt: skip
+        rows.append({"variant": name, "mode": mode, "backend": by_name[name].backend,
+                     "precision": measured[0]["precision"], "batch_size": batch, "seq_length": seq,
+                     "size_mb": round(variant_size_mb(by_name[name]), 2), "path": by_name[name].path, **median,
+                     "rounds": [round(m["throughput"], 2) for m in measured],
+                     "iterations": sum(m["iterations"] for m in measured)})  # fmt: skip
     for row in rows:
-        base = next(r for r in rows if r["variant"] == BASELINE and r["batch_size"] == row["batch_size"]
-                    and r["seq_length"] == row["seq_length"])  # fmt: skip
+        base = next(r for r in rows if r["variant"] == BASELINE and r["mode"] == row["mode"]
+                    and r["batch_size"] == row["batch_size"] and r["seq_length"] == row["seq_length"])  # fmt: skip
         row["vs_paddle_fp32"] = row["throughput"] / base["throughput"]
     return rows
+
+
+def measure_end_to_end(predictor, examples: list[dict], min_seconds: float) -> dict:
+    """Raw examples → results through the Predictor, after one warm-up pass; latency per batch of examples."""
+    predictor.predict(examples[: predictor.batch_size])
+    latencies, count = [], 0
+    started = time.perf_counter()
+    while not latencies or time.perf_counter() - started < min_seconds:
+        for start in range(0, len(examples), predictor.batch_size):
+            tick = time.perf_counter()
+            predictor.predict(examples[start : start + predictor.batch_size])
+            latencies.append(time.perf_counter() - tick)
+        count += len(examples)
+    encoded = predictor.task.encode(examples, predictor.tokenizer, predictor.max_seq_length)
+    mean_length = float(np.mean([len(f["input_ids"]) for f in encoded.features]))
+    return {
+        "throughput": count / sum(latencies),
+        "latency_p50_ms": float(np.percentile(latencies, 50) * 1000),
+        "latency_p99_ms": float(np.percentile(latencies, 99) * 1000),
+        "iterations": len(latencies),
+        "seq_length": f"texts (mean {mean_length:.0f} tokens)",
+    }
 
 
 def markdown_table(rows: list[dict], num_threads: int) -> str:
     lines = [
         f"# Inference benchmark ({num_threads} CPU threads)",
         "",
-        "| variant | precision | batch | seq len | throughput (seq/s) | × paddle FP32 | p50 latency (ms) | p99 latency (ms) | size (MB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Model-only rows time the engine on random ids of the given length; end-to-end rows time the Predictor "
+        "(tokenization + model + the task's decoding) on the texts file. Medians over rounds.",
+        "",
+        "| variant | engine | precision | mode | batch | seq len | throughput (seq/s) | × paddle FP32 | p50 latency (ms) | p99 latency (ms) | size (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['variant']} | {r['precision']} | {r['batch_size']} | {r['seq_length']} | {r['throughput']:.1f} | "
+            f"| {r['variant']} | {r['backend']} | {r['precision']} | {r['mode']} | {r['batch_size']} | {r['seq_length']} | {r['throughput']:.1f} | "
             f"{r['vs_paddle_fp32']:.2f} | {r['latency_p50_ms']:.1f} | {r['latency_p99_ms']:.1f} | {r['size_mb']:.1f} |"
         )
     return "\n".join(lines) + "\n"
@@ -168,23 +259,58 @@ def plot(rows: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shapes = sorted({(r["batch_size"], r["seq_length"]) for r in rows})
+    shapes = list(dict.fromkeys((r["mode"], r["batch_size"], r["seq_length"]) for r in rows))
     variants = list(dict.fromkeys(r["variant"] for r in rows))
+    colours = {"fp32": "#4c72b0", "bf16": "#55a868", "int8": "#dd8452"}
     figure, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 4), squeeze=False)
-    for axis, (batch, seq) in zip(axes[0], shapes):
-        values = [next(r["throughput"] for r in rows if r["variant"] == v and r["batch_size"] == batch
-                       and r["seq_length"] == seq) for v in variants]  # fmt: skip
-        bars = axis.bar(range(len(variants)), values, color=["#4c72b0" if "fp32" in v else "#dd8452" for v in variants])
+    for axis, (mode, batch, seq) in zip(axes[0], shapes):
+        values = [next(r["throughput"] for r in rows if r["variant"] == v and r["mode"] == mode
+                       and r["batch_size"] == batch and r["seq_length"] == seq) for v in variants]  # fmt: skip
+        bars = axis.bar(range(len(variants)), values, color=[colours.get(v.rsplit("-", 1)[-1], "#8172b2") for v in variants])
         axis.bar_label(bars, fmt="%.1f", fontsize=8)
         axis.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
-        axis.set_title(f"batch {batch}, seq {seq}")
+        axis.set_title(f"{mode}, batch {batch}, seq {seq}" if mode == MODEL_ONLY else f"{mode}, batch {batch}", fontsize=9)
         axis.set_ylabel("sequences / s")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
+def parameter_count(shape: dict, vocab_size: int) -> int:
+    """Parameters of an ERNIE encoder of this shape (embeddings + layers), for the cost estimate."""
+    hidden, inner, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
+    embeddings = (vocab_size + 512 + 4) * hidden
+    per_layer = 4 * hidden * hidden + 2 * hidden * inner
+    return embeddings + layers * per_layer
+
+
+# Measured for the medium shape (74M parameters) on a shared 2-core EPYC: building the variants took 10-14 min, the
+# process held about 4 GB, and 3.1 GB landed on disk (~11 copies of the FP32 weights: float, pruned, PTQ models,
+# DynaBERT checkpoints, OpenVINO IR, ONNX); timing takes ~20 s per variant × shape × round on top of --min_seconds.
+MEDIUM_PARAMETERS = 74_000_000
+BUILD_MINUTES_MEDIUM, PEAK_GB_MEDIUM, FLOAT_COPIES_ON_DISK = 12.0, 4.0, 11
+
+
+def cost_estimate(args: argparse.Namespace, parameters: Optional[int], variants: int) -> str:
+    """What the run will cost, said before it starts."""
+    timing_minutes = args.rounds * variants * (len(args.batch_sizes) * len(args.seq_lengths) + 1) * (args.min_seconds + 20) / 60
+    lines = [f"benchmark: {variants} variants × batch {args.batch_sizes} × seq {args.seq_lengths} "
+             f"(+ end-to-end), {args.rounds} round(s), {args.num_threads} threads"]  # fmt: skip
+    if parameters is not None:
+        scale = parameters / MEDIUM_PARAMETERS
+        disk_gb = parameters * 4 * FLOAT_COPIES_ON_DISK / 2**30
+        lines.append(f"  building a random model of {parameters / 1e6:.0f}M parameters and its variants: about "
+                     f"{BUILD_MINUTES_MEDIUM * scale:.0f} min, peak memory about {max(PEAK_GB_MEDIUM * scale, 1.0):.1f} GB, "
+                     f"{disk_gb:.1f} GB on disk in {args.output_dir}/models "
+                     f"({'kept' if args.keep_models else 'deleted at the end; --keep_models keeps them'})")  # fmt: skip
+        timing_minutes *= max(scale, 0.05)
+    lines.append(f"  timing: up to about {timing_minutes:.0f} min on a 2-core machine (less on a faster one)")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
+    from ernie3.backends import cpu_has_native_bf16
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compress_dir", help="a compress_*.py output dir (default: build a random medium model)")
     parser.add_argument("--output_dir", default="bench_output")
@@ -193,6 +319,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=5, help="timed runs per variant and shape (at least)")
     parser.add_argument("--min_seconds", type=float, default=3.0, help="time each variant and shape at least this long")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every variant this many times in turn; medians")
+    parser.add_argument("--texts_file", default=os.path.join(os.path.dirname(__file__), "samples", "tnews", "dev.json"),
+                        help="TNEWS-format texts for the end-to-end rows (e.g. ../shared/data/tnews/dev.json); "
+                             "'none' skips them")  # fmt: skip
+    parser.add_argument("--e2e_examples", type=int, default=128, help="texts per end-to-end pass")
+    parser.add_argument("--keep_models", action="store_true",
+                        help="keep the models this run built under OUTPUT/models and OUTPUT/onnx (default: delete them "
+                             "at the end; nothing else is ever deleted)")  # fmt: skip
     parser.add_argument("--hidden_size", type=int, default=MEDIUM_SHAPE["hidden_size"])
     parser.add_argument("--num_hidden_layers", type=int, default=MEDIUM_SHAPE["num_hidden_layers"])
     parser.add_argument("--num_attention_heads", type=int, default=MEDIUM_SHAPE["num_attention_heads"])
@@ -201,26 +335,51 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parser.parse_args(argv)
     if min(args.batch_sizes) < 1 or min(args.seq_lengths) < 3:
         raise UserError("--batch_sizes must be >= 1 and --seq_lengths >= 3")
+    if args.rounds < 1 or args.e2e_examples < 1:
+        raise UserError("--rounds and --e2e_examples must be at least 1")
+    use_texts = args.texts_file.lower() != "none"
+    if use_texts and not os.path.isfile(args.texts_file):
+        raise UserError(f"--texts_file: file not found: {args.texts_file}")
+    if args.compress_dir is not None and not os.path.isdir(args.compress_dir):
+        raise UserError(f"--compress_dir: directory not found: {args.compress_dir}")
 
+    bf16 = cpu_has_native_bf16()
+    shape = {k: getattr(args, k) for k in MEDIUM_SHAPE}
+    parameters = None if args.compress_dir else parameter_count(shape, args.vocab_size)
+    print(cost_estimate(args, parameters, 12 if bf16 else 9), flush=True)
     os.makedirs(args.output_dir, exist_ok=True)
+    # only what this run creates is ever deleted: directories that did not exist before it
+    built = [d for d in (os.path.join(args.output_dir, "models"), os.path.join(args.output_dir, "onnx"))
+             if not os.path.exists(d)]  # fmt: skip
     started = time.time()
-    compress_dir = args.compress_dir
-    if compress_dir is None:
-        shape = {k: getattr(args, k) for k in MEDIUM_SHAPE}
-        compress_dir = build_random_variants(os.path.join(args.output_dir, "models"), shape, args.vocab_size)
-    elif not os.path.isdir(compress_dir):
-        raise UserError(f"--compress_dir: directory not found: {compress_dir}")
-    variants = variants_of(compress_dir, os.path.join(args.output_dir, "onnx"))
-    rows = run_benchmark(variants, args.batch_sizes, args.seq_lengths, args.num_threads, args.iterations,
-                         args.min_seconds, args.vocab_size)  # fmt: skip
+    try:
+        compress_dir = args.compress_dir
+        if compress_dir is None:
+            compress_dir = build_random_variants(os.path.join(args.output_dir, "models"), shape, args.vocab_size)
+        variants = variants_of(compress_dir, os.path.join(args.output_dir, "onnx"), bf16)
+        texts = None
+        if use_texts:
+            from ernie3.data import load_examples
+            from ernie3.export import task_of_model_dir
+
+            task = task_of_model_dir(os.path.join(compress_dir, "float"))
+            texts = load_examples(task, "dev", args.texts_file)[: args.e2e_examples]
+        rows = run_benchmark(variants, args.batch_sizes, args.seq_lengths, args.num_threads, args.iterations,
+                             args.min_seconds, args.vocab_size, rounds=args.rounds, texts=texts)  # fmt: skip
+    finally:
+        if not args.keep_models:
+            for directory in built:
+                shutil.rmtree(directory, ignore_errors=True)
     table = markdown_table(rows, args.num_threads)
     with open(os.path.join(args.output_dir, "benchmark.md"), "w", encoding="utf-8") as handle:
         handle.write(table)
     with open(os.path.join(args.output_dir, "benchmark.json"), "w", encoding="utf-8") as handle:
-        json.dump({"settings": vars(args), "rows": rows}, handle, indent=2)
+        json.dump({"settings": vars(args), "variants": [asdict(v) for v in variants], "rows": rows}, handle, indent=2)
     plot(rows, os.path.join(args.output_dir, "benchmark.png"))
     print(table)
-    print(f"written: {args.output_dir}/benchmark.md, benchmark.json, benchmark.png ({time.time() - started:.0f} s)")
+    kept = "kept" if args.keep_models else "deleted"
+    print(f"written: {args.output_dir}/benchmark.md, benchmark.json, benchmark.png ({time.time() - started:.0f} s); "
+          f"models this run built: {kept}")  # fmt: skip
     return {"rows": rows, "table": table}
 
 

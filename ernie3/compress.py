@@ -1,6 +1,8 @@
 """One compress path for all task types: paddlenlp's Trainer.compress() (DynaBERT width pruning, then
-post-training quantization over algorithms × calibration batch sizes), then every candidate evaluated through
-Paddle Inference, a report, and the best candidate under a maximum metric drop copied to OUTPUT/best/."""
+post-training quantization over algorithms × calibration batch sizes), then candidates on other engines/precisions
+(Paddle oneDNN BF16, OpenVINO BF16 and NNCF INT8, ONNX Runtime dynamic INT8), every candidate evaluated through the
+Predictor, a report, and the fastest candidate under a maximum metric drop copied to OUTPUT/best/ with a
+candidate.json that tells every later stage which backend and precision run it."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +19,7 @@ from typing import Any, Optional, Sequence
 
 from ernie3 import compat
 from ernie3.args import check_max_seq_length, given_on_command_line, parse_arguments
+from ernie3.backends import CANDIDATE_FILE, OPENVINO_IR_FILE
 from ernie3.data import load_examples
 from ernie3.errors import UserError
 from ernie3.export import (
@@ -49,6 +52,27 @@ FLOAT_DIR = "float"
 BEST_DIR = "best"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+ENGINES = ("paddle", "openvino", "onnxruntime")
+#: cheap and fast on CPU: Paddle (FP32/INT8 from PTQ, + BF16) and OpenVINO (BF16, NNCF INT8); ONNX Runtime's dynamic
+#: INT8 is slower than both INT8 paths here (STACK.md), so it is built only when asked for
+DEFAULT_ENGINES = ("paddle", "openvino")
+
+
+@dataclass
+class Candidate:
+    """One model to evaluate: a directory that loads on its own, the backend and precision that run it, and the
+    float candidate it was derived from (None for the float baseline and pruned float models)."""
+
+    name: str
+    path: str
+    model_file: str
+    backend: str = "paddle"
+    precision: str = "auto"
+    source: Optional[str] = None
+
+    @property
+    def model_prefix(self) -> Optional[str]:
+        return os.path.splitext(self.model_file)[0] if self.model_file.endswith(".pdmodel") else None
 
 
 @dataclass
@@ -59,6 +83,22 @@ class CandidateEvaluationArguments:
                           "picked as best; 0.01 = 1%%."},
     )  # fmt: skip
     num_threads: int = field(default=2, metadata={"help": "CPU threads for Paddle Inference when evaluating."})
+    engines: list[str] = field(
+        default_factory=lambda: list(DEFAULT_ENGINES),
+        metadata={"help": "Inference engines whose candidates to build beside Paddle's FP32/PTQ ones: paddle (oneDNN "
+                          "BF16 where the CPU has it), openvino (BF16, NNCF INT8), onnxruntime (dynamic INT8)."},
+    )  # fmt: skip
+    nncf_accuracy_control: bool = field(
+        default=True,
+        metadata={"help": "Also build an OpenVINO INT8 candidate with NNCF's accuracy control, which keeps the dev "
+                          "metric within --max_metric_drop."},
+    )  # fmt: skip
+    nncf_subset_size: int = field(default=300, metadata={"help": "Calibration examples for NNCF INT8."})
+
+    def __post_init__(self) -> None:
+        check_engines(self.engines)
+        if self.nncf_subset_size < 1:
+            raise UserError("--nncf_subset_size must be at least 1")
 
 
 def parse_width(text: str) -> Fraction:
@@ -189,46 +229,136 @@ def make_dynamic_evaluator(task: Task, examples: list[dict], encoded: Any):
     return evaluate
 
 
-def discover_candidates(output_dir: str) -> list[tuple[str, str, str]]:
-    """(name, directory, file prefix) of every model the compress run produced, float baseline first."""
-    found = [(FLOAT_DIR, os.path.join(output_dir, FLOAT_DIR), STATIC_MODEL_PREFIX)]
+def discover_candidates(output_dir: str) -> list[Candidate]:
+    """Every model Trainer.compress produced, float baseline first: float, pruned floats, PTQ INT8 models."""
+    found = [Candidate(FLOAT_DIR, os.path.join(output_dir, FLOAT_DIR), STATIC_MODEL_PREFIX + ".pdmodel")]
     pruned_dirs = sorted(glob.glob(os.path.join(output_dir, "width_mult_*")))
     for pruned in pruned_dirs:
         if os.path.isfile(os.path.join(pruned, STATIC_MODEL_PREFIX + ".pdmodel")):
-            found.append((os.path.basename(pruned), pruned, STATIC_MODEL_PREFIX))
+            found.append(Candidate(os.path.basename(pruned), pruned, STATIC_MODEL_PREFIX + ".pdmodel"))
     for parent in [os.path.join(output_dir, FLOAT_DIR), *pruned_dirs]:
         for quantized in sorted(glob.glob(os.path.join(parent, "*", QUANTIZED_PREFIX + ".pdmodel"))):
             directory = os.path.dirname(quantized)
-            found.append((os.path.relpath(directory, output_dir), directory, QUANTIZED_PREFIX))
+            found.append(Candidate(os.path.relpath(directory, output_dir), directory, QUANTIZED_PREFIX + ".pdmodel",
+                                   precision="int8", source=os.path.relpath(parent, output_dir)))  # fmt: skip
     return found
 
 
-def evaluate_candidates(
-    task: Task, candidates: Sequence[tuple[str, str, str]], examples: list[dict], batch_size: int, num_threads: int
-) -> list[dict]:
-    """Metric, size, throughput and agreement with the float model of each candidate, via Paddle Inference."""
+def check_engines(engines: Sequence[str]) -> None:
+    unknown = [engine for engine in engines if engine not in ENGINES]
+    if unknown:
+        raise UserError(f"--engines: unknown engine '{unknown[0]}' (choose from: {', '.join(ENGINES)})")
+
+
+def link_float_candidate(source: Candidate, target: str, backend: str, precision: str) -> str:
+    """A candidate directory running `source`'s float files on another backend/precision: hard links (no extra
+    disk) + candidate.json, so it loads on its own like every other candidate."""
+    from ernie3.openvino_quant import write_candidate_record
+
+    with atomic_directory(target) as staging:
+        for entry in os.listdir(source.path):
+            path = os.path.join(source.path, entry)
+            if os.path.isfile(path) and entry != CANDIDATE_FILE:
+                try:
+                    os.link(path, os.path.join(staging, entry))
+                except OSError:  # another file system: copy
+                    shutil.copy2(path, staging)
+        write_candidate_record(staging, backend, precision, source.model_file)
+    return target
+
+
+def build_engine_candidates(
+    float_candidates: Sequence[Candidate],
+    engines: Sequence[str],
+    task: Task,
+    tokenizer: Any,
+    examples: list[dict],
+    max_seq_length: int,
+    eval_args: Any,
+    batch_size: int,
+) -> list[Candidate]:
+    """Candidates on the other engines/precisions, derived from the float ones (the unpruned `float` and each
+    pruned width): Paddle BF16, OpenVINO BF16 + NNCF INT8 (+ accuracy-controlled), ONNX Runtime dynamic INT8."""
+    from paddlenlp.utils.log import logger
+
+    from ernie3.backends import cpu_has_native_bf16
+    from ernie3.openvino_quant import NNCFQuantization, quantize_with_nncf, write_candidate_record
+
+    built: list[Candidate] = []
+    bf16 = cpu_has_native_bf16()
+    if not bf16:
+        logger.info("This CPU has no native BF16 (avx512_bf16/amx_bf16): no BF16 candidates")
+    for source in float_candidates:
+        is_float = source.name == FLOAT_DIR
+
+        def derived(variant: str) -> tuple[str, str]:
+            return f"{source.name}/{variant}", os.path.join(source.path, variant)
+
+        if "paddle" in engines and bf16:
+            name, path = derived("paddle-bf16")
+            built.append(Candidate(name, link_float_candidate(source, path, "paddle", "bf16"), source.model_file,
+                                   "paddle", "bf16", source.name))  # fmt: skip
+        if "openvino" in engines:
+            if is_float and bf16:
+                name, path = derived("openvino-bf16")
+                built.append(Candidate(name, link_float_candidate(source, path, "openvino", "bf16"), source.model_file,
+                                       "openvino", "bf16", source.name))  # fmt: skip
+            variants = [("openvino-int8", False)] + ([("openvino-int8-ac", True)] if is_float and eval_args.nncf_accuracy_control else [])
+            for variant, accuracy_control in variants:
+                name, path = derived(variant)
+                logger.info(f"NNCF INT8 of {source.name}{' with accuracy control' if accuracy_control else ''}")
+                settings = NNCFQuantization(eval_args.nncf_subset_size, accuracy_control, eval_args.max_metric_drop, batch_size)
+                quantize_with_nncf(source.path, path, task, tokenizer, examples, max_seq_length, settings, examples)
+                built.append(Candidate(name, path, OPENVINO_IR_FILE, "openvino", "int8", source.name))
+        if "onnxruntime" in engines and is_float:
+            from ernie3.onnx import ONNX_FILE, export_onnx, quantize_onnx_dynamic
+
+            name, path = derived("onnxruntime-int8")
+            with atomic_directory(path) as staging:
+                onnx_file = export_onnx(source.path, staging)
+                quantize_onnx_dynamic(onnx_file, os.path.join(staging, ONNX_FILE))  # the INT8 model replaces the float
+                write_candidate_record(staging, "onnxruntime", "int8", ONNX_FILE)
+            built.append(Candidate(name, path, ONNX_FILE, "onnxruntime", "int8", source.name))
+    return built
+
+
+def candidate_size_mb(candidate: Candidate) -> float:
     from ernie3.backends import model_size_mb
+
+    if candidate.model_file.endswith(".pdmodel"):
+        return model_size_mb(candidate.path, candidate.model_prefix)
+    if candidate.model_file.endswith(".xml"):
+        return model_size_mb(os.path.join(candidate.path, candidate.model_file))
+    return model_size_mb(os.path.join(candidate.path, candidate.model_file))
+
+
+def evaluate_candidates(
+    task: Task, candidates: Sequence[Candidate], examples: list[dict], batch_size: int, num_threads: int
+) -> list[dict]:
+    """Metric, size, throughput and agreement with the float model (and with its source) of each candidate, each
+    through the Predictor on its own backend and precision."""
     from ernie3.predict import Predictor
 
     results, decisions_of = [], {}
-    for name, directory, prefix in candidates:
-        predictor = Predictor(directory, model_prefix=prefix, num_threads=num_threads, batch_size=batch_size)
-        predictor.predict(examples[:batch_size])  # warm-up: oneDNN builds its kernels on the first runs
+    for candidate in candidates:
+        predictor = Predictor(candidate.path, backend=candidate.backend, precision=candidate.precision,
+                              model_prefix=candidate.model_prefix, num_threads=num_threads, batch_size=batch_size)  # fmt: skip
+        predictor.predict(examples[:batch_size])  # warm-up: oneDNN/OpenVINO build their kernels on the first runs
         started = time.perf_counter()
         outputs = predictor.predict(examples)
         elapsed = time.perf_counter() - started
         metrics = task.score(examples, outputs)
+        name, source = candidate.name, candidate.source
         decisions_of[name] = [task.decision(output) for output in outputs]
-        # a quantized candidate also compares with the float model it was quantized from (its parent dir)
-        source = os.path.dirname(name) or None
         results.append({
-            "name": name, "path": directory, "model_file": prefix + ".pdmodel", "precision": predictor.precision,
-            "metrics": metrics, "metric": metrics[task.metric_name], "size_mb": round(model_size_mb(directory, prefix), 3),
-            "throughput": round(len(examples) / elapsed, 2),
+            "name": name, "path": candidate.path, "model_file": candidate.model_file, "backend": predictor.backend_name,
+            "precision": predictor.precision, "metrics": metrics, "metric": metrics[task.metric_name],
+            "size_mb": round(candidate_size_mb(candidate), 3), "throughput": round(len(examples) / elapsed, 2),
             "agreement_with_float": round(agreement(decisions_of[name], decisions_of[FLOAT_DIR]), 4),
             "quantized_from": source,
             "agreement_with_source": round(agreement(decisions_of[name], decisions_of[source]), 4) if source else None,
         })  # fmt: skip
+        del predictor
     return results
 
 
@@ -245,12 +375,14 @@ def pick_best(results: list[dict], max_metric_drop: float) -> dict:
 
 def markdown_report(task: Task, results: list[dict], best: dict, settings: dict) -> str:
     metric_names = list(results[0]["metrics"])
-    header = ["candidate", "precision", *metric_names, "size (MB)", "throughput (seq/s)", "agreement with float",
-              "INT8 agreement with its float source", "best"]  # fmt: skip
+    # "numeric precision" (fp32/bf16/int8): NER's metrics have their own "precision" column
+    header = ["candidate", "engine", "numeric precision", *metric_names, "size (MB)", "throughput (seq/s)",
+              "agreement with float", "agreement with its float source", "best"]  # fmt: skip
     lines = [
         f"# Compression report: {task.name}",
         "",
-        f"Strategy `{settings['strategy']}`; dev examples: {settings['eval_examples']}; Paddle Inference on CPU "
+        f"Strategy `{settings['strategy']}`, engines {', '.join(settings.get('engines', ['paddle']))}; "
+        f"dev examples: {settings['eval_examples']}; CPU "
         f"({settings['num_threads']} threads, batch {settings['batch_size']}, throughput includes tokenization); "
         f"best = fastest candidate within {settings['max_metric_drop']:.1%} of the float model's {task.metric_name}.",
         "",
@@ -258,16 +390,17 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
         "|" + "---|" * len(header),
     ]
     for r in results:
-        row = [r["name"], r["precision"], *(f"{r['metrics'][m]:.4f}" for m in metric_names), f"{r['size_mb']:.2f}",
+        row = [r["name"], r.get("backend", "paddle"), r["precision"], *(f"{r['metrics'][m]:.4f}" for m in metric_names),
+               f"{r['size_mb']:.2f}",
                f"{r['throughput']:.1f}", f"{r['agreement_with_float']:.2%}",
                f"{r['agreement_with_source']:.2%}" if r["quantized_from"] else "", "✓" if r is best else ""]  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
-def prepare_candidate_dirs(candidates: Sequence[tuple[str, str, str]], tokenizer: Any, task: Task, max_seq_length: int) -> None:
+def prepare_candidate_dirs(candidates: Sequence[Candidate], tokenizer: Any, task: Task, max_seq_length: int) -> None:
     """Give every candidate directory the tokenizer and task record, so each loads on its own."""
-    for _, directory, _ in candidates:
+    for directory in (candidate.path for candidate in candidates):
         if not os.path.isfile(os.path.join(directory, TASK_INFO_FILE)):
             tokenizer.save_pretrained(directory)
             write_task_info(directory, task, max_seq_length)
@@ -280,8 +413,10 @@ def copy_best(best: dict, output_dir: str) -> str:
             source = os.path.join(best["path"], entry)
             if os.path.isfile(source):
                 shutil.copy2(source, staging)
-        with open(os.path.join(staging, "candidate.json"), "w", encoding="utf-8") as handle:
-            json.dump({k: best[k] for k in ("name", "model_file", "precision", "metrics")}, handle, indent=2)
+        # which backend and precision run best/: the Predictor (infer.py, deploy, serving) reads it
+        with open(os.path.join(staging, CANDIDATE_FILE), "w", encoding="utf-8") as handle:
+            json.dump({k: best.get(k, "paddle") for k in ("name", "backend", "model_file", "precision", "metrics")},
+                      handle, indent=2)  # fmt: skip
     return target
 
 
@@ -369,7 +504,10 @@ def _run(
 
     candidates = discover_candidates(output_dir)
     prepare_candidate_dirs(candidates, tokenizer, task, data_args.max_seq_length)
-    logger.info(f"Evaluating {len(candidates)} candidates with Paddle Inference on {len(examples['dev'])} dev examples")
+    float_candidates = [c for c in candidates if c.source is None]
+    candidates += build_engine_candidates(float_candidates, eval_args.engines, task, tokenizer, examples["dev"],
+                                          data_args.max_seq_length, eval_args, args.per_device_eval_batch_size)  # fmt: skip
+    logger.info(f"Evaluating {len(candidates)} candidates on {len(examples['dev'])} dev examples")
     results = evaluate_candidates(
         task, candidates, examples["dev"], args.per_device_eval_batch_size, eval_args.num_threads
     )
@@ -379,7 +517,7 @@ def _run(
         "strategy": args.strategy, "eval_examples": len(examples["dev"]), "num_threads": eval_args.num_threads,
         "batch_size": args.per_device_eval_batch_size, "max_metric_drop": eval_args.max_metric_drop,
         "width_mult_list": [str(w) for w in args.width_mult_list or []], "algo_list": args.algo_list,
-        "batch_size_list": args.batch_size_list, "batch_num_list": args.batch_num_list,
+        "batch_size_list": args.batch_size_list, "batch_num_list": args.batch_num_list, "engines": eval_args.engines,
     }  # fmt: skip
     report = {
         "task": task.name, "model_dir": model_dir, "settings": settings, "compress_seconds": round(compress_seconds, 1),

@@ -61,7 +61,9 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
     parser.add_argument("--question", action="append", default=[], help="QA question (repeatable)")
     parser.add_argument("--context", action="append", default=[], help="QA context (repeatable)")
     parser.add_argument("--input_file", help="one input per line (text, text<TAB>pair, or QA JSON)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto")
+    parser.add_argument("--backend", choices=("paddle", "onnxruntime", "openvino"), default=None,
+                        help="default: a compress candidate's candidate.json, else by model file")  # fmt: skip
     parser.add_argument("--batch_size", type=int, default=32)
     if device == "cpu":
         parser.add_argument("--num_threads", type=int, default=2)
@@ -82,7 +84,7 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
             trt_shape_file=None,
         ))  # fmt: skip
     predictor = Predictor(
-        resolve_model_path(args.model_path), device=device, precision=args.precision,
+        resolve_model_path(args.model_path), backend=args.backend, device=device, precision=args.precision,
         num_threads=getattr(args, "num_threads", 1), batch_size=args.batch_size, tensorrt=tensorrt,
     )  # fmt: skip
     task_type = predictor.task.task_type

@@ -32,10 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task_name", help="checked against the task the model was fine-tuned for")
     parser.add_argument("--model_path", required=True, help="export dir, compress output dir (uses best/), a candidate dir, or a .onnx file")
     parser.add_argument("--dev_file", help="local dev file in the official format (default: download by task name)")
-    parser.add_argument("--backend", choices=("paddle", "onnxruntime"), default=None, help="default: by model file")
+    parser.add_argument("--backend", choices=("paddle", "onnxruntime", "openvino"), default=None,
+                        help="default: a compress candidate's candidate.json, else by model file")  # fmt: skip
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
-                        help="auto: int8 for quantized models (detected from the graph), else fp32")  # fmt: skip
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto",
+                        help="auto: as recorded in candidate.json, int8 for quantized models (detected from the "
+                             "graph), else fp32; bf16 needs a CPU with native BF16")  # fmt: skip
     parser.add_argument("--use_trt", action="store_true", help="TensorRT on GPU (needs paddlepaddle-gpu with TensorRT)")
     parser.add_argument("--trt_min_shape", type=int, nargs=2, default=[1, 1], metavar=("BATCH", "SEQ"))
     parser.add_argument("--trt_opt_shape", type=int, nargs=2, default=[32, 128], metavar=("BATCH", "SEQ"))

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from ernie3.errors import UserError
-from ernie3.backends import TensorRTOptions, create_backend
+from ernie3.backends import TensorRTOptions, create_backend, default_backend
 from ernie3.export import read_task_info, task_of_model_dir
 
 
@@ -44,7 +44,7 @@ class Predictor:
         # oneDNN compiles kernels per input shape: rounding sequence lengths up to a multiple of 16 bounds how many
         # shapes a long-running service meets (and some of its memory growth); padded positions are masked out
         self.collate = DataCollatorWithPadding(self.tokenizer, return_tensors="np", pad_to_multiple_of=SEQUENCE_BUCKET)
-        backend = backend or ("onnxruntime" if model_path.endswith(".onnx") else "paddle")
+        backend = backend or default_backend(model_path)  # a compress candidate's candidate.json, else by file type
         self.backend = create_backend(model_path, backend, device, precision, num_threads, tensorrt, model_prefix)
         self.backend_name, self.device, self.precision = backend, self.backend.device, self.backend.precision
         self.model_file = self.backend.model_file

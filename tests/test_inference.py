@@ -232,15 +232,30 @@ def test_deploy_paddle2onnx_exports_and_checks(trained_tnews, tmp_path):
 
 
 def test_benchmark_runs_every_variant_on_a_small_shape(tmp_path):
+    from ernie3.backends import cpu_has_native_bf16
     from ernie3.bench import main
 
+    mine = tmp_path / "notes.txt"
+    mine.write_text("not the benchmark's", encoding="utf-8")
     report = main(["--output_dir", str(tmp_path), "--hidden_size", "64", "--num_hidden_layers", "2",
                    "--num_attention_heads", "4", "--intermediate_size", "256", "--vocab_size", "21200",
-                   "--batch_sizes", "1", "4", "--seq_lengths", "16", "--iterations", "2", "--min_seconds", "0"])  # fmt: skip
+                   "--batch_sizes", "1", "4", "--seq_lengths", "16", "--iterations", "2", "--min_seconds", "0",
+                   "--e2e_examples", "8"])  # fmt: skip
     variants = {row["variant"] for row in report["rows"]}
-    assert variants == {"paddle-fp32", "paddle-int8", "pruned-fp32", "pruned-int8", "onnxruntime-fp32", "onnxruntime-int8"}
-    assert len(report["rows"]) == 12
+    expected = {"paddle-fp32", "paddle-int8", "pruned-fp32", "pruned-int8", "openvino-fp32", "openvino-int8",
+                "pruned-openvino-int8", "onnxruntime-fp32", "onnxruntime-int8"}  # fmt: skip
+    if cpu_has_native_bf16():
+        expected |= {"paddle-bf16", "pruned-bf16", "openvino-bf16"}
+    assert variants == expected
+    # every variant: 2 model-only shapes + end-to-end (tokenization + model + decoding) at the largest batch
+    assert len(report["rows"]) == 3 * len(expected)
+    assert {row["mode"] for row in report["rows"]} == {"model", "end-to-end"}
     for name in ("benchmark.md", "benchmark.json", "benchmark.png"):
         assert os.path.getsize(tmp_path / name) > 0
     baseline = [row for row in report["rows"] if row["variant"] == "paddle-fp32"]
     assert all(row["vs_paddle_fp32"] == pytest.approx(1.0) for row in baseline)
+    int8 = {row["variant"]: row["precision"] for row in report["rows"] if row["variant"].endswith("int8")}
+    assert set(int8.values()) == {"int8"}
+    # the models it built are gone (no --keep_models); nothing else is touched
+    assert not os.path.exists(tmp_path / "models") and not os.path.exists(tmp_path / "onnx")
+    assert mine.read_text(encoding="utf-8") == "not the benchmark's"
