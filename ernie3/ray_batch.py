@@ -50,21 +50,23 @@ class RayOptions:
             raise UserError("shard size must be at least 1 record")
 
 
-def start_ray(options: RayOptions) -> bool:
-    """Connect this process to Ray (unless it already is); True if this call started it (and should stop it)."""
+def start_ray(address: Optional[str], num_cpus: int, object_store_mb: int = 256) -> bool:
+    """Connect this process to Ray (unless it already is); True if this call started it (and should stop it).
+
+    `address`: join that cluster, shipping this package to its nodes (the venv with paddle must be there already);
+    None: start a local Ray with `num_cpus` logical CPUs and a small object store (results and inputs are small).
+    """
     import ray
 
     if ray.is_initialized():
         return False
-    if options.address:
-        # the cluster's nodes get this package shipped with the job; the venv (paddle, paddlenlp) must be there
-        ray.init(address=options.address, runtime_env={"py_modules": [PACKAGE_DIR]}, log_to_driver=False)
+    if address:
+        ray.init(address=address, runtime_env={"py_modules": [PACKAGE_DIR]}, log_to_driver=False)
     else:
         ray.init(
-            # one CPU more than the actors take, for the read task that feeds them (else the job waits forever)
-            num_cpus=options.num_workers * options.threads_per_worker + 1,
+            num_cpus=num_cpus,
             include_dashboard=False,
-            object_store_memory=options.object_store_mb << 20,
+            object_store_memory=object_store_mb << 20,
             log_to_driver=False,
             # local workers import this package from where the driver has it
             runtime_env={"env_vars": {"PYTHONPATH": os.path.dirname(PACKAGE_DIR)}},
@@ -179,7 +181,8 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
     if os.path.isfile(settings.output_file):
         raise UserError(f"--output_file {settings.output_file} is a file; --engine ray writes a directory of shards")
     options_for_actor = {**predictor_options, "num_threads": options.threads_per_worker}
-    started_ray = start_ray(options)
+    # one CPU more than the actors take, for the read task that feeds them (else the job waits forever)
+    started_ray = start_ray(options.address, options.num_workers * options.threads_per_worker + 1, options.object_store_mb)
     started = time.perf_counter()
     try:
         ray.data.DataContext.get_current().execution_options.preserve_order = True  # shards in input order
