@@ -340,6 +340,7 @@ def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], N
     total = count_lines(settings.input_file) if line_based else None
     started = time.perf_counter()
     done_before = progress.records_done
+    first_chunk_seconds = None
     output = _open_at(paths.partial, progress.output_bytes)
     skipped = _open_at(paths.skipped_partial, progress.skipped_bytes) if settings.skip_invalid else None
     bar = tqdm(total=total, initial=progress.next_line - 1 if line_based else progress.records_done,
@@ -358,6 +359,7 @@ def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], N
             progress.chunks += 1
             progress.input_offset, progress.next_line = input_offset, next_line
             _write_json_durably(paths.progress, asdict(progress))
+            first_chunk_seconds = first_chunk_seconds or time.perf_counter() - started
             bar.update((next_line - 1 - bar.n) if line_based else result.records)
     finally:
         bar.close()
@@ -383,6 +385,7 @@ def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], N
         "skipped": progress.skipped,
         "skipped_file": paths.skipped if progress.skipped else None,
         "seconds": round(seconds, 3),
+        "first_chunk_seconds": round(first_chunk_seconds or seconds, 3),
         "records_per_second": round((progress.records_done - done_before) / seconds, 2) if seconds > 0 else None,
     }
     if progress.skipped:

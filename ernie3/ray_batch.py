@@ -199,6 +199,7 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
             num_cpus=options.threads_per_worker,
         )
         counts = {"records": 0, "predicted": 0, "skipped": 0}
+        first_chunk_seconds = None
         with atomic_directory(settings.output_file) as staging:
             writer = ShardWriter(staging, options.shard_records)
             skipped_file = open(os.path.join(staging, "skipped.jsonl"), "w", encoding="utf-8") if settings.skip_invalid else None
@@ -217,6 +218,7 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
                             counts["predicted"] += 1
                             writer.write(number, output)
                     bar.update(len(batch["line"]))
+                    first_chunk_seconds = first_chunk_seconds or time.perf_counter() - started
             finally:
                 bar.close()
                 writer.close()
@@ -247,6 +249,7 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
     log(f"wrote {counts['predicted']} predictions in {len(manifest['shards'])} shard(s) to {settings.output_file}/ "
         f"({counts['records'] / seconds:.1f} records/s)")  # fmt: skip
     return {**counts, "output_file": settings.output_file, "seconds": round(seconds, 3),
+            "first_chunk_seconds": round(first_chunk_seconds or seconds, 3),
             "records_per_second": round(counts["records"] / seconds, 2), "shards": len(manifest["shards"])}  # fmt: skip
 
 
