@@ -361,6 +361,12 @@ def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], N
             _write_json_durably(paths.progress, asdict(progress))
             first_chunk_seconds = first_chunk_seconds or time.perf_counter() - started
             bar.update((next_line - 1 - bar.n) if line_based else result.records)
+    except BaseException:
+        if progress.chunks == 0:  # nothing committed: the empty files this run created are of no use to a rerun
+            for path in (paths.partial, paths.skipped_partial):
+                if os.path.exists(path) and os.path.getsize(path) == 0:
+                    os.unlink(path)
+        raise
     finally:
         bar.close()
         output.close()
@@ -421,6 +427,14 @@ def run_batch_job(args: Any, predictor_options: dict) -> dict:
     """The prediction mode of infer.py / deploy/python: `predictor_options` are the Predictor's keyword arguments."""
     if not args.output_file:
         raise UserError("--input_file needs --output_file (where the predictions go)")
+    if getattr(args, "task_name", None):
+        from ernie3.export import task_of_model_dir
+        from ernie3.tasks import get_task
+
+        model_path = predictor_options["model_path"]
+        model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+        if get_task(args.task_name).name != task_of_model_dir(model_dir).name:
+            raise UserError(f"--task_name {args.task_name}: {model_path} was fine-tuned for {task_of_model_dir(model_dir).name}")
     settings = BatchSettings(args.input_file, args.output_file, args.input_format, args.chunk_size,
                              args.skip_invalid_records, progress=not args.no_progress)  # fmt: skip
     if args.engine == "ray":

@@ -49,7 +49,8 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
     parser.add_argument("--text_pair", action="append", default=[], help="second text of a pair task (repeatable)")
     parser.add_argument("--question", action="append", default=[], help="QA question (repeatable)")
     parser.add_argument("--context", action="append", default=[], help="QA context (repeatable)")
-    parser.add_argument("--input_file", help="one input per line (text, text<TAB>pair, or QA JSON)")
+    parser.add_argument("--input_file", help="one input per line (text, text<TAB>pair, or QA JSON); "
+                        "with --output_file: streamed batch prediction, lines as --input_format says")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
     parser.add_argument("--batch_size", type=int, default=32)
     from ernie3.batch_predict import add_batch_arguments
