@@ -126,7 +126,7 @@ class ChunkPredictor:
 
         lines = [int(n) for n in batch["line"]]
         examples, positions, errors = [], [], [""] * len(lines)
-        for position, (number, text) in enumerate(zip(lines, batch["text"])):
+        for position, text in enumerate(batch["text"]):
             try:
                 examples.append(example_from_line(self.predictor.task, self.input_format, str(text)))
                 positions.append(position)
