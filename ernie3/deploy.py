@@ -60,11 +60,15 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
     parser.add_argument("--text_pair", action="append", default=[], help="second text of a pair task (repeatable)")
     parser.add_argument("--question", action="append", default=[], help="QA question (repeatable)")
     parser.add_argument("--context", action="append", default=[], help="QA context (repeatable)")
-    parser.add_argument("--input_file", help="one input per line (text, text<TAB>pair, or QA JSON)")
+    parser.add_argument("--input_file", help="one input per line (text, text<TAB>pair, or QA JSON); "
+                        "with --output_file: streamed batch prediction, lines as --input_format says")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto")
     parser.add_argument("--backend", choices=("paddle", "onnxruntime", "openvino"), default=None,
                         help="default: a compress candidate's candidate.json, else by model file")  # fmt: skip
     parser.add_argument("--batch_size", type=int, default=32)
+    from ernie3.batch_predict import add_batch_arguments
+
+    add_batch_arguments(parser, input_file=False)  # --input_file with --output_file: streamed batch prediction
     if device == "cpu":
         parser.add_argument("--num_threads", type=int, default=2)
     else:
@@ -82,6 +86,14 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
             use_trt=True, collect_shape=False, precision=args.precision, trt_workspace_size=1 << 30,
             trt_min_shape=[1, 1], trt_opt_shape=[args.batch_size, 128], trt_max_shape=[args.batch_size, 512],
             trt_shape_file=None,
+        ))  # fmt: skip
+    if args.input_file and args.output_file:
+        from ernie3.batch_predict import run_batch_job
+
+        return run_batch_job(args, dict(
+            model_path=resolve_model_path(args.model_path), backend=args.backend, device=device,
+            precision=args.precision, num_threads=getattr(args, "num_threads", 1), batch_size=args.batch_size,
+            tensorrt=tensorrt,
         ))  # fmt: skip
     predictor = Predictor(
         resolve_model_path(args.model_path), backend=args.backend, device=device, precision=args.precision,

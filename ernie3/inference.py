@@ -50,8 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--max_examples", type=int, help="use only the first N dev examples")
     parser.add_argument("--perf", action="store_true", help="also measure throughput and latency after warm-up")
-    parser.add_argument("--output_file", help="write the metrics (and perf figures) as JSON here")
+    parser.add_argument("--output_file", help="write the metrics (and perf figures) as JSON here; with --input_file, "
+                                               "the predictions (JSON lines)")  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="show Paddle's native logs (pass logs on model load)")
+    from ernie3.batch_predict import add_batch_arguments
+
+    add_batch_arguments(parser, output_file=False)
     return parser
 
 
@@ -82,11 +86,19 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
     check_positive(args, "batch_size", "num_threads", "max_examples", "max_seq_length", "trt_workspace_size")
-    if args.output_file:
-        check_output_file(args.output_file, "--output_file")
     if (args.use_trt or args.collect_shape) and args.device != "gpu":
         raise UserError("--use_trt/--collect_shape need --device gpu (TensorRT runs on NVIDIA GPUs only)")
     model_path = resolve_model_path(args.model_path)
+    if args.input_file:  # prediction mode: a file of any size → predictions, streamed (ernie3/batch_predict.py)
+        from ernie3.batch_predict import run_batch_job
+
+        return run_batch_job(args, dict(
+            model_path=model_path, backend=args.backend, device=args.device, precision=args.precision,
+            num_threads=args.num_threads, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
+            tensorrt=tensorrt_options(args),
+        ))  # fmt: skip
+    if args.output_file:
+        check_output_file(args.output_file, "--output_file")
     predictor = Predictor(
         model_path,
         backend=args.backend,

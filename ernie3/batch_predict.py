@@ -1,0 +1,447 @@
+"""Batch prediction over input files of any size: streaming, in input order, resumable after a kill.
+
+    input lines → chunks of `chunk_size` records → Predictor → JSON lines, one per input record, in input order
+
+Memory holds one chunk at a time whatever the file size. Output is committed chunk by chunk: each chunk is appended
+to `OUT.partial` and fsynced, then `OUT.progress.json` records how many input records are done, how many bytes of
+output they gave, and a fingerprint of the input and of every setting that can change a result. A run started again
+with the same command truncates `OUT.partial` to the last committed chunk and goes on from there; `OUT` appears only
+when every record is done (os.replace of the partial file). The Ray Data engine (ernie3/ray_batch.py) reads and
+converts lines with the same functions, so both engines write the same bytes for the same input.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO, Callable, Iterator, Optional
+
+from ernie3.errors import UserError
+from ernie3.tasks import RecordError, Task
+from ernie3.tasks.base import RecordLocation
+
+#: "api": one JSON value per line in the HTTP API's shape (a string, a [text, pair] list, {"question", "context"});
+#: "text": each line is one text, as is (single-text tasks); "dataset": the task's own dataset format (as --dev_file)
+INPUT_FORMATS = ("api", "text", "dataset")
+#: records per committed chunk: large enough that the fsync and manifest write cost nothing next to the model
+DEFAULT_CHUNK_SIZE = 1024
+#: bytes read at a time when splitting lines (and hashed at each end of the input for its fingerprint)
+READ_BLOCK = 1 << 20
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """One batch prediction job; everything in it but `progress` is part of the resume fingerprint."""
+
+    input_file: str
+    output_file: str
+    input_format: str = "api"
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    skip_invalid: bool = False
+    #: show a tqdm progress bar (on stderr)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.input_format not in INPUT_FORMATS:
+            raise UserError(f"--input_format must be one of {', '.join(INPUT_FORMATS)}, got {self.input_format!r}")
+        if self.chunk_size < 1:
+            raise UserError("--chunk_size must be at least 1")
+        if not os.path.isfile(self.input_file):
+            raise UserError(f"--input_file: file not found: {self.input_file}")
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one job writes: the final file, and the files that exist only while it is unfinished."""
+
+    final: str
+
+    @property
+    def partial(self) -> str:
+        return self.final + ".partial"
+
+    @property
+    def progress(self) -> str:
+        return self.final + ".progress.json"
+
+    @property
+    def skipped(self) -> str:
+        """Invalid records skipped with --skip_invalid_records: {"line": ..., "error": ...} per line."""
+        return self.final + ".skipped.jsonl"
+
+    @property
+    def skipped_partial(self) -> str:
+        return self.skipped + ".partial"
+
+
+# -- reading and converting inputs (shared with the Ray engine) --------------------------------------------------
+
+
+def numbered_lines(read: Callable[[int], bytes], first_line: int = 1, offset: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(line number, text, byte offset just after the line) of each non-blank line of a UTF-8 byte stream.
+
+    Lines are split on "\\n" only, so every engine numbers them the same way; `read(n)` returns up to n bytes, b""
+    at the end; `first_line` and `offset` say where the stream starts in its file.
+    """
+    number, pending = first_line - 1, b""
+    for block in iter(lambda: read(READ_BLOCK), b""):
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        for raw in lines:
+            number += 1
+            offset += len(raw) + 1
+            text = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+            if text.strip():
+                yield number, text, offset
+    if pending.strip():
+        yield number + 1, pending.rstrip(b"\r").decode("utf-8", errors="replace"), offset + len(pending)
+
+
+def reads_json_lines(task: Task) -> bool:
+    """Whether the task's dataset files are JSON lines (the default `Task.read_records`), so any line-based reader
+    (this module's, Ray Data's) can read them; tasks with their own file format read it themselves."""
+    return type(task).read_records is Task.read_records
+
+
+def example_from_line(task: Task, input_format: str, line: str) -> dict:
+    """The example of one input line; RecordError says what is wrong with it."""
+    if input_format == "text":
+        return task.example_from_text(line)
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+    return example_from_record(task, input_format, value)
+
+
+def example_from_record(task: Task, input_format: str, value: Any) -> dict:
+    if input_format == "api":
+        return task.example_from_text(value)
+    if not isinstance(value, dict):
+        raise RecordError(f"expected a JSON object, got {type(value).__name__}")
+    example = task.parse_record(value, with_label=False)
+    if example is None:  # records a task drops are not inputs to predict
+        raise RecordError("the task drops this record")
+    return example
+
+
+def prediction_line(location: RecordLocation, example: dict, result: dict) -> str:
+    """One output line: where the input was, its id if it had one, and the result as the HTTP API gives it."""
+    record: dict = {"line": location}
+    if example.get("id") is not None:
+        record["id"] = example["id"]
+    record.update(result)
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def skipped_line(location: RecordLocation, message: str) -> str:
+    return json.dumps({"line": location, "error": message}, ensure_ascii=False) + "\n"
+
+
+@dataclass
+class ChunkResult:
+    """A chunk of inputs after prediction: output text, skipped-record text, counts."""
+
+    output: str
+    skipped: str
+    records: int
+    predicted: int
+    skipped_count: int
+
+
+def predict_chunk(
+    predictor: Any, source: str, items: list[tuple[RecordLocation, Any]], convert: Callable[[Any], dict], skip_invalid: bool
+) -> ChunkResult:
+    """Convert, predict and format one chunk; an invalid record is skipped or stops the job naming file:line."""
+    examples, locations, skipped = [], [], []
+    for location, raw in items:
+        try:
+            examples.append(convert(raw))
+            locations.append(location)
+        except RecordError as exc:
+            where = f"{source}:{location}" if isinstance(location, int) else f"{source}: {location}"
+            if not skip_invalid:
+                raise UserError(f"{where}: {exc} (--skip_invalid_records skips such lines)") from None
+            skipped.append(skipped_line(location, str(exc)))
+    results = predictor.predict(examples) if examples else []
+    output = "".join(prediction_line(loc, ex, res) for loc, ex, res in zip(locations, examples, results))
+    return ChunkResult(output, "".join(skipped), len(items), len(examples), len(skipped))
+
+
+# -- the resumable local engine ------------------------------------------------------------------------------------
+
+
+def file_fingerprint(path: str) -> dict:
+    """Size, modification time and a hash of both ends of a file: cheap for corpora of any size, and it changes
+    when the file is edited, appended to or replaced."""
+    stat = os.stat(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(READ_BLOCK))
+        if stat.st_size > READ_BLOCK:
+            handle.seek(max(READ_BLOCK, stat.st_size - READ_BLOCK))
+            digest.update(handle.read(READ_BLOCK))
+    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_ends": digest.hexdigest()}
+
+
+def predictor_fingerprint(predictor: Any) -> dict:
+    """What about the predictor can change a result: its model files, task, backend and batching."""
+    model_files = [predictor.model_file]
+    params = os.path.splitext(predictor.model_file)[0] + ".pdiparams"
+    if os.path.isfile(params):
+        model_files.append(params)
+    return {
+        "model": [file_fingerprint(path) for path in model_files],
+        "task": predictor.task.describe(),
+        "backend": predictor.backend_name,
+        "device": predictor.device,
+        "precision": predictor.precision,
+        "max_seq_length": predictor.max_seq_length,
+        # padding follows batch composition, so batch size is part of what gives byte-identical output
+        "batch_size": predictor.batch_size,
+    }
+
+
+def job_fingerprint(settings: BatchSettings, predictor: Any) -> dict:
+    job = {k: v for k, v in asdict(settings).items() if k not in ("progress", "input_file", "output_file")}
+    return {"input": file_fingerprint(settings.input_file), "job": job, "predictor": predictor_fingerprint(predictor)}
+
+
+def count_lines(path: str) -> int:
+    """Newlines in a file (a fast pass over raw bytes): the progress bar's total."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(READ_BLOCK), b""):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _fsync_append(handle: BinaryIO, text: str) -> int:
+    data = text.encode("utf-8")
+    handle.write(data)
+    handle.flush()
+    os.fsync(handle.fileno())
+    return len(data)
+
+
+def _write_json_durably(path: str, value: Any) -> None:
+    """Replace `path` with `value` so that a crash leaves either the old or the new file, never a torn one."""
+    staging = path + ".tmp"
+    with open(staging, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, ensure_ascii=False, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+
+
+@dataclass
+class Progress:
+    """The manifest of an unfinished job (OUT.progress.json)."""
+
+    fingerprint: dict
+    records_done: int = 0
+    output_bytes: int = 0
+    skipped_bytes: int = 0
+    predicted: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    #: where the next chunk starts in the input (line-based inputs): byte offset and line number
+    input_offset: int = 0
+    next_line: int = 1
+    version: int = MANIFEST_VERSION
+
+
+def load_progress(paths: OutputPaths, fingerprint: dict) -> Optional[Progress]:
+    """The progress of an earlier run of the same job, or None to start afresh; a different job is refused."""
+    if not os.path.exists(paths.progress):
+        return None
+    try:
+        with open(paths.progress, encoding="utf-8") as handle:
+            progress = Progress(**json.load(handle))
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{paths.progress}: unreadable progress file ({exc}); delete it and {paths.partial} to start over") from None
+    if progress.version != MANIFEST_VERSION or progress.fingerprint != fingerprint:
+        changed = sorted(k for k in fingerprint if progress.fingerprint.get(k) != fingerprint[k]) or ["version"]
+        raise UserError(
+            f"{paths.progress}: an unfinished run with another {'/'.join(changed)} wrote to --output_file "
+            f"{paths.final}; rerun that command to finish it, or delete {paths.partial} and {paths.progress} to start over"
+        )
+    if not os.path.isfile(paths.partial) or os.path.getsize(paths.partial) < progress.output_bytes:
+        raise UserError(f"{paths.partial} is missing or shorter than {paths.progress} says; delete {paths.progress} to start over")
+    return progress
+
+
+def _open_at(path: str, size: int) -> BinaryIO:
+    """Open for appending after the first `size` bytes (anything after them is an uncommitted chunk)."""
+    handle = open(path, "r+b" if os.path.exists(path) else "w+b")
+    handle.truncate(size)
+    handle.seek(size)
+    return handle
+
+
+def line_chunks(path: str, offset: int, first_line: int, size: int) -> Iterator[tuple[list, int, int]]:
+    """(lines, input offset after them, next line number) per chunk of `size` non-blank lines, from `offset`."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        chunk: list = []
+        for number, text, end in numbered_lines(handle.read, first_line, offset):
+            chunk.append((number, text))
+            if len(chunk) == size:
+                yield chunk, end, number + 1
+                chunk = []
+        if chunk:
+            yield chunk, end, number + 1
+
+
+def record_chunks(task: Task, path: str, records_done: int, size: int) -> Iterator[tuple[list, int, int]]:
+    """Chunks of a task-format file read by the task definition (not line-based): resumed by skipping records."""
+    chunk: list = []
+    for position, item in enumerate(task.read_records(path, "--input_file")):
+        if position < records_done:
+            continue
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk, 0, 0
+            chunk = []
+    if chunk:
+        yield chunk, 0, 0
+
+
+def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) one batch prediction job; returns its summary. The output file appears only when complete."""
+    task = predictor.task
+    paths = OutputPaths(settings.output_file)
+    os.makedirs(os.path.dirname(os.path.abspath(paths.final)), exist_ok=True)
+    fingerprint = job_fingerprint(settings, predictor)
+    progress = load_progress(paths, fingerprint)
+    if progress is None:
+        progress = Progress(fingerprint)
+    else:
+        log(f"resuming {paths.final}: {progress.records_done} input records already done ({progress.chunks} chunks)")
+    line_based = settings.input_format != "dataset" or reads_json_lines(task)
+    if line_based:
+        chunks: Iterator = line_chunks(settings.input_file, progress.input_offset, progress.next_line, settings.chunk_size)
+
+        def convert(line: str) -> dict:
+            return example_from_line(task, settings.input_format, line)
+
+    else:
+        chunks = record_chunks(task, settings.input_file, progress.records_done, settings.chunk_size)
+
+        def convert(record: Any) -> dict:
+            return example_from_record(task, settings.input_format, record)
+
+    from tqdm import tqdm
+
+    total = count_lines(settings.input_file) if line_based else None
+    started = time.perf_counter()
+    done_before = progress.records_done
+    first_chunk_seconds = None
+    output = _open_at(paths.partial, progress.output_bytes)
+    skipped = _open_at(paths.skipped_partial, progress.skipped_bytes) if settings.skip_invalid else None
+    bar = tqdm(total=total, initial=progress.next_line - 1 if line_based else progress.records_done,
+               unit=" lines" if line_based else " records", disable=not settings.progress, dynamic_ncols=True,
+               desc="predict", smoothing=0.1)  # fmt: skip
+    try:
+        for items, input_offset, next_line in chunks:
+            result = predict_chunk(predictor, settings.input_file, items, convert, settings.skip_invalid)
+            # commit order: output, skipped lines, then the manifest that makes them count
+            progress.output_bytes += _fsync_append(output, result.output)
+            if skipped is not None and result.skipped:
+                progress.skipped_bytes += _fsync_append(skipped, result.skipped)
+            progress.records_done += result.records
+            progress.predicted += result.predicted
+            progress.skipped += result.skipped_count
+            progress.chunks += 1
+            progress.input_offset, progress.next_line = input_offset, next_line
+            _write_json_durably(paths.progress, asdict(progress))
+            first_chunk_seconds = first_chunk_seconds or time.perf_counter() - started
+            bar.update((next_line - 1 - bar.n) if line_based else result.records)
+    except BaseException:
+        if progress.chunks == 0:  # nothing committed: the empty files this run created are of no use to a rerun
+            for path in (paths.partial, paths.skipped_partial):
+                if os.path.exists(path) and os.path.getsize(path) == 0:
+                    os.unlink(path)
+        raise
+    finally:
+        bar.close()
+        output.close()
+        if skipped is not None:
+            skipped.close()
+        chunks.close()
+    if progress.records_done == 0:
+        raise UserError(f"--input_file: {settings.input_file} holds no input records")
+    # finished: the skipped-record log and the output take their final names, the manifest goes
+    if skipped is not None:
+        if progress.skipped:
+            os.replace(paths.skipped_partial, paths.skipped)
+        else:
+            os.unlink(paths.skipped_partial)
+    os.replace(paths.partial, paths.final)
+    os.unlink(paths.progress)
+    seconds = time.perf_counter() - started
+    summary = {
+        "output_file": paths.final,
+        "records": progress.records_done,
+        "predicted": progress.predicted,
+        "skipped": progress.skipped,
+        "skipped_file": paths.skipped if progress.skipped else None,
+        "seconds": round(seconds, 3),
+        "first_chunk_seconds": round(first_chunk_seconds or seconds, 3),
+        "records_per_second": round((progress.records_done - done_before) / seconds, 2) if seconds > 0 else None,
+    }
+    if progress.skipped:
+        log(f"skipped {progress.skipped} invalid input records (listed with their line numbers in {paths.skipped})")
+    log(f"wrote {progress.predicted} predictions to {paths.final}")
+    return summary
+
+
+# -- command line (infer.py and deploy/python share it) ------------------------------------------------------------
+
+
+def add_batch_arguments(parser: Any, input_file: bool = True, output_file: bool = True) -> None:
+    """The batch prediction flags; `input_file`/`output_file`: whether to add those two (a parser may have them)."""
+    group = parser.add_argument_group("batch prediction over a file of any size (prediction mode: --input_file + --output_file)")
+    if input_file:
+        group.add_argument("--input_file", help="predict every line of this file into --output_file (instead of scoring a dev set)")
+    if output_file:
+        group.add_argument("--output_file", help="JSON lines, one per input in input order (a directory with --engine ray)")
+    group.add_argument("--input_format", choices=INPUT_FORMATS, default="api",
+                       help="api: a JSON value per line as the HTTP API takes it; text: each line is one text; "
+                            "dataset: the task's dataset format")  # fmt: skip
+    group.add_argument("--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE, help="inputs per committed (resumable) chunk")
+    group.add_argument("--skip_invalid_records", action="store_true", help="log invalid lines to OUTPUT.skipped.jsonl and go on")
+    group.add_argument("--no_progress", action="store_true", help="no progress bar")
+    group.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: Ray Data with an actor pool")
+    group.add_argument("--ray_address", help="join this Ray cluster (e.g. auto); default: start a local Ray")
+    group.add_argument("--num_workers", type=int, default=1, help="--engine ray: predictor actors")
+    group.add_argument("--threads_per_worker", type=int, default=1, help="--engine ray: CPU threads of each actor")
+    group.add_argument("--ray_ship_model", action="store_true", help="--engine ray: send the model to every node through Ray")
+
+
+def run_batch_job(args: Any, predictor_options: dict) -> dict:
+    """The prediction mode of infer.py / deploy/python: `predictor_options` are the Predictor's keyword arguments."""
+    if not args.output_file:
+        raise UserError("--input_file needs --output_file (where the predictions go)")
+    if getattr(args, "task_name", None):
+        from ernie3.export import task_of_model_dir
+        from ernie3.tasks import get_task
+
+        model_path = predictor_options["model_path"]
+        model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+        if get_task(args.task_name).name != task_of_model_dir(model_dir).name:
+            raise UserError(f"--task_name {args.task_name}: {model_path} was fine-tuned for {task_of_model_dir(model_dir).name}")
+    settings = BatchSettings(args.input_file, args.output_file, args.input_format, args.chunk_size,
+                             args.skip_invalid_records, progress=not args.no_progress)  # fmt: skip
+    if args.engine == "ray":
+        from ernie3.ray_batch import RayOptions, predict_on_ray
+
+        options = RayOptions(args.ray_address, args.num_workers, args.threads_per_worker, ship_model=args.ray_ship_model)
+        return predict_on_ray(settings, predictor_options, options)
+    from ernie3.predict import Predictor
+
+    return predict_file(Predictor(**predictor_options), settings)

@@ -1,0 +1,183 @@
+"""Streaming batch prediction (ernie3/batch_predict.py) through infer.py and deploy/python: results equal to the
+Predictor's, input order, a SIGKILLed run resumed by the same command giving byte-identical output, bad lines."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO_ROOT, sample_file
+
+from ernie3.errors import UserError
+
+CHUNK, BATCH = 64, 16  # 1500 inputs: many chunks, each several batches
+LINES = 1500
+
+
+def export_tnews(model_dir: str, output_dir: str) -> str:
+    """The tiny random ERNIE as a TNEWS classifier, exported for Paddle Inference (no training: results only need
+    to be compared, not to be good)."""
+    from paddlenlp.transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ernie3.export import export_inference_model
+    from ernie3.tasks import get_task
+
+    task = get_task("tnews")
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, **task.model_kwargs())
+    return export_inference_model(model, AutoTokenizer.from_pretrained(model_dir), task, output_dir, 64)
+
+
+def tnews_texts() -> list:
+    with open(sample_file("tnews", "dev"), encoding="utf-8") as handle:
+        return [json.loads(line)["sentence"] for line in handle if line.strip()]
+
+
+def write_api_lines(path, count: int, blank_every: int = 0, bad: dict = None) -> list:
+    """`count` API-shaped lines (JSON strings) of TNEWS texts; returns the texts by line number (None: no input)."""
+    texts = tnews_texts()
+    by_line = [None]  # line numbers start at 1
+    with open(path, "w", encoding="utf-8") as handle:
+        for k in range(count):
+            if blank_every and k and k % blank_every == 0:
+                handle.write("\n")
+                by_line.append(None)
+            while bad and len(by_line) in bad:
+                handle.write(bad[len(by_line)] + "\n")
+                by_line.append(None)
+            text = texts[k % len(texts)]
+            handle.write(json.dumps(text, ensure_ascii=False) + "\n")
+            by_line.append(text)
+    return by_line
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir, tmp_path_factory):
+    return export_tnews(tiny_model_dir, str(tmp_path_factory.mktemp("tnews-export") / "export"))
+
+
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inputs") / "big.jsonl"
+    by_line = write_api_lines(path, LINES, blank_every=97)
+    return str(path), by_line
+
+
+def infer_argv(model, input_file, output_file, *extra):
+    return ["--model_path", model, "--input_file", str(input_file), "--output_file", str(output_file),
+            "--chunk_size", str(CHUNK), "--batch_size", str(BATCH), "--num_threads", "1", "--no_progress", *extra]  # fmt: skip
+
+
+def run_infer(argv):
+    from ernie3.inference import main
+
+    return main(argv)
+
+
+@pytest.fixture(scope="module")
+def reference(model, big_input, tmp_path_factory):
+    """An uninterrupted run: its output bytes."""
+    output = tmp_path_factory.mktemp("reference") / "preds.jsonl"
+    summary = run_infer(infer_argv(model, big_input[0], output))
+    assert summary["records"] == summary["predicted"] == LINES
+    return output.read_bytes()
+
+
+def leftovers(output):
+    """Files beside the output that belong to it (partial output, progress manifest, skipped-record log)."""
+    return sorted(p.name for p in output.parent.iterdir() if p.name.startswith(output.name + "."))
+
+
+def test_streaming_output_equals_predictor_in_input_order(model, big_input, reference):
+    from ernie3.predict import Predictor
+
+    _, by_line = big_input
+    numbered = [(number, text) for number, text in enumerate(by_line) if text is not None]
+    expected = Predictor(model, num_threads=1, batch_size=BATCH).predict_texts([text for _, text in numbered])
+    records = [json.loads(line) for line in reference.decode("utf-8").splitlines()]
+    assert [r["line"] for r in records] == [number for number, _ in numbered]  # blank lines give no output
+    assert [{k: v for k, v in r.items() if k != "line"} for r in records] == expected
+
+
+def test_killed_run_resumes_to_identical_output(model, big_input, reference, tmp_path):
+    output = tmp_path / "preds.jsonl"
+    progress_file = tmp_path / "preds.jsonl.progress.json"
+    command = [sys.executable, os.path.join(REPO_ROOT, "infer.py"), *infer_argv(model, big_input[0], output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT)
+    chunks_at_kill = 0
+    try:
+        while process.poll() is None and chunks_at_kill < 3:  # kill after at least 3 committed chunks
+            try:
+                chunks_at_kill = json.loads(progress_file.read_text())["chunks"]
+            except (FileNotFoundError, ValueError):  # not written yet, or caught mid-rename
+                pass
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not output.exists(), "an interrupted run must not leave a final output"
+    assert (tmp_path / "preds.jsonl.partial").exists() and progress_file.exists()
+
+    resumed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stdout
+    assert output.read_bytes() == reference
+    assert leftovers(output) == []  # partial file and progress manifest are gone
+
+
+def test_bad_line_stops_with_file_and_line_and_no_final_output(model, tmp_path):
+    input_file = tmp_path / "in.jsonl"
+    write_api_lines(input_file, 300, bad={200: "{not json"})
+    output = tmp_path / "preds.jsonl"
+    with pytest.raises(UserError, match=rf"^{input_file}:200: malformed JSON"):
+        run_infer(infer_argv(model, input_file, output))
+    assert not output.exists()
+    assert (tmp_path / "preds.jsonl.partial").exists()  # chunks before the bad line, clearly marked partial
+
+    # the same command fails the same way (resuming after the committed chunks); another setting is refused
+    with pytest.raises(UserError, match=r":200: malformed JSON"):
+        run_infer(infer_argv(model, input_file, output))
+    with pytest.raises(UserError, match=r"progress.json: an unfinished run with another job"):
+        run_infer(infer_argv(model, input_file, output, "--skip_invalid_records"))
+
+
+def test_skip_invalid_records_logs_line_numbers(model, tmp_path):
+    input_file = tmp_path / "in.jsonl"
+    bad = {3: "{not json", 150: '["a", "pair"]', 151: '"   "'}
+    by_line = write_api_lines(input_file, 200, bad=bad)
+    output = tmp_path / "preds.jsonl"
+    summary = run_infer(infer_argv(model, input_file, output, "--skip_invalid_records"))
+    assert summary["skipped"] == 3 and summary["predicted"] == 200
+    skipped = [json.loads(line) for line in (tmp_path / "preds.jsonl.skipped.jsonl").read_text().splitlines()]
+    assert [s["line"] for s in skipped] == [3, 150, 151]
+    assert "malformed JSON" in skipped[0]["error"] and "single texts" in skipped[1]["error"]
+    lines = [json.loads(line)["line"] for line in output.read_text().splitlines()]
+    assert lines == [number for number, text in enumerate(by_line) if text is not None]
+    assert leftovers(output) == ["preds.jsonl.skipped.jsonl"]
+
+
+def test_dataset_format_and_deploy_script(model, tmp_path):
+    """The task's own dataset file (ids kept), and deploy/python's streaming mode on plain text lines."""
+    from ernie3.data import load_local_examples
+    from ernie3.deploy import main as deploy_main
+    from ernie3.predict import Predictor
+    from ernie3.tasks import get_task
+
+    dev = sample_file("tnews", "dev")
+    output = tmp_path / "dataset.jsonl"
+    run_infer(infer_argv(model, dev, output, "--input_format", "dataset"))
+    examples = load_local_examples(get_task("tnews"), "dev", dev)
+    expected = Predictor(model, num_threads=1, batch_size=BATCH).predict(examples)
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r.get("id") for r in records] == [e["id"] for e in examples]
+    assert [r["label"] for r in records] == [e["label"] for e in expected]
+
+    text_file = tmp_path / "texts.txt"
+    text_file.write_text("\n".join(tnews_texts()[:50]) + "\n", encoding="utf-8")
+    deploy_output = tmp_path / "deploy.jsonl"
+    summary = deploy_main("cpu", ["--model_path", model, "--input_file", str(text_file), "--output_file", str(deploy_output),
+                                  "--input_format", "text", "--num_threads", "1", "--no_progress"])  # fmt: skip
+    assert summary["predicted"] == 50
+    assert [json.loads(line)["line"] for line in deploy_output.read_text().splitlines()] == list(range(1, 51))
