@@ -117,14 +117,7 @@ def check_output_file(path: str, flag: str) -> str:
     """An output file path that can be written: not a directory, in a directory that exists or can be made."""
     if os.path.isdir(path):
         raise UserError(f"{flag}: {path} is a directory; give a file name")
-    parent = os.path.dirname(os.path.abspath(path))
-    existing = parent
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UserError(f"{flag}: cannot create {path}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag}: cannot write {path}: no write permission in {existing}")
+    check_output_location(os.path.dirname(os.path.abspath(path)), flag)
     return path
 
 
