@@ -30,6 +30,7 @@ from ernie3.serve import (
     RequestError,
     ServingConfig,
     decode_json,
+    describe_model,
     load_predictor,
     parse_config,
     parse_predict_request,
@@ -179,19 +180,7 @@ class ModelReplica:
 
     def describe(self) -> dict:
         """What GET /models tells about this model (statistics are this replica's)."""
-        return {
-            "name": self.spec.name,
-            **self.predictor.task.describe(),
-            "path": self.spec.path,
-            "max_seq_length": self.predictor.max_seq_length,
-            "predictor_options": dict(self.spec.predictor_options),
-            "backend": self.predictor.backend_name,
-            "device": self.predictor.device,
-            "precision": self.predictor.precision,
-            "limits": dataclasses.asdict(self.spec.limits),
-            "ready": True,
-            "stats": self.stats.snapshot(),
-        }
+        return describe_model(self.spec, self.predictor, self.stats.snapshot(), ready=True)
 
 
 def build_app(config: ServingConfig, ray_section: RaySection) -> Any:

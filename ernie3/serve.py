@@ -462,6 +462,27 @@ def _settle(future: asyncio.Future, result: Any = None, error: Optional[BaseExce
         future.set_result(result)
 
 
+def describe_model(spec: ModelSpec, predictor: Any, stats: dict, **state: Any) -> dict:
+    """What GET /models tells about a model: its task, how it runs, its limits, state and batch statistics; no
+    filesystem paths (they tell a client nothing it needs, and an attacker something)."""
+    task = predictor.task
+    shown_options = {k: v for k, v in spec.predictor_options.items() if k in ("num_threads", "batch_size")}
+    return {
+        "name": spec.name,
+        **task.describe(),
+        **({"pair": task.pair} if hasattr(task, "pair") else {}),  # single texts or pairs
+        "max_seq_length": predictor.max_seq_length,
+        # what the Predictor chose where the config left it to defaults or "auto"
+        "backend": predictor.backend_name,
+        "device": predictor.device,
+        "precision": predictor.precision,
+        **shown_options,
+        "limits": dataclasses.asdict(spec.limits),
+        **state,
+        "stats": stats,
+    }
+
+
 class ModelWorker:
     """One model: its Predictor, owned by one thread that runs batches of queued requests."""
 
@@ -491,24 +512,8 @@ class ModelWorker:
         self._thread.join(timeout)
 
     def describe(self) -> dict:
-        """What GET /models tells about a model: its task, how it runs, its limits and batch statistics; no
-        filesystem paths (they tell a client nothing it needs, and an attacker something)."""
-        shown_options = {k: v for k, v in self.spec.predictor_options.items() if k in ("num_threads", "batch_size")}
-        return {
-            "name": self.spec.name,
-            **self.task.describe(),
-            **({"pair": self.task.pair} if hasattr(self.task, "pair") else {}),  # single texts or pairs
-            "max_seq_length": self.predictor.max_seq_length,
-            # what the Predictor chose where the config left it to defaults or "auto"
-            "backend": self.predictor.backend_name,
-            "device": self.predictor.device,
-            "precision": self.predictor.precision,
-            **shown_options,
-            "limits": dataclasses.asdict(self.limits),
-            "ready": self.alive,
-            "queued_requests": self._jobs.qsize(),
-            "stats": self.stats.snapshot(),
-        }
+        return describe_model(self.spec, self.predictor, self.stats.snapshot(), ready=self.alive,
+                              queued_requests=self._jobs.qsize())  # fmt: skip
 
     async def predict(self, texts: list, request_id: Optional[str] = None) -> list[dict]:
         """Results of `texts` (already validated), computed by the worker thread together with other requests'."""
