@@ -206,9 +206,10 @@ def parse_config(raw: Any, base_dir: str) -> ServingConfig:
     """A serving config from its parsed YAML; model paths are relative to `base_dir` (the config's folder)."""
     if not isinstance(raw, Mapping):
         raise UserError("the config must be a YAML mapping with 'server', 'defaults' and 'models' sections")
-    unknown = sorted(set(raw) - {"server", "defaults", "models"})
+    # `ray:` holds the Ray Serve replicas (ernie3/ray_serve.py reads it), so one config serves both services
+    unknown = sorted(set(raw) - {"server", "defaults", "models", "ray"})
     if unknown:
-        raise UserError(f"unknown config section '{unknown[0]}' (known: server, defaults, models)")
+        raise UserError(f"unknown config section '{unknown[0]}' (known: server, defaults, models, ray)")
     sections = {}
     for section in ("server", "defaults"):
         value = raw.get(section) or {}
