@@ -72,6 +72,8 @@ class ServerSettings:
     access_log: bool = False
     #: let several server processes bind the same port (Linux shares connections between them)
     reuse_port: bool = False
+    #: refuse to start when the models' expected peak RSS (ernie3/memory.py) is above this; 0: no limit
+    max_memory_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -632,6 +634,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    from ernie3.memory import check_memory_budget
+
+    for line in check_memory_budget(config.models, server.max_memory_mb):  # before anything is loaded
+        progress(line)
     sock = bind_socket(server.host, server.port, server.reuse_port)
     registry = ModelRegistry.load(config.models, progress)
     import uvicorn
