@@ -149,38 +149,55 @@ def model_dims(model_file: str, params_file: Optional[str] = None) -> ModelDims:
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """Coefficients of the peak-RSS estimate of one backend, calibrated by `python -m ernie3.soak` measurements
-    (ERNIE 3.0 medium and a tiny model, 1-2 threads): RSS = runtime + weights + per-shape state + activations."""
+    """Coefficients of one backend's peak-RSS estimate, calibrated on soak measurements (ernie3/soak.py; ERNIE 3.0
+    medium and a tiny model, one thread): runtime + loaded weights + per-shape state + activations of the largest
+    shape. Paddle oneDNN keeps, for each input shape it runs, its own reordered copy of the encoder's FC weights
+    (measured: +165 MB per shape for the medium model in FP32, whatever the shape's size), except for the
+    smallest shapes, which run without it."""
 
-    runtime_mb: float  # the process with the runtime imported, before any model
-    weight_copies: float  # resident copies of the parameter file (loaded + backend's reordered/packed weights)
-    #: per bucket shape: state the backend keeps for each distinct shape it ran (oneDNN primitives, caches),
-    #: in bytes per token of the shape and per hidden unit and layer
-    per_shape_bytes_per_token_unit: float
-    #: activation buffers of the largest shape, bytes per token per (hidden + intermediate) unit per layer
+    runtime_mb: float  # the process with paddle, paddlenlp and a tokenizer loaded, before any weights
+    weight_copies: float  # resident copies of the parameter file once loaded (file + backend's prepared weights)
+    #: per shape: bytes per encoder FC weight the backend keeps for each distinct input shape it ran
+    per_shape_bytes_per_weight: float
+    #: shapes of fewer tokens than this, with fewer than 4 rows, keep only a little per-shape state
+    small_shape_tokens: int
+    small_shape_mb: float
+    #: activation buffers of the largest shape: bytes per token per (hidden + intermediate) unit
     activation_bytes_per_token_unit: float
 
 
 MEMORY_MODELS = {
-    "paddle": MemoryModel(runtime_mb=420.0, weight_copies=2.0, per_shape_bytes_per_token_unit=0.0,
-                          activation_bytes_per_token_unit=4.0),
-    "onnxruntime": MemoryModel(runtime_mb=260.0, weight_copies=2.0, per_shape_bytes_per_token_unit=0.0,
-                               activation_bytes_per_token_unit=4.0),
+    ("paddle", "fp32"): MemoryModel(runtime_mb=585.0, weight_copies=1.0, per_shape_bytes_per_weight=4.0,
+                                    small_shape_tokens=256, small_shape_mb=15.0, activation_bytes_per_token_unit=13.0),
+    ("paddle", "int8"): MemoryModel(runtime_mb=585.0, weight_copies=1.0, per_shape_bytes_per_weight=1.0,
+                                    small_shape_tokens=256, small_shape_mb=15.0, activation_bytes_per_token_unit=13.0),
+    ("onnxruntime", "fp32"): MemoryModel(runtime_mb=320.0, weight_copies=1.0, per_shape_bytes_per_weight=0.0,
+                                         small_shape_tokens=0, small_shape_mb=0.0, activation_bytes_per_token_unit=13.0),
+    ("onnxruntime", "int8"): MemoryModel(runtime_mb=320.0, weight_copies=1.0, per_shape_bytes_per_weight=0.0,
+                                         small_shape_tokens=0, small_shape_mb=0.0, activation_bytes_per_token_unit=13.0),
 }  # fmt: skip
 
 
-def estimate_peak_rss_mb(dims: ModelDims, buckets: ShapeBuckets, backend: str, num_threads: int = 1,
+def memory_model(backend: str, precision: str) -> MemoryModel:
+    """The calibrated coefficients of a backend (other backends and precisions: Paddle's, the most memory-hungry)."""
+    return MEMORY_MODELS.get((backend, precision), MEMORY_MODELS.get((backend, "fp32"), MEMORY_MODELS[("paddle", "fp32")]))
+
+
+def estimate_peak_rss_mb(dims: ModelDims, buckets: ShapeBuckets, backend: str, precision: str = "fp32",
                          include_runtime: bool = True) -> float:
     """Expected peak RSS (MB) of a process serving one model through `buckets`: what it holds once it has run
     every bucket shape. `include_runtime=False` gives the model's share alone (for summing several models)."""
-    model = MEMORY_MODELS.get(backend, MEMORY_MODELS["paddle"])
+    model = memory_model(backend, precision)
+    hidden, intermediate, layers = dims.hidden_size, dims.intermediate_size, dims.num_layers
     largest_tokens = buckets.max_batch_size * buckets.max_seq_length
-    width = dims.hidden_size + dims.intermediate_size
-    activations = model.activation_bytes_per_token_unit * largest_tokens * width  # buffers reused across layers
+    activations = model.activation_bytes_per_token_unit * largest_tokens * (hidden + intermediate)
     attention = 4.0 * largest_tokens * buckets.max_seq_length * dims.num_heads * 2  # scores + softmax, FP32
-    per_shape = sum(model.per_shape_bytes_per_token_unit * b * s * dims.hidden_size * dims.num_layers
-                    for b, s in buckets.shapes())  # fmt: skip
-    total = model.weight_copies * dims.parameter_mb + (activations + attention + per_shape) / 2**20
+    fc_weights = layers * (4 * hidden * hidden + 2 * hidden * intermediate)  # q, k, v, out; two FFN matrices
+    per_shape_mb = 0.0
+    for batch, length in buckets.shapes():
+        small = batch < 4 and batch * length < model.small_shape_tokens
+        per_shape_mb += model.small_shape_mb if small else model.per_shape_bytes_per_weight * fc_weights / 2**20
+    total = model.weight_copies * dims.parameter_mb + per_shape_mb + (activations + attention) / 2**20
     return total + (model.runtime_mb if include_runtime else 0.0)
 
 
@@ -301,8 +318,16 @@ def plan_model(path: str, options: dict) -> dict:
         model_file, backend = path, "onnxruntime"
     else:
         model_file, backend = find_static_model(path, options.get("model_prefix"))[0], options.get("backend") or "paddle"
-    share = estimate_peak_rss_mb(model_dims(model_file), buckets, backend, include_runtime=False)
-    return {"backend": backend, "buckets": buckets, "share_mb": share}
+    if backend == "onnxruntime":
+        from ernie3.backends import is_quantized_onnx
+
+        precision = "int8" if is_quantized_onnx(model_file) else "fp32"
+    else:
+        from ernie3.backends import is_quantized_model
+
+        precision = "int8" if is_quantized_model(model_file) else "fp32"
+    share = estimate_peak_rss_mb(model_dims(model_file), buckets, backend, precision, include_runtime=False)
+    return {"backend": backend, "precision": precision, "buckets": buckets, "share_mb": share}
 
 
 def check_memory_budget(models: Sequence[Any], max_memory_mb: int = 0) -> list[str]:
@@ -318,7 +343,7 @@ def check_memory_budget(models: Sequence[Any], max_memory_mb: int = 0) -> list[s
             # without a budget, loading the model reports what is wrong with it, in its own words
     if not plans:
         return []
-    runtime = max(MEMORY_MODELS.get(p["backend"], MEMORY_MODELS["paddle"]).runtime_mb for p in plans.values())
+    runtime = max(memory_model(p["backend"], p["precision"]).runtime_mb for p in plans.values())
     total = runtime + sum(p["share_mb"] for p in plans.values())
     shares = ", ".join(f"{name} {p['share_mb']:.0f} MB" for name, p in plans.items())
     if max_memory_mb and total > max_memory_mb:

@@ -55,7 +55,9 @@ class Predictor:
         self.backend_name, self.device, self.precision = backend, self.backend.device, self.backend.precision
         self.model_file = self.backend.model_file
         self.input_names = self.backend.input_names
-        self.expected_peak_rss_mb = estimate_peak_rss_mb(model_dims(self.model_file), self.buckets, backend)
+        self.expected_peak_rss_mb = estimate_peak_rss_mb(
+            model_dims(self.model_file), self.buckets, backend, self.precision
+        )
         if warmup:
             self.warm_up()
 
