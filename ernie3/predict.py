@@ -3,6 +3,7 @@ ONNX Runtime) → the task's own post-processing."""
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -34,8 +35,9 @@ class Predictor:
 
         `batch_size` and `max_seq_length` bound the largest shape the model runs; every batch runs in one of the
         shapes of `self.buckets`, so memory is set by these two settings, not by traffic. `warmup` runs every
-        bucket shape once at load: the process then holds its steady memory (`expected_peak_rss_mb`) from the
-        start, and no request pays for a first run of a shape."""
+        bucket shape once before the first batch of each thread that uses the predictor (Paddle's oneDNN keeps its
+        per-shape state per thread: a service's worker thread must warm up itself): from then on memory holds at
+        `expected_peak_rss_mb` and no request pays for a first run of a shape."""
         from paddlenlp.transformers import AutoTokenizer
 
         model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
@@ -58,8 +60,8 @@ class Predictor:
         self.expected_peak_rss_mb = estimate_peak_rss_mb(
             model_dims(self.model_file), self.buckets, backend, self.precision
         )
-        if warmup:
-            self.warm_up()
+        self.warmup = warmup
+        self._warm_threads: set[int] = set()
 
     def memory_plan(self) -> dict:
         """The shapes this predictor runs and the RSS a process serving it is expected to reach."""
@@ -68,14 +70,17 @@ class Predictor:
     def warm_up(self, after_each: Optional[Callable[[int, int], None]] = None) -> None:
         """Every bucket shape once, largest first (later, smaller shapes then fit in memory already reserved);
         `after_each(batch, length)` is called after each shape (the soak benchmark records RSS there)."""
+        self._warm_threads.add(threading.get_ident())
         for batch, length in reversed(self.buckets.shapes()):
             ids = np.full((batch, length), self.tokenizer.cls_token_id, dtype=np.int64)
-            self.run({name: ids if name == "input_ids" else np.zeros_like(ids) for name in self.input_names})
+            self.backend.run({name: ids if name == "input_ids" else np.zeros_like(ids) for name in self.input_names})
             if after_each is not None:
                 after_each(batch, length)
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One batch of padded feature arrays → the model's raw outputs."""
+        if self.warmup and threading.get_ident() not in self._warm_threads:
+            self.warm_up()
         return self.backend.run(inputs)
 
     def plan(self, features: Sequence[dict]) -> list[list[int]]:

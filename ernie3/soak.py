@@ -125,8 +125,9 @@ def soak_service(args: argparse.Namespace) -> dict:
             if not url.startswith("http://127.0.0.1:"):
                 raise UserError(f"the soak only talks to loopback; the service is on {url}")
             sampler.mark("loaded")
-            if "warmup" not in model:
-                requests.post(f"{url}/models/soak/predict", json={"texts": traffic.largest()}, timeout=600)
+            # with warm-up, the model's worker thread runs every bucket shape before this first request
+            first = traffic.largest() if "warmup" not in model else [traffic.text(1)]
+            requests.post(f"{url}/models/soak/predict", json={"texts": first}, timeout=600)
             sampler.mark("warmed_up")
             deadline = time.monotonic() + args.minutes * 60
             started = time.monotonic()
