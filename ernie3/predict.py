@@ -3,16 +3,15 @@ ONNX Runtime) → the task's own post-processing."""
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Optional, Sequence
+import threading
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from ernie3.errors import UserError
 from ernie3.backends import TensorRTOptions, create_backend, default_backend
 from ernie3.export import read_task_info, task_of_model_dir
-
-
-SEQUENCE_BUCKET = 16
+from ernie3.memory import ShapeBuckets, estimate_peak_rss_mb, model_dims
 
 
 class Predictor:
@@ -29,40 +28,100 @@ class Predictor:
         max_seq_length: Optional[int] = None,
         tensorrt: Optional[TensorRTOptions] = None,
         model_prefix: Optional[str] = None,
+        warmup: bool = False,
     ):
         """`model_path`: a model directory written by --do_export or the compress scripts, a static program
-        file, or an .onnx file; the tokenizer and ernie3_task.json are read from the same directory."""
-        from paddlenlp.data import DataCollatorWithPadding
+        file, or an .onnx file; the tokenizer and ernie3_task.json are read from the same directory.
 
+        `batch_size` and `max_seq_length` bound the largest shape the model runs; every batch runs in one of the
+        shapes of `self.buckets`, so memory is set by these two settings, not by traffic. `warmup` runs every
+        bucket shape once before the first batch of each thread that uses the predictor (Paddle's oneDNN keeps its
+        per-shape state per thread: a service's worker thread must warm up itself): from then on memory holds at
+        `expected_peak_rss_mb` and no request pays for a first run of a shape."""
         model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
         if not os.path.exists(model_path):
             raise UserError(f"model path not found: {model_path}")
         self.task = task_of_model_dir(model_dir)
         self.batch_size = batch_size
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {batch_size}")
         self.tokenizer = load_model_tokenizer(model_dir)
         self.max_seq_length = checked_max_seq_length(model_dir, max_seq_length, self.tokenizer)
-        # oneDNN compiles kernels per input shape: rounding sequence lengths up to a multiple of 16 bounds how many
-        # shapes a long-running service meets (and some of its memory growth); padded positions are masked out
-        self.collate = DataCollatorWithPadding(self.tokenizer, return_tensors="np", pad_to_multiple_of=SEQUENCE_BUCKET)
+        # oneDNN keeps state for every input shape it meets, for the life of the process: batches run only in
+        # these shapes (see ernie3/memory.py)
+        self.buckets = ShapeBuckets.for_limits(batch_size, self.max_seq_length)
         backend = backend or default_backend(model_path)  # a compress candidate's candidate.json, else by file type
         self.backend = create_backend(model_path, backend, device, precision, num_threads, tensorrt, model_prefix)
         self.backend_name, self.device, self.precision = backend, self.backend.device, self.backend.precision
         self.model_file = self.backend.model_file
         self.input_names = self.backend.input_names
+        self.expected_peak_rss_mb = estimate_peak_rss_mb(
+            model_dims(self.model_file), self.buckets, backend, self.precision
+        )
+        self.warmup = warmup
+        self._warm_threads: set[int] = set()
+
+    def memory_plan(self) -> dict:
+        """The shapes this predictor runs and the RSS a process serving it is expected to reach."""
+        return {**self.buckets.describe(), "expected_peak_rss_mb": round(self.expected_peak_rss_mb)}
+
+    def warm_up(self, after_each: Optional[Callable[[int, int], None]] = None) -> None:
+        """Every bucket shape once, largest first (later, smaller shapes then fit in memory already reserved);
+        `after_each(batch, length)` is called after each shape (the soak benchmark records RSS there)."""
+        self._warm_threads.add(threading.get_ident())
+        for batch, length in reversed(self.buckets.shapes()):
+            ids = np.full((batch, length), self.tokenizer.cls_token_id, dtype=np.int64)
+            self.backend.run({name: ids if name == "input_ids" else np.zeros_like(ids) for name in self.input_names})
+            if after_each is not None:
+                after_each(batch, length)
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One batch of padded feature arrays → the model's raw outputs."""
+        if self.warmup and threading.get_ident() not in self._warm_threads:
+            self.warm_up()
         return self.backend.run(inputs)
 
+    def plan(self, features: Sequence[dict]) -> list[list[int]]:
+        """Which features run together: longest first, in runs whose row count is a batch bucket (a batch of 13
+        runs as 8 + 4 + 1 rows, never padded with rows), so that each run's rows have similar lengths and it is
+        padded to a small sequence bucket."""
+        lengths = [len(f["input_ids"]) for f in features]
+        too_long = max(lengths, default=0)
+        if too_long > self.buckets.max_seq_length:
+            raise UserError(f"a feature has {too_long} tokens, more than max_seq_length {self.buckets.max_seq_length}")
+        order = sorted(range(len(features)), key=lambda i: -lengths[i])  # stable: equal lengths keep their order
+        runs, start = [], 0
+        while start < len(order):
+            rows = max(b for b in self.buckets.batch_sizes if b <= len(order) - start)
+            runs.append(order[start : start + rows])
+            start += rows
+        return runs
+
+    def pad(self, features: Sequence[dict]) -> dict[str, np.ndarray]:
+        """Features padded to their sequence bucket; padded positions hold the pad token, which the model masks."""
+        length = self.buckets.seq_length(max(len(f["input_ids"]) for f in features))
+        chunk = [{name: f[name] for name in self.input_names} for f in features]
+        padded = self.tokenizer.pad(chunk, padding="max_length", max_length=length, return_attention_mask=False,
+                                    return_tensors="np")  # fmt: skip
+        return {name: padded[name] for name in self.input_names}
+
     def batches(self, features: Sequence[dict]) -> Iterator[dict[str, np.ndarray]]:
-        for start in range(0, len(features), self.batch_size):
-            chunk = [{name: f[name] for name in self.input_names} for f in features[start : start + self.batch_size]]
-            yield self.collate(chunk)
+        """The padded batches `outputs` runs, in its order (each one shape of `self.buckets`)."""
+        for run in self.plan(features):
+            yield self.pad([features[i] for i in run])
 
     def outputs(self, features: Sequence[dict]) -> list[np.ndarray]:
-        """All features through the model, batch by batch: per model output, one row per feature."""
-        per_batch = [self.run(batch) for batch in self.batches(features)]
-        return [concatenate_rows([outputs[k] for outputs in per_batch]) for k in range(len(per_batch[0]))]
+        """All features through the model: per model output, one row per feature, in the order of `features`."""
+        runs = self.plan(features)
+        per_batch = [self.run(self.pad([features[i] for i in run])) for run in runs]
+        order = np.array([i for run in runs for i in run])
+        result = []
+        for k in range(len(per_batch[0])):
+            stacked = concatenate_rows([outputs[k] for outputs in per_batch])
+            in_order = np.empty_like(stacked)
+            in_order[order] = stacked
+            result.append(in_order)
+        return result
 
     def logits(self, examples: Sequence[dict]) -> np.ndarray:
         """The first model output, for tasks where each example gives one feature (classification logits)."""

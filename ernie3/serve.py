@@ -93,6 +93,8 @@ class ServerSettings:
     #: `api_key_env` (the name of an environment variable that holds the key)
     api_key: Optional[str] = None
     api_key_env: Optional[str] = None
+    #: refuse to start when the models' expected peak RSS (ernie3/memory.py) is above this; 0: no limit
+    max_memory_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -1088,6 +1090,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    from ernie3.memory import check_memory_budget
+
+    for line in check_memory_budget(config.models, server.max_memory_mb):  # before anything is loaded
+        progress(line)
     sock = bind_socket(server.host, server.port, server.reuse_port)
     if api_key is None and not is_loopback_host(server.host):
         progress(f"warning: listening on {server.host}, beyond this machine, without an API key: anyone who reaches "
