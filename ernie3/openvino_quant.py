@@ -6,9 +6,11 @@ record and candidate.json (backend openvino, precision int8).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -100,6 +102,23 @@ def quantize_with_nncf(
     # one feature per calibration item: NNCF counts `subset_size` in items, and activations keep their real length
     calibration = nncf.Dataset(list(feature_batches(encoded.features, input_names, tokenizer, 1)))
     common = {"model_type": nncf.ModelType.TRANSFORMER, "subset_size": min(settings.subset_size, len(encoded.features))}
+    # NNCF draws its progress bars on stdout, where the scripts print their reports: show them on stderr instead
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = _quantize(nncf, model, calibration, common, settings, task, tokenizer, max_seq_length,
+                              validation_examples)  # fmt: skip
+    with atomic_directory(output_dir) as staging:
+        ov.save_model(quantized, os.path.join(staging, OPENVINO_IR_FILE), compress_to_fp16=False)
+        for name in SIDE_FILES:
+            if os.path.isfile(os.path.join(source_dir, name)):
+                shutil.copy2(os.path.join(source_dir, name), staging)
+        write_candidate_record(staging, "openvino", "int8", OPENVINO_IR_FILE,
+                               accuracy_control=settings.accuracy_control, calibration_items=common["subset_size"])  # fmt: skip
+    return output_dir
+
+
+def _quantize(nncf: Any, model: Any, calibration: Any, common: dict, settings: Any, task: Task, tokenizer: Any,
+              max_seq_length: int, validation_examples: Optional[Sequence[dict]]) -> Any:
+    """NNCF post-training quantization, accuracy-controlled with the task's own metric when asked for."""
     if settings.accuracy_control:
         quantized = nncf.quantize_with_accuracy_control(
             model,
@@ -112,14 +131,7 @@ def quantize_with_nncf(
         )
     else:
         quantized = nncf.quantize(model, calibration, **common)
-    with atomic_directory(output_dir) as staging:
-        ov.save_model(quantized, os.path.join(staging, OPENVINO_IR_FILE), compress_to_fp16=False)
-        for name in SIDE_FILES:
-            if os.path.isfile(os.path.join(source_dir, name)):
-                shutil.copy2(os.path.join(source_dir, name), staging)
-        write_candidate_record(staging, "openvino", "int8", OPENVINO_IR_FILE,
-                               accuracy_control=settings.accuracy_control, calibration_items=common["subset_size"])  # fmt: skip
-    return output_dir
+    return quantized
 
 
 def write_candidate_record(directory: str, backend: str, precision: str, model_file: str, **extra: Any) -> None:
