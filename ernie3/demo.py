@@ -126,7 +126,7 @@ def main() -> None:
 
     # what the run costs, said before it starts (measured on 2 cores)
     print(f"demo: fine-tune, export, compress and infer three tiny models on the shipped samples; about 3 minutes on "
-          f"2 CPU cores, under 2 GB of memory and about 150 MB of disk in {args.output_dir}/", flush=True)
+          f"2 CPU cores, under 2 GB of memory and about 350 MB of disk in {args.output_dir}/", flush=True)
     started = time.time()
     model_dir = build_tiny_model(os.path.join(args.output_dir, "tiny-ernie"))
     rows = [("tiny model (random init, generated vocab)", model_dir)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -19,6 +20,7 @@ import numpy as np
 from ernie3.backends import CANDIDATE_FILE, OPENVINO_IR_FILE, find_openvino_model, read_openvino_model
 from ernie3.errors import UserError
 from ernie3.files import atomic_directory
+from ernie3.logs import verbose
 from ernie3.tasks import Task
 
 #: NNCF's own default: enough activations for stable ranges, a few seconds on a small model
@@ -102,7 +104,10 @@ def quantize_with_nncf(
     # one feature per calibration item: NNCF counts `subset_size` in items, and activations keep their real length
     calibration = nncf.Dataset(list(feature_batches(encoded.features, input_names, tokenizer, 1)))
     common = {"model_type": nncf.ModelType.TRANSFORMER, "subset_size": min(settings.subset_size, len(encoded.features))}
-    # NNCF draws its progress bars on stdout, where the scripts print their reports: show them on stderr instead
+    # NNCF draws its progress bars and logs its INFO lines on stdout, where the scripts print their reports: the bars
+    # go to stderr instead, the INFO lines only with --verbose
+    if not verbose():
+        logging.getLogger("nncf").setLevel(logging.WARNING)
     with contextlib.redirect_stdout(sys.stderr):
         quantized = _quantize(nncf, model, calibration, common, settings, task, tokenizer, max_seq_length,
                               validation_examples)  # fmt: skip
