@@ -46,15 +46,16 @@ class NNCFQuantization:
 
 
 def feature_batches(features: Sequence[dict], input_names: Sequence[str], tokenizer: Any, batch_size: int):
-    """Padded int64 feed dicts of `batch_size` features (padding as the Predictor does it)."""
-    from paddlenlp.data import DataCollatorWithPadding
+    """Padded int64 feed dicts of `batch_size` features, each padded to a sequence bucket as the Predictor pads."""
+    from ernie3.memory import SEQUENCE_BUCKETS
 
-    from ernie3.predict import SEQUENCE_BUCKET
-
-    collate = DataCollatorWithPadding(tokenizer, return_tensors="np", pad_to_multiple_of=SEQUENCE_BUCKET)
     for start in range(0, len(features), batch_size):
         chunk = [{name: f[name] for name in input_names} for f in features[start : start + batch_size]]
-        yield {name: np.asarray(value, dtype=np.int64) for name, value in collate(chunk).items() if name in input_names}
+        longest = max(len(f["input_ids"]) for f in chunk)
+        length = next((bucket for bucket in SEQUENCE_BUCKETS if bucket >= longest), longest)
+        padded = tokenizer.pad(chunk, padding="max_length", max_length=length, return_attention_mask=False,
+                               return_tensors="np")  # fmt: skip
+        yield {name: np.asarray(padded[name], dtype=np.int64) for name in input_names}
 
 
 def make_validation_function(task: Task, tokenizer: Any, max_seq_length: int, batch_size: int) -> Callable:

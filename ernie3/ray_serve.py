@@ -35,6 +35,7 @@ from ernie3.serve import (
     parse_config,
     parse_predict_request,
     read_body,
+    read_config_file,
 )
 
 APP_NAME = "ernie3"
@@ -122,16 +123,8 @@ def parse_ray_section(raw: Any, model_names: Sequence[str]) -> RaySection:
 
 
 def load_ray_config(path: str) -> tuple[ServingConfig, RaySection]:
-    """A serving config with its `ray:` section (read here, so the FastAPI service's parser stays as it is)."""
-    import yaml
-
-    if not os.path.isfile(path):
-        raise UserError(f"--config: file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    """A serving config with its `ray:` section (which the FastAPI service leaves alone)."""
+    raw = read_config_file(path)
     try:
         ray_raw = raw.pop("ray", None) if isinstance(raw, dict) else None
         config = parse_config(raw, os.path.dirname(os.path.abspath(path)))

@@ -256,16 +256,21 @@ def parse_config(raw: Any, base_dir: str) -> ServingConfig:
     return ServingConfig(server, tuple(models))
 
 
-def load_config(path: str) -> ServingConfig:
+def read_config_file(path: str) -> Any:
+    """The parsed YAML of a serving config file (both services read the same file)."""
     import yaml
 
     if not os.path.isfile(path):
         raise UserError(f"--config: file not found: {path}")
     try:
         with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
+            return yaml.safe_load(handle)
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def load_config(path: str) -> ServingConfig:
+    raw = read_config_file(path)
     try:
         return parse_config(raw, os.path.dirname(os.path.abspath(path)))
     except UserError as exc:

@@ -54,3 +54,36 @@ def trained_tnews(tiny_model_dir, tmp_path_factory) -> dict:
         "--do_train", "--do_export", "--num_train_epochs", "20", "--learning_rate", "1e-3",
         "--per_device_train_batch_size", "16", "--save_total_limit", "1",
     ])  # fmt: skip
+
+
+# (task type, task, flags) of one small exported model per task type: two training steps are enough for tests that
+# compare two ways of running the same weights; QA gets short windows so that the sample contexts are cut into several
+TINY_EXPORT_TASKS = (
+    ("seq_cls", "tnews", []),
+    ("token_cls", "msra_ner", ["--max_seq_length", "64"]),
+    ("qa", "cmrc2018", ["--max_seq_length", "64", "--doc_stride", "24", "--max_query_length", "24"]),
+)
+
+
+def export_tiny_model(task_type: str, task_name: str, flags: list, model_dir: str, output_dir: str) -> str:
+    """A static export of the tiny model after two training steps on the task's samples."""
+    from ernie3.tasks.qa import QAArguments
+    from ernie3.train import run
+
+    summary = run(task_type, [
+        "--task_name", task_name, "--model_name_or_path", model_dir, "--output_dir", str(output_dir),
+        "--train_file", sample_file(task_name, "train"), "--dev_file", sample_file(task_name, "dev"),
+        "--max_steps", "2", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
+        "--evaluation_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+        "--do_train", "--do_export", *flags,
+    ], task_arguments=[QAArguments] if task_type == "qa" else [])  # fmt: skip
+    return summary["export_dir"]
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tiny_model_dir, tmp_path_factory) -> dict:
+    """Task type → exported model directory, one per task type (shared: tests must not modify them)."""
+    return {
+        task_type: export_tiny_model(task_type, name, flags, tiny_model_dir, tmp_path_factory.mktemp(name))
+        for task_type, name, flags in TINY_EXPORT_TASKS
+    }

@@ -11,37 +11,16 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import TINY_EXPORT_TASKS
 from ernie3.errors import UserError, run_cli
 from ernie3.memory import ShapeBuckets, summarize_rss
 
-TASKS = (
-    ("seq_cls", "tnews", []),
-    ("token_cls", "msra_ner", ["--max_seq_length", "64"]),
-    ("qa", "cmrc2018", ["--max_seq_length", "64", "--doc_stride", "24", "--max_query_length", "24"]),
-)
-
-
-def export_model(task_type, task_name, flags, model_dir, output_dir):
-    from ernie3.demo import sample_file
-    from ernie3.tasks.qa import QAArguments
-    from ernie3.train import run
-
-    summary = run(task_type, [
-        "--task_name", task_name, "--model_name_or_path", model_dir, "--output_dir", str(output_dir),
-        "--train_file", sample_file(task_name, "train"), "--dev_file", sample_file(task_name, "dev"),
-        "--max_steps", "1", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
-        "--evaluation_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-        "--do_train", "--do_export", *flags,
-    ], task_arguments=[QAArguments] if task_type == "qa" else [])  # fmt: skip
-    return summary["export_dir"]
+TASKS = TINY_EXPORT_TASKS
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_model_dir, tmp_path_factory):
-    return {
-        task_type: export_model(task_type, name, flags, tiny_model_dir, tmp_path_factory.mktemp(name))
-        for task_type, name, flags in TASKS
-    }
+def exported(tiny_exports):
+    return tiny_exports
 
 
 def random_text(rng, length):
@@ -160,7 +139,7 @@ def test_a_short_soak_stays_flat_after_warm_up(exported, tmp_path):
     run = soak.main(["--model_path", exported["seq_cls"], "--minutes", "0.3", "--interval", "0.25",
                      "--batch_size", "8", "--max_text_chars", "120", "--output_dir", str(tmp_path)])  # fmt: skip
     summary = run["summary"]
-    assert run["batches"] > 0 and summary["after_warmup_mb"] > summary["start_mb"]
+    assert run["batches"] > 0 and summary["after_warmup_mb"] >= summary["start_mb"]
     # generous bounds: what is asserted is "no growth with traffic", not a figure
     assert summary["peak_over_warm"] < 1.2 and summary["growth_last_half"] < 0.05, summary
     written = json.loads((tmp_path / "soak.json").read_text(encoding="utf-8"))

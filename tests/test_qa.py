@@ -333,16 +333,15 @@ def test_exported_model_matches_the_dynamic_graph_model(trained):
 
     model = AutoModelForQuestionAnswering.from_pretrained(trained["best_model_dir"])
     model.eval()
-    starts, ends = [], []
-    with paddle.no_grad():
-        for batch in predictor.batches(encoded.features):
-            start, end = model(paddle.to_tensor(batch["input_ids"]), paddle.to_tensor(batch["token_type_ids"]))
-            width = [(0, 0), (0, static_start.shape[1] - start.shape[1])]
-            starts.append(np.pad(start.numpy(), width, constant_values=-100))
-            ends.append(np.pad(end.numpy(), width, constant_values=-100))
-    np.testing.assert_allclose(static_start, np.concatenate(starts), atol=1e-4)
-    np.testing.assert_allclose(static_end, np.concatenate(ends), atol=1e-4)
-    dynamic_results = predictor.task.decode(examples, encoded, [np.concatenate(starts), np.concatenate(ends)])
+
+    def dynamic(batch):
+        with paddle.no_grad():
+            return [t.numpy() for t in model(paddle.to_tensor(batch["input_ids"]), paddle.to_tensor(batch["token_type_ids"]))]
+
+    dynamic_start, dynamic_end = predictor.outputs(encoded.features, run=dynamic)
+    np.testing.assert_allclose(static_start, dynamic_start, atol=1e-4)
+    np.testing.assert_allclose(static_end, dynamic_end, atol=1e-4)
+    dynamic_results = predictor.task.decode(examples, encoded, [dynamic_start, dynamic_end])
     assert [r["answer"] for r in predictor.predict(examples)] == [r["answer"] for r in dynamic_results]
 
     context = examples[0]["context"]

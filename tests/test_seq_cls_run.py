@@ -66,11 +66,12 @@ def test_exported_model_matches_the_dynamic_graph_model(trained):
     model = AutoModelForSequenceClassification.from_pretrained(trained["best_model_dir"])
     model.eval()
     features = [predictor.task.convert_example(e, predictor.tokenizer, 128) for e in examples]
-    dynamic_logits = []
-    with paddle.no_grad():
-        for batch in predictor.batches(features):
-            dynamic_logits.append(model(paddle.to_tensor(batch["input_ids"]), paddle.to_tensor(batch["token_type_ids"])).numpy())
-    np.testing.assert_allclose(static_logits, np.concatenate(dynamic_logits), atol=1e-5)
+
+    def dynamic(batch):
+        with paddle.no_grad():
+            return [model(paddle.to_tensor(batch["input_ids"]), paddle.to_tensor(batch["token_type_ids"])).numpy()]
+
+    np.testing.assert_allclose(static_logits, predictor.outputs(features, run=dynamic)[0], atol=1e-5)
     assert len(predictor.predict_texts(["球队赢得冠军", "手机芯片"])) == 2
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 import yaml
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_EXPORT_TASKS
 
 from ernie3.errors import UserError
 from ernie3.serve import ServingLimits, parse_config
@@ -20,13 +20,7 @@ from ernie3.serve_client import DEFAULT_INPUTS, check_loopback
 
 SERVING_DIR = os.path.join(REPO_ROOT, "deploy", "serving")
 SERVE_SCRIPT = os.path.join(SERVING_DIR, "serve.py")
-# (task type, task, flags) of each model: two training steps are enough, the tests compare the server with the
-# Predictor on the same weights; QA gets short windows so that the sample contexts are cut into several
-TASKS = (
-    ("seq_cls", "tnews", []),
-    ("token_cls", "msra_ner", ["--max_seq_length", "64"]),
-    ("qa", "cmrc2018", ["--max_seq_length", "64", "--doc_stride", "24", "--max_query_length", "24"]),
-)
+TASKS = TINY_EXPORT_TASKS  # the server is compared with the Predictor on the same weights
 # small limits, so that going over them needs small requests
 LIMITS = {"max_batch_size": 16, "max_wait_ms": 20, "max_texts_per_request": 8, "max_text_chars": 200,
           "max_request_chars": 1000, "max_body_bytes": 8192}  # fmt: skip
@@ -35,28 +29,9 @@ QA_MAX_TEXT_CHARS = 1000  # a per-model override of the default limit
 SERVER_THREADS = 1
 
 
-def export_model(task_type, task_name, flags, model_dir, output_dir):
-    from ernie3.demo import sample_file
-    from ernie3.tasks.qa import QAArguments
-    from ernie3.train import run
-
-    summary = run(task_type, [
-        "--task_name", task_name, "--model_name_or_path", model_dir, "--output_dir", str(output_dir),
-        "--train_file", sample_file(task_name, "train"), "--dev_file", sample_file(task_name, "dev"),
-        "--max_steps", "2", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
-        "--evaluation_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-        "--do_train", "--do_export", *flags,
-    ], task_arguments=[QAArguments] if task_type == "qa" else [])  # fmt: skip
-    return summary["export_dir"]
-
-
 @pytest.fixture(scope="module")
-def exported(tiny_model_dir, tmp_path_factory):
-    """Task type → exported model directory, one per task type."""
-    return {
-        task_type: export_model(task_type, name, flags, tiny_model_dir, tmp_path_factory.mktemp(name))
-        for task_type, name, flags in TASKS
-    }
+def exported(tiny_exports):
+    return tiny_exports
 
 
 @pytest.fixture(scope="module")

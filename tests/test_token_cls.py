@@ -271,14 +271,14 @@ def test_exported_model_matches_the_dynamic_graph_model(trained):
 
     model = AutoModelForTokenClassification.from_pretrained(trained["best_model_dir"])
     model.eval()
-    dynamic = []
-    with paddle.no_grad():
-        for batch in predictor.batches(encoded.features):
-            logits = model(paddle.to_tensor(batch["input_ids"]), paddle.to_tensor(batch["token_type_ids"])).numpy()
-            dynamic.append(np.pad(logits, [(0, 0), (0, static_logits.shape[1] - logits.shape[1]), (0, 0)],
-                                  constant_values=-100))  # fmt: skip
-    np.testing.assert_allclose(static_logits, np.concatenate(dynamic), atol=1e-4)
-    assert predictor.predict(examples) == predictor.task.decode(examples, encoded, output_list(np.concatenate(dynamic)))
+
+    def dynamic(batch):
+        with paddle.no_grad():
+            return [model(paddle.to_tensor(batch["input_ids"]), paddle.to_tensor(batch["token_type_ids"])).numpy()]
+
+    dynamic_logits = predictor.outputs(encoded.features, run=dynamic)[0]
+    np.testing.assert_allclose(static_logits, dynamic_logits, atol=1e-4)
+    assert predictor.predict(examples) == predictor.task.decode(examples, encoded, output_list(dynamic_logits))
 
     [result] = predictor.predict_texts(["李晓红昨天在杭州参观了蓝海集团。"])
     assert len(result["tags"]) == len("李晓红昨天在杭州参观了蓝海集团。")
