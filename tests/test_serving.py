@@ -717,7 +717,7 @@ def test_pair_tasks_refuse_single_texts_naming_the_index():
     ("batch_size", 0, "'batch_size' must be a positive integer, got 0"),
     ("num_threads", -1, "'num_threads' must be a positive integer, got -1"),
     ("max_seq_length", "64", "'max_seq_length' must be a positive integer"),
-    ("precision", "int4", "'precision' must be one of auto, fp32, fp16, int8, got 'int4'"),
+    ("precision", "int4", "'precision' must be one of auto, fp32, fp16, bf16, int8, got 'int4'"),
     ("device", "tpu", "'device' must be one of cpu, gpu"),
     ("backend", "", "'backend' must be a non-empty string"),
     ("tensorrt", {"precison": "fp16"}, "unknown tensorrt setting 'precison'"),
