@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from ernie3.errors import UserError, run_cli
 from ernie3.serve import (
     BatchStats,
+    check_first_predictions,
     ModelSpec,
     RequestError,
     ServingConfig,
@@ -148,6 +149,8 @@ class ModelReplica:
     def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.predictor = load_predictor(spec)
+        # fail at deployment, not on every request; the shape buckets warm up on the thread that runs batches
+        check_first_predictions(spec.name, self.predictor)
         self.stats = BatchStats()
         self.predict_batch.set_max_batch_size(spec.limits.max_batch_size)
         self.predict_batch.set_batch_wait_timeout_s(spec.limits.max_wait_ms / 1000)

@@ -306,13 +306,6 @@ def load_predictor(spec: ModelSpec) -> Any:
         raise UserError(f"model '{spec.name}' could not be loaded: {exc}") from None
     except Exception as exc:  # Paddle and the tokenizer raise many kinds; all mean this model cannot serve
         raise UserError(f"model '{spec.name}' could not be loaded from {path}: {last_line(exc)}") from None
-    try:
-        warm_up(spec.name, predictor)
-    except UserError as exc:
-        if "max_seq_length" not in options:
-            raise
-        raise UserError(f"{exc} (with max_seq_length {options['max_seq_length']}: is that more positions than the "
-                        "model has?)") from None  # fmt: skip
     return predictor
 
 
@@ -334,9 +327,16 @@ def stretched(text: Any, length: int) -> Any:
 
 
 def warm_up(name: str, predictor: Any) -> None:
-    """A short and a full-length prediction at start-up: options that load but cannot run (a `max_seq_length`
-    beyond the model's position embeddings, say), and first-call set-up costs, show here, before the server
-    reports ready, not in every request afterwards."""
+    """Run on the thread that will serve the model, before the server reports ready: a short and a full-length
+    prediction (options that load but cannot run show here, not in every request afterwards), then every shape
+    bucket once, so that the process holds its steady memory from the start (Paddle's oneDNN keeps its per-shape
+    state per thread: warming up on another thread would hold a second copy)."""
+    check_first_predictions(name, predictor)
+    if hasattr(predictor, "warm_up"):
+        predictor.warm_up()
+
+
+def check_first_predictions(name: str, predictor: Any) -> None:
     from ernie3.serve_client import DEFAULT_INPUTS
 
     for text in DEFAULT_INPUTS.get(predictor.task.task_type, [])[:1]:
@@ -504,13 +504,19 @@ class ModelWorker:
         self._jobs: queue.Queue = queue.Queue()
         self._carried: Any = None  # a job (or _STOP) that did not fit into the previous batch
         self._thread = threading.Thread(target=self._serve, name=f"model-{spec.name}", daemon=True)
+        self._started = threading.Event()  # set once the worker thread has warmed the model up (or failed to)
+        self._start_error: Optional[UserError] = None
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
     def start(self) -> None:
+        """Start the worker thread and wait for its warm-up; a model that cannot serve stops start-up here."""
         self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ends the worker after the batch running now; requests still waiting then are refused."""
@@ -543,6 +549,13 @@ class ModelWorker:
     # -- the worker thread ---------------------------------------------------------------------------------------
 
     def _serve(self) -> None:
+        try:
+            warm_up(self.spec.name, self.predictor)
+        except UserError as exc:
+            self._start_error = exc
+            return
+        finally:
+            self._started.set()
         while True:
             batch = self._gather()
             if batch is None:
@@ -680,17 +693,16 @@ class ModelRegistry:
             started = time.perf_counter()
             progress(f"loading model '{spec.name}' from {spec.path} ...")
             predictor = load_predictor(spec)
-            workers.append(ModelWorker(spec, predictor))
+            worker = ModelWorker(spec, predictor)
+            worker.start()  # warms the model up on its own thread; one model at a time
+            workers.append(worker)
             progress(f"  {spec.name}: {predictor.task.task_type} task {predictor.task.name}, "
-                     f"loaded in {time.perf_counter() - started:.1f} s")  # fmt: skip
+                     f"loaded and warmed up in {time.perf_counter() - started:.1f} s")  # fmt: skip
             recorded = recorded_max_seq_length(predictor)
             if recorded is not None and recorded != predictor.max_seq_length:
                 progress(f"  {spec.name}: max_seq_length {predictor.max_seq_length} from the config, not the "
                          f"{recorded} the model was exported with")  # fmt: skip
-        registry = cls(workers)
-        for worker in workers:
-            worker.start()
-        return registry
+        return cls(workers)
 
     @property
     def ready(self) -> bool:

@@ -532,6 +532,8 @@ def fake_server():
     registry = ModelRegistry([ModelWorker(ModelSpec(name, "/models/" + name, limits), p) for name, p in predictors.items()])
     for worker in registry.workers.values():
         worker.start()
+    for predictor in predictors.values():
+        predictor.batches.clear()  # the start-up warm-up's batches
     settings = ServerSettings(read_timeout_s=READ_TIMEOUT_S)
     sock = bind_socket("127.0.0.1", 0, False)
     config = uvicorn.Config(create_app(registry, settings), log_config=None, lifespan="on",
