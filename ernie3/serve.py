@@ -1080,6 +1080,9 @@ def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    # listening already: a client that connects between the "serving ... on URL" line and uvicorn's start waits in
+    # the backlog instead of being refused
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
