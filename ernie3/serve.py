@@ -27,7 +27,6 @@ import socket
 import sys
 import threading
 import time
-import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -733,57 +732,6 @@ def count_characters(value: Any) -> int:
     return 0
 
 
-# Characters that show nothing: format characters (zero-width space and joiners, BOM, direction marks, soft hyphen)
-# and controls, besides the fillers Unicode classes as letters or symbols. A text of only these (and whitespace)
-# is as empty as a whitespace-only text, and is refused the same way.
-INVISIBLE_CATEGORIES = ("Cf", "Cc")
-INVISIBLE_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-
-
-def visible_characters(value: str) -> str:
-    return "".join(
-        c for c in value if unicodedata.category(c) not in INVISIBLE_CATEGORIES and c not in INVISIBLE_FILLERS
-    )
-
-
-def without_invisible(value: Any) -> Any:
-    """A text with the invisible characters of its strings removed, in the same shape."""
-    if isinstance(value, str):
-        return visible_characters(value)
-    if isinstance(value, list):
-        return [without_invisible(item) for item in value]
-    if isinstance(value, dict):
-        return {key: without_invisible(item) for key, item in value.items()}
-    return value
-
-
-def lone_surrogate(value: Any) -> Optional[str]:
-    """The first lone UTF-16 surrogate in a text's strings (JSON allows "\\ud800"; Unicode text cannot hold it)."""
-    if isinstance(value, str):
-        for character in value:
-            if "\ud800" <= character <= "\udfff":
-                return character
-        return None
-    items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else ()
-    for item in items:
-        found = lone_surrogate(item)
-        if found is not None:
-            return found
-    return None
-
-
-def check_text(task: Any, text: Any) -> None:
-    """One text by the task's own input rules, after its invisible characters are removed (so that a text of
-    zero-width characters is refused as empty, as a whitespace-only one is); RecordError otherwise."""
-    from ernie3.tasks import RecordError
-
-    surrogate = lone_surrogate(text)
-    if surrogate is not None:
-        raise RecordError(f"holds a lone UTF-16 surrogate (\\u{ord(surrogate):04x}), which is not a character; "
-                          "send valid Unicode text")  # fmt: skip
-    task.example_from_text(without_invisible(text))
-
-
 def parse_predict_request(payload: Any, task: Any, limits: ServingLimits) -> list:
     """The texts of a decoded predict request, checked against the limits and by the task's own input rules."""
     from ernie3.tasks import RecordError
@@ -805,7 +753,7 @@ def parse_predict_request(payload: Any, task: Any, limits: ServingLimits) -> lis
     total = 0
     for position, text in enumerate(texts):
         try:
-            check_text(task, text)
+            task.example_from_text(text)  # its shape and content (invisible-only, lone surrogates)
         except RecordError as exc:
             raise RequestError(422, f"texts[{position}]: {exc}") from None
         characters = count_characters(text)

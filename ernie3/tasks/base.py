@@ -18,18 +18,26 @@ class RecordError(ValueError):
     """A record that does not fit the task's format; the message names the field."""
 
 
+#: characters that show nothing: format characters (zero-width space and joiners, BOM, direction marks, soft hyphen)
+#: and controls, besides the fillers Unicode classes as letters or symbols
+INVISIBLE_CATEGORIES = ("Cf", "Cc")
+INVISIBLE_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
 def is_blank(text: str) -> bool:
-    """Nothing a model could read: only white space and invisible format characters (zero-width space, BOM, ...)."""
-    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+    """Nothing a model could read: only white space and invisible characters."""
+    return all(c.isspace() or unicodedata.category(c) in INVISIBLE_CATEGORIES or c in INVISIBLE_FILLERS for c in text)
 
 
 def check_text(text: str, what: str) -> str:
-    """A text the tokenizer can take: not blank, and valid Unicode (JSON can carry lone surrogates such as \ud800)."""
+    """A text the tokenizer can take: not blank (an invisible-only text is as empty as a whitespace-only one), and
+    valid Unicode (JSON can carry lone surrogates such as \\ud800)."""
     if is_blank(text):
         raise RecordError(f"{what} is empty")
-    bad = next((index for index, char in enumerate(text) if "\ud800" <= char <= "\udfff"), None)
-    if bad is not None:
-        raise RecordError(f"{what} holds a lone surrogate at character {bad} (not valid Unicode text)")
+    for position, char in enumerate(text):
+        if "\ud800" <= char <= "\udfff":
+            raise RecordError(f"{what} holds a lone UTF-16 surrogate (\\u{ord(char):04x}) at character {position}, "
+                              "which is not valid Unicode text")  # fmt: skip
     return text
 
 
