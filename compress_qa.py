@@ -5,7 +5,6 @@
 """
 from ernie3.compress import run
 from ernie3.errors import run_cli
-from ernie3.tasks.qa import QAArguments
 
 if __name__ == "__main__":
-    run_cli(lambda: print(run("qa", task_arguments=[QAArguments])["markdown"], flush=True))  # the report is the result: stdout
+    run_cli(lambda: print(run("qa")["markdown"], flush=True))  # the report is the result: stdout

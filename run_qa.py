@@ -5,8 +5,7 @@
         --doc_stride 128 --max_query_length 64 --do_train --do_eval --do_export
 """
 from ernie3.errors import run_cli
-from ernie3.tasks.qa import QAArguments
 from ernie3.train import run
 
 if __name__ == "__main__":
-    run_cli(lambda: run("qa", task_arguments=[QAArguments]))
+    run_cli(lambda: run("qa"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -90,7 +91,7 @@ def load_config_defaults(
     configs = [(file, read_config_file(file)) for file in config_files(path, replace)]
     merged: dict[str, Any] = {}
     compress_sections = []
-    for section in (COMMON_SECTION, task.task_type, task.name):
+    for section in (COMMON_SECTION, *task.config_sections()):
         for file, config in configs:
             values = config.get(section) or {}
             if not isinstance(values, dict):
@@ -123,35 +124,65 @@ def given_on_command_line(argv: Sequence[str]) -> set[str]:
     return {token[2:].split("=", 1)[0] for token in argv if token.startswith("--")}
 
 
-def parse_arguments(
-    task_type: str,
-    extra_dataclasses: Sequence[type] = (),
-    argv: Optional[Sequence[str]] = None,
-    for_compression: bool = False,
-):
-    """(task, model_args, data_args, training_args, *extra, requested) with config.yml defaults applied.
+@dataclass
+class RunArguments:
+    """Everything a training or compress run was asked for, parsed and checked."""
 
-    `requested` holds the do_* flags exactly as the user set them, before TrainingArguments adjusts do_eval.
-    For compression, training_args is paddlenlp's CompressionArguments and the `compress:` settings apply.
+    task: Task
+    model: ModelArguments
+    data: DataArguments
+    #: paddlenlp's TrainingArguments (CompressionArguments for compress runs)
+    training: Any
+    #: the extra dataclasses the caller asked for, by class (e.g. compress's candidate evaluation settings)
+    extra: dict[type, Any]
+    #: the do_* flags exactly as the user set them, before TrainingArguments adjusts do_eval
+    requested: dict[str, bool]
+    #: flags given on the command line (they win over a fine-tuned model's recorded settings)
+    given: set[str]
+
+
+def task_arguments_classes(task_type: Optional[str]) -> list[type]:
+    """The task-specific flag dataclasses of every task of `task_type` (all types if None), for --help."""
+    from ernie3.tasks import tasks_of_type
+
+    return list(dict.fromkeys(t.arguments_class for t in tasks_of_type(task_type) if t.arguments_class is not None))
+
+
+def parse_arguments(
+    argv: Optional[Sequence[str]] = None,
+    task_type: Optional[str] = None,
+    extra_dataclasses: Sequence[type] = (),
+    for_compression: bool = False,
+) -> RunArguments:
+    """Parse and check a run's flags, with config.yml defaults applied and the task's own flags added.
+
+    `task_type` restricts --task_name (run_seq_cls.py accepts only seq_cls tasks). The task's `arguments_class`
+    (e.g. QA's --doc_stride) is parsed too and turned into the task's options.
+    For compression, the training arguments are paddlenlp's CompressionArguments and the `compress:` settings apply.
     """
     from paddlenlp.trainer import CompressionArguments, PdArgumentParser, TrainingArguments
 
     argv = list(sys.argv[1:] if argv is None else argv)
     arguments_class = CompressionArguments if for_compression else TrainingArguments
-    parser = PdArgumentParser((ModelArguments, DataArguments, arguments_class, *extra_dataclasses))
-    actions = {action.dest: action for action in parser._actions}
-    # the output directory defaults to output/<task>, so the flag is not required
-    actions["output_dir"].required = False
-    if any(token in ("-h", "--help") for token in argv):
-        parser.parse_args(argv)
-
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task_name")
     pre.add_argument("--config", default=DEFAULT_CONFIG)
     pre.add_argument("--config_replace", nargs="?", const="true", default="false")
     known, _ = pre.parse_known_args(argv)
+    asks_help = any(token in ("-h", "--help") for token in argv)
+    task = get_task(known.task_name, task_type) if known.task_name or not asks_help else None
+    if task is not None:
+        task_classes = [task.arguments_class] if task.arguments_class else []
+    else:  # --help without a task: the flags of every task of this type (types may share flag names)
+        task_classes = task_arguments_classes(task_type)[:1] if task_type else []
+    dataclasses_ = (ModelArguments, DataArguments, arguments_class, *extra_dataclasses, *task_classes)
+    parser = PdArgumentParser(dataclasses_)
+    actions = {action.dest: action for action in parser._actions}
+    # the output directory defaults to output/<task>, so the flag is not required
+    actions["output_dir"].required = False
+    if task is None:
+        parser.parse_args(argv)  # prints the help and exits
     replace = str(known.config_replace).lower() in ("true", "1", "yes", "y")
-    task = get_task(known.task_name, task_type)
 
     output_dir = os.path.join("output", task.name, "compress") if for_compression else os.path.join("output", task.name)
     defaults: dict[str, Any] = {
@@ -179,11 +210,15 @@ def parse_arguments(
     requested = {flag: bool(getattr(namespace, flag)) for flag in ("do_train", "do_eval", "do_predict", "do_export")}
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    except ValueError as exc:  # TrainingArguments.__post_init__ rejects inconsistent settings
+    except ValueError as exc:  # TrainingArguments.__post_init__ and task flag checks reject inconsistent settings
         raise UserError(f"invalid arguments: {' '.join(str(exc).split())}") from None
     sources.update({key: "command line" for key in cli})
     log_effective_settings(namespace, sources)
-    return (task, *parsed, requested)
+    model_args, data_args, training_args, *rest = parsed
+    extra = dict(zip(extra_dataclasses, rest[: len(extra_dataclasses)]))
+    for options in rest[len(extra_dataclasses) :]:
+        task = task.with_options(**dataclasses.asdict(options))
+    return RunArguments(task, model_args, data_args, training_args, extra, requested, cli)
 
 
 def best_model_settings(task: Task, defaults: dict[str, Any], cli: set[str]) -> dict[str, Any]:

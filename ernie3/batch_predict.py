@@ -23,7 +23,7 @@ from ernie3.tasks import RecordError, Task
 from ernie3.tasks.base import RecordLocation
 
 #: "api": one JSON value per line in the HTTP API's shape (a string, a [text, pair] list, {"question", "context"});
-#: "text": each line is one text, as is (single-text tasks); "dataset": the task's own dataset format (as --dev_file)
+#: "text": each line as the task reads plain input lines (a text; text<TAB>text_pair for pair tasks); "dataset": the task's own dataset format (as --dev_file)
 INPUT_FORMATS = ("api", "text", "dataset")
 #: records per committed chunk: large enough that the fsync and manifest write cost nothing next to the model
 DEFAULT_CHUNK_SIZE = 1024
@@ -109,7 +109,7 @@ def reads_json_lines(task: Task) -> bool:
 def example_from_line(task: Task, input_format: str, line: str) -> dict:
     """The example of one input line; RecordError says what is wrong with it."""
     if input_format == "text":
-        return task.example_from_text(line)
+        return task.example_from_text(task.input_from_line(line))
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:

@@ -5,27 +5,23 @@ Predictor, a report, and the fastest candidate under a maximum metric drop copie
 candidate.json that tells every later stage which backend and precision run it."""
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Optional, Sequence
 
 from ernie3 import compat
-from ernie3.args import check_max_seq_length, given_on_command_line, parse_arguments
+from ernie3.args import parse_arguments
 from ernie3.backends import CANDIDATE_FILE, OPENVINO_IR_FILE
-from ernie3.data import load_examples
 from ernie3.errors import UserError
 from ernie3.export import (
     STATIC_MODEL_PREFIX,
     TASK_INFO_FILE,
-    apply_recorded_settings,
     export_inference_model,
     write_task_info,
 )
@@ -41,9 +37,9 @@ from ernie3.files import (
     write_errors_as_user_errors,
     write_text_atomic,
 )
-from ernie3.modeling import check_model_source, load_model, load_tokenizer
+from ernie3.modeling import check_model_source, load_model
 from ernie3.tasks import Task
-from ernie3.train import check_fine_tuned_model, dataset_of
+from ernie3.train import check_fine_tuned_model, load_run_data, model_settings
 
 STRATEGIES = ("dynabert+ptq", "ptq", "dynabert")
 PTQ_ALGOS = ("hist", "mse", "KL", "avg", "abs_max")
@@ -420,55 +416,44 @@ def copy_best(best: dict, output_dir: str) -> str:
     return target
 
 
-def run(task_type: str, argv: Optional[Sequence[str]] = None, task_arguments: Sequence[type] = ()) -> dict:
-    """Compress a fine-tuned model directory; returns the report. `task_arguments` as for ernie3.train.run."""
+def run(task_type: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> dict:
+    """Compress a fine-tuned model directory; returns the report. `task_type` as for ernie3.train.run."""
     import paddle
 
     compat.patch_for_compression()
     staging_dirs: list[str] = []
     try:
         with paddle.utils.unique_name.guard(), write_errors_as_user_errors("the compress output"):
-            return _run(task_type, argv, task_arguments, staging_dirs)
+            return _run(task_type, argv, staging_dirs)
     finally:  # a failed run leaves the previous output as it was, and no half-built one beside it
         for staging in staging_dirs:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run(
-    task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence[type], staging_dirs: list[str]
-) -> dict:
+def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: list[str]) -> dict:
     from paddlenlp.trainer import Trainer, set_seed
     from paddlenlp.utils.log import logger
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    task, model_args, data_args, args, eval_args, *task_options, _ = parse_arguments(
-        task_type, extra_dataclasses=(CandidateEvaluationArguments, *task_arguments), argv=argv, for_compression=True
-    )
-    for options in task_options:
-        task = task.with_options(**dataclasses.asdict(options))
+    arguments = parse_arguments(argv, task_type, extra_dataclasses=[CandidateEvaluationArguments], for_compression=True)
+    model_args, data_args, args = arguments.model, arguments.data, arguments.training
+    eval_args = arguments.extra[CandidateEvaluationArguments]
     set_seed(args.seed)
     model_dir = model_args.model_name_or_path
     if check_model_source(model_dir) is None:
         raise UserError(f"--model_name_or_path: compression needs a local fine-tuned model directory, got '{model_dir}'")
-    check_fine_tuned_model(task, model_dir)
+    check_fine_tuned_model(arguments.task, model_dir)
     # the model's own max_seq_length and task options (QA windows), unless a flag overrides them
-    task, data_args.max_seq_length = apply_recorded_settings(
-        model_dir, task, data_args.max_seq_length, given_on_command_line(argv)
-    )
+    task, data_args.max_seq_length = model_settings(arguments)
     model_config = read_model_config(model_dir)
     check_compression_settings(args, model_config, eval_args)
     output_dir = args.output_dir
     data_files = [data_args.train_file, data_args.dev_file]
     prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
 
-    tokenizer = load_tokenizer(model_dir)
-    check_max_seq_length(data_args.max_seq_length, tokenizer, model_config.get("max_position_embeddings"))
-    skip = data_args.skip_invalid_records
-    examples = {"dev": load_examples(task, "dev", data_args.dev_file, skip_invalid=skip)}
-    if "dynabert" in args.strategy:
-        examples["train"] = load_examples(task, "train", data_args.train_file, skip_invalid=skip)
-    encoded = {split: task.encode(items, tokenizer, data_args.max_seq_length) for split, items in examples.items()}
-    datasets = {split: dataset_of(split_encoded) for split, split_encoded in encoded.items()}
+    splits = ["dev", "train"] if "dynabert" in args.strategy else ["dev"]
+    data = load_run_data(task, model_dir, data_args.max_seq_length, data_args, splits,
+                         model_config.get("max_position_embeddings"))  # fmt: skip
+    tokenizer, examples, encoded, datasets = data.tokenizer, data.examples, data.encoded, data.datasets
     model = load_model(model_dir, task.model_class())
 
     # build the new output beside the old one: a failed or killed run leaves the previous output untouched

@@ -1,12 +1,16 @@
 """Local files and online datasets → validated examples. Every error names the file, the record and the field."""
 from __future__ import annotations
 
+import glob
+import os
 from typing import Any, Iterable, Optional
 
 from ernie3.errors import UserError
 from ernie3.tasks import RecordError, Task
 from ernie3.tasks.base import RecordLocation
 
+#: small made-up data sets shipped with the package (see scripts/make_sample_data.py): the offline demo's input
+SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
 SPLIT_FLAGS = {"train": "--train_file", "dev": "--dev_file", "test": "--test_file"}
 #: how many skipped records --skip_invalid_records reports one by one
 SHOWN_SKIPPED = 10
@@ -98,3 +102,9 @@ def load_examples(task: Task, split: str, path: Optional[str], skip_invalid: boo
     if path:
         return load_local_examples(task, split, path, skip_invalid)
     return load_online_examples(task, split, skip_invalid)
+
+
+def sample_file(task_name: str, split: str) -> Optional[str]:
+    """The shipped sample file of a task's split, whatever its format's extension (.json, .tsv); None if none."""
+    found = sorted(glob.glob(os.path.join(SAMPLES_DIR, task_name, f"{split}.*")))
+    return found[0] if found else None

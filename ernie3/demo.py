@@ -10,14 +10,12 @@ ONNX Runtime FP32/INT8), ending with one table.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import time
 from typing import Sequence
 
 from ernie3.errors import run_cli
 
-SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
 
 # A randomly initialised model needs a larger learning rate and more epochs than a pretrained one.
 COMMON_ARGS = ["--learning_rate", "1e-3", "--logging_steps", "50", "--save_total_limit", "1", "--overwrite_output_dir"]
@@ -38,17 +36,12 @@ COMPRESS_ARGS = ["--max_steps", "20", "--save_steps", "10", "--learning_rate", "
 
 
 def sample_file(task_name: str, split: str) -> str:
-    """The sample file of a split, whatever its format's extension (.json, .tsv)."""
-    found = sorted(glob.glob(os.path.join(SAMPLES_DIR, task_name, f"{split}.*")))
-    if not found:
-        raise FileNotFoundError(f"no {split} sample for {task_name} in {SAMPLES_DIR}")
-    return found[0]
+    from ernie3.data import sample_file as shipped
 
-
-def task_arguments(task_type: str) -> list:
-    from ernie3.tasks.qa import QAArguments
-
-    return [QAArguments] if task_type == "qa" else []
+    path = shipped(task_name, split)
+    if path is None:
+        raise FileNotFoundError(f"no {split} sample for {task_name}")
+    return path
 
 
 def fine_tune(task_type: str, task_name: str, model_dir: str, output_dir: str, flags: Sequence[str]) -> dict:
@@ -62,7 +55,7 @@ def fine_tune(task_type: str, task_name: str, model_dir: str, output_dir: str, f
         "--test_file", sample_file(task_name, "test" if task_type != "qa" else "dev"),
         "--do_train", "--do_eval", "--do_predict", "--do_export", *COMMON_ARGS, *flags,
     ]  # fmt: skip
-    return run(task_type, argv, task_arguments=task_arguments(task_type))
+    return run(task_type, argv)
 
 
 def compress(task_type: str, task_name: str, best_model_dir: str, output_dir: str, flags: Sequence[str]) -> dict:
@@ -74,7 +67,7 @@ def compress(task_type: str, task_name: str, best_model_dir: str, output_dir: st
         "--train_file", sample_file(task_name, "train"), "--dev_file", sample_file(task_name, "dev"),
         *COMPRESS_ARGS, *flags,
     ]  # fmt: skip
-    return run(task_type, argv, task_arguments=task_arguments(task_type))
+    return run(task_type, argv)
 
 
 def infer(model_path: str, dev_file: str) -> dict:
@@ -109,12 +102,10 @@ def check_exported_model(export_dir: str, dev_file: str) -> dict:
     return predictor.task.score(examples, predictor.predict(examples))
 
 
-def shown_metrics(task_type: str, metrics: dict, prefix: str = "") -> str:
-    if task_type == "seq_cls":
-        return f"accuracy {metrics[prefix + 'accuracy']:.4f}"
-    if task_type == "token_cls":
-        return f"entity F1 {metrics[prefix + 'f1']:.4f} (P {metrics[prefix + 'precision']:.4f}, R {metrics[prefix + 'recall']:.4f})"
-    return f"EM {metrics[prefix + 'em']:.2f}, F1 {metrics[prefix + 'f1']:.2f}"
+def shown_metrics(task_name: str, metrics: dict, prefix: str = "") -> str:
+    from ernie3.tasks import get_task
+
+    return get_task(task_name).metric_summary(metrics, prefix)
 
 
 def main() -> None:
@@ -141,12 +132,12 @@ def main() -> None:
         for label, path in inference_models(task_type, os.path.join(task_dir, "compress"), result["export_dir"], task_dir):
             measured = infer(path, sample_file(task_name, "dev"))
             final_rows.append((task_name, label, measured["backend"], measured["precision"],
-                               shown_metrics(task_type, measured["metrics"]),
+                               shown_metrics(task_name, measured["metrics"]),
                                f"{measured['perf']['model_throughput']:.0f}",
                                f"{measured['perf']['latency_p50_ms']:.1f}"))  # fmt: skip
         rows += [
-            (f"{task_name} dev (Trainer)", shown_metrics(task_type, result["eval"], prefix="eval_")),
-            (f"{task_name} dev (exported, Paddle Inference)", shown_metrics(task_type, static)),
+            (f"{task_name} dev (Trainer)", shown_metrics(task_name, result["eval"], prefix="eval_")),
+            (f"{task_name} dev (exported, Paddle Inference)", shown_metrics(task_name, static)),
             (f"{task_name} test predictions", result["predict_file"]),
             (f"{task_name} static inference model", result["export_dir"]),
             (f"{task_name} compressed (best: {report['best']})", report["best_dir"]),

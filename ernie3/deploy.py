@@ -13,24 +13,14 @@ from ernie3.logs import set_verbose
 
 
 def read_inputs(path: str, task: Any) -> list[Any]:
-    """One input per non-blank line: a sentence; `text<TAB>text_pair` for pair tasks; a JSON object for QA.
-
-    Each line is checked by the task's own input rules here, so that an error names its line.
-    """
+    """One input per non-blank line, in the form the task reads (a sentence; text<TAB>text_pair for pair tasks; a
+    JSON object for QA). Each line is checked by the task's own input rules here, so that an error names its line."""
     from ernie3.tasks import RecordError
 
     inputs: list[Any] = []
     for line_number, line in read_lines(path, "--input_file"):
-        if task.task_type == "qa":
-            try:
-                value: Any = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{line_number}: expected a JSON object with question and context ({exc.msg})") from None
-        elif "\t" in line:
-            value = line.split("\t", 1)
-        else:
-            value = line
         try:
+            value = task.input_from_line(line)
             task.example_from_text(value)
         except RecordError as exc:
             raise UserError(f"{path}:{line_number}: {exc}") from None
@@ -38,28 +28,24 @@ def read_inputs(path: str, task: Any) -> list[Any]:
     return inputs
 
 
-def inputs_from_arguments(args: argparse.Namespace, task_type: str) -> list[Any]:
-    if task_type == "qa":
-        if len(args.question) != len(args.context):
-            raise UserError("give one --context per --question")
-        return [{"question": q, "context": c} for q, c in zip(args.question, args.context)]
-    if args.text_pair:
-        if len(args.text_pair) != len(args.text):
-            raise UserError("give one --text_pair per --text")
-        return [[a, b] for a, b in zip(args.text, args.text_pair)]
-    return list(args.text)
+def inputs_from_arguments(args: argparse.Namespace, task: Any) -> list[Any]:
+    """Raw inputs from the repeatable input flags (--text/--text_pair, --question/--context, ...)."""
+    from ernie3.tasks import RecordError, all_input_flags
+
+    try:
+        return task.inputs_from_flags({flag: getattr(args, flag) for flag in all_input_flags()})
+    except RecordError as exc:
+        raise UserError(str(exc)) from None
 
 
 def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
     from ernie3.predict import Predictor
-    from ernie3.tasks import RecordError
+    from ernie3.tasks import RecordError, all_input_flags
 
     parser = argparse.ArgumentParser(description=f"Predict with an exported or compressed model on {device.upper()}.")
     parser.add_argument("--model_path", required=True, help="export dir, compress output dir (uses best/), or .onnx file")
-    parser.add_argument("--text", action="append", default=[], help="an input text (repeatable)")
-    parser.add_argument("--text_pair", action="append", default=[], help="second text of a pair task (repeatable)")
-    parser.add_argument("--question", action="append", default=[], help="QA question (repeatable)")
-    parser.add_argument("--context", action="append", default=[], help="QA context (repeatable)")
+    for flag, text in all_input_flags().items():
+        parser.add_argument(f"--{flag}", action="append", default=[], help=text)
     parser.add_argument("--input_file", help="one input per line (text, text<TAB>pair, or QA JSON); "
                         "with --output_file: streamed batch prediction, lines as --input_format says")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto")
@@ -99,10 +85,11 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
         resolve_model_path(args.model_path), backend=args.backend, device=device, precision=args.precision,
         num_threads=getattr(args, "num_threads", 1), batch_size=args.batch_size, tensorrt=tensorrt,
     )  # fmt: skip
-    task_type = predictor.task.task_type
-    inputs = read_inputs(args.input_file, predictor.task) if args.input_file else inputs_from_arguments(args, task_type)
+    task = predictor.task
+    inputs = read_inputs(args.input_file, task) if args.input_file else inputs_from_arguments(args, task)
     if not inputs:
-        raise UserError("no input: pass --text (or --question/--context for QA) or --input_file")
+        flags = " ".join(f"--{flag}" for flag in task.input_flags)
+        raise UserError(f"no input: pass {flags} (one value of each per input) or --input_file")
     try:
         results = predictor.predict_texts(inputs)
     except RecordError as exc:

@@ -336,18 +336,11 @@ def warm_up(name: str, predictor: Any) -> None:
 
 
 def check_first_predictions(name: str, predictor: Any) -> None:
-    from ernie3.serve_client import DEFAULT_INPUTS
-
-    for text in DEFAULT_INPUTS.get(predictor.task.task_type, [])[:1]:
-        for candidate in (text, [text, text]):  # a single text, or the pair a pair task takes
-            try:
-                predictor.task.example_from_text(candidate)
-            except ValueError:
-                continue
-            try:
-                predictor.predict_texts([candidate, stretched(candidate, predictor.max_seq_length)])
-            except Exception as exc:  # noqa: BLE001 (any failure here means the model cannot serve)
-                raise UserError(f"model '{name}' loaded but failed its first prediction: {last_line(exc)}") from None
+    for candidate in predictor.task.sample_inputs()[:1]:
+        try:
+            predictor.predict_texts([candidate, stretched(candidate, predictor.max_seq_length)])
+        except Exception as exc:  # noqa: BLE001 (any failure here means the model cannot serve)
+            raise UserError(f"model '{name}' loaded but failed its first prediction: {last_line(exc)}") from None
             return
 
 

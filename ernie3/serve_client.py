@@ -24,25 +24,6 @@ from ernie3.errors import UserError
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: where clients find the server's API key when --api_key is not given (a flag shows in `ps`; the environment does not)
 API_KEY_ENV = "ERNIE3_API_KEY"
-TASK_TYPES = ("seq_cls", "token_cls", "qa")
-
-# Inputs the load test sends when no --input_file is given: TNEWS-like headlines, MSRA-like sentences, CMRC-like QA.
-DEFAULT_INPUTS: dict[str, list] = {
-    "seq_cls": [
-        "上赛季的冠军球队今晚主场迎战老对手", "新款手机搭载自研芯片，续航提升三成", "央行宣布下调存款准备金率",
-        "这部电影的票房在国庆档突破十亿", "多地出台政策支持新能源汽车消费", "高考志愿填报有哪些需要注意的地方",
-        "这款游戏的新版本上线后玩家数量大增", "房价连续三个月环比下降",
-    ],
-    "token_cls": [
-        "张三在北京大学读书", "中国外交部发言人今天在记者会上表示", "李明从上海出发前往广州参加会议",
-        "联合国秘书长访问了日内瓦", "新华社记者在西藏拉萨报道", "王芳是清华大学的教授",
-    ],
-    "qa": [
-        {"question": "张三在哪里工作？", "context": "张三毕业于复旦大学，现在在北京大学工作，主要研究自然语言处理。"},
-        {"question": "长江流经哪些省份？", "context": "长江发源于青藏高原，流经青海、西藏、四川、云南、重庆、湖北、"
-                                                 "湖南、江西、安徽、江苏和上海，最后注入东海。"},
-    ],
-}  # fmt: skip
 
 # Bounds that keep a load test from turning into a flood.
 MAX_REQUESTS = 100_000
@@ -138,51 +119,52 @@ def read_input_file(path: str) -> list:
 # -- one-off client ---------------------------------------------------------------------------------------------
 
 
-def texts_from_args(task_type: str, args: argparse.Namespace, model: Optional[dict] = None) -> list:
-    """The request's texts from the command line, in the shape the task type (and the served `model`, as GET
-    /models describes it: single texts or pairs) takes."""
-    pairs = getattr(args, "text_pair", None)
-    takes_pairs = (model or {}).get("pair")
-    if takes_pairs is not None and not args.input_file:
-        name = model["name"]
-        if takes_pairs and not pairs:
-            raise UserError(f"--text_pair: '{name}' classifies pairs of texts; give one --text_pair per text")
-        if pairs and not takes_pairs:
-            raise UserError(f"--text_pair: '{name}' classifies single texts; leave out --text_pair")
+def served_task(model: dict) -> Any:
+    """The task definition of a served model (GET /models names it), which knows its raw inputs' shape."""
+    from ernie3.tasks import get_task
+
+    return get_task(model["task_name"])
+
+
+def texts_from_args(args: argparse.Namespace, model: dict) -> list:
+    """The request's texts, in the shape the served model's task takes: from --input_file, or from the positional
+    texts and the input flags (--text_pair, --question/--context, ...), which the task reads itself."""
+    from ernie3.tasks import RecordError, all_input_flags
+
     if args.input_file:
         return read_input_file(args.input_file)
-    if task_type == "qa":
-        if not (args.question and args.context):
-            raise UserError("give --question and --context (or --input_file)")
-        return [{"question": args.question, "context": args.context}]
-    if not args.texts:
-        raise UserError("give one or more texts (or --input_file)")
-    if pairs:
-        if len(pairs) != len(args.texts):
-            raise UserError(f"{len(args.texts)} texts but {len(pairs)} --text_pair values; give one pair per text")
-        return [[text, pair] for text, pair in zip(args.texts, pairs)]
-    return list(args.texts)
+    values = {flag: list(getattr(args, flag, None) or []) for flag in all_input_flags()}
+    values["text"] = list(args.texts) + values["text"]
+    task = served_task(model)
+    try:
+        texts = task.inputs_from_flags(values)
+    except RecordError as exc:
+        raise UserError(f"'{model['name']}': {exc}") from None
+    if not texts:
+        flags = " ".join("TEXT..." if flag == "text" else f"--{flag}" for flag in task.input_flags)
+        raise UserError(f"'{model['name']}' needs inputs: give {flags} (or --input_file)")
+    return texts
 
 
-def client_main(task_type: str, argv: Optional[Sequence[str]] = None) -> None:
-    """Send texts to a served model of `task_type` and print one JSON line per text: its input and result."""
-    parser = argparse.ArgumentParser(description=f"Ask a served {task_type} model for predictions.")
+def client_main(task_type: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> None:
+    """Send texts to a served model (of `task_type`, if given) and print one JSON line per text: its input and
+    result."""
+    from ernie3.tasks import all_input_flags
+
+    kind = f"{task_type} " if task_type else ""
+    parser = argparse.ArgumentParser(description=f"Ask a served {kind}model for predictions.")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"server address (default {DEFAULT_URL})")
-    parser.add_argument("--model", help=f"served model name (default: the server's only {task_type} model)")
+    parser.add_argument("--model", help=f"served model name (default: the server's only {kind}model)")
     parser.add_argument("--input_file", help="JSON lines, one text per line, in the API's shape")
-    if task_type == "qa":
-        parser.add_argument("--question")
-        parser.add_argument("--context")
-    else:
-        parser.add_argument("texts", nargs="*", help="texts to " + ("classify" if task_type == "seq_cls" else "tag"))
-        if task_type == "seq_cls":
-            parser.add_argument("--text_pair", action="append", help="second text of a pair task, once per text")
+    parser.add_argument("texts", nargs="*", help="texts to send (single-text tasks)")
+    for flag, text in all_input_flags().items():
+        parser.add_argument(f"--{flag}", action="append", help=text)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
     add_api_key_argument(parser)
     args = parser.parse_args(argv)
 
     model = pick_model(args.url, args.model, task_type, args.api_key)
-    texts = texts_from_args(task_type, args, model)
+    texts = texts_from_args(args, model)
     results = predict(args.url, model["name"], texts, timeout=args.timeout, api_key=args.api_key)
     for text, result in zip(texts, results):
         print(json.dumps({"input": text, **result}, ensure_ascii=False))
@@ -330,7 +312,7 @@ def load_test_main(argv: Optional[Sequence[str]] = None) -> None:
     check_loopback(args.url)
 
     model = pick_model(args.url, args.model, api_key=args.api_key)
-    inputs = read_input_file(args.input_file) if args.input_file else DEFAULT_INPUTS[model["task_type"]]
+    inputs = read_input_file(args.input_file) if args.input_file else served_task(model).sample_inputs()
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

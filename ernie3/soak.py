@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from ernie3.errors import UserError, run_cli
 from ernie3.memory import RssSampler

@@ -1,14 +1,13 @@
 """Trainer wiring shared by run_seq_cls.py, run_token_cls.py and run_qa.py: train, evaluate, predict, export."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
-import sys
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from ernie3.args import check_max_seq_length, given_on_command_line, parse_arguments
+from ernie3.args import RunArguments, check_max_seq_length, parse_arguments
 from ernie3.data import load_examples
 from ernie3.errors import UserError
 from ernie3.export import TASK_INFO_FILE, apply_recorded_settings, export_inference_model, write_task_info
@@ -41,8 +40,13 @@ def dataset_of(encoded: Encoded) -> Any:
 TRAIN_LAYOUT = ("checkpoint-*", BEST_MODEL_DIR, "export", PREDICT_DIR, "runs", "*_results.json", "trainer_state.json")
 #: written into a checkpoint last: a checkpoint without it was interrupted while being written
 CHECKPOINT_DONE_FILE = "ernie3_checkpoint.json"
-#: the script that fine-tunes models of each task type (for advice in error messages)
-TRAINING_SCRIPTS = {"seq_cls": "run_seq_cls.py", "token_cls": "run_token_cls.py", "qa": "run_qa.py"}
+
+
+def training_command(task: Task) -> str:
+    """The command that fine-tunes `task`, for advice in error messages: its run_<type>.py, or `ernie3 train`."""
+    script = f"run_{task.task_type}.py"
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return script if os.path.isfile(os.path.join(repository, script)) else "ernie3 train"
 
 
 def run_kind(task_type: str) -> str:
@@ -70,7 +74,7 @@ def check_fine_tuned_model(task: Task, model_dir: str) -> None:
     if architectures and not any(name.endswith(task.architecture_suffix) for name in architectures):
         raise UserError(
             f"--model_name_or_path: {model_dir} is a {architectures[0]}, not a model fine-tuned for {task.name}; "
-            f"fine-tune it first with {TRAINING_SCRIPTS.get(task.task_type, 'the training script')} --do_train"
+            f"fine-tune it first with {training_command(task)} --do_train"
         )
     num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
     if task.labels and num_labels and num_labels != task.num_labels:
@@ -260,7 +264,7 @@ def prepare_training_output(
         else:
             action = "the run would mix its outputs with"
         raise UserError(
-            f"--output_dir: {output_dir} holds {shown}, which no previous {TRAINING_SCRIPTS[task.task_type]} run "
+            f"--output_dir: {output_dir} holds {shown}, which no previous {training_command(task)} run "
             f"wrote; {action} them: choose a new or empty --output_dir"
         )
     if requested["do_train"]:
@@ -276,61 +280,80 @@ def prepare_training_output(
     return export_dir
 
 
-def run(task_type: str, argv: Optional[Sequence[str]] = None, task_arguments: Sequence[type] = ()) -> dict:
+@dataclass
+class RunData:
+    """A run's tokenizer and data: validated examples, their features, and the Trainer's datasets, per split."""
+
+    tokenizer: Any
+    examples: dict[str, list[dict]]
+    encoded: dict[str, Encoded]
+    datasets: dict[str, Any]
+
+
+def model_settings(arguments: RunArguments) -> tuple[Task, int]:
+    """The task and max_seq_length a run uses: a fine-tuned local model brings the settings it was trained with
+    (max_seq_length, task options such as QA windows), unless a flag says otherwise."""
+    task, max_seq_length = arguments.task, arguments.data.max_seq_length
+    if os.path.isdir(arguments.model.model_name_or_path):
+        return apply_recorded_settings(arguments.model.model_name_or_path, task, max_seq_length, arguments.given)
+    return task, max_seq_length
+
+
+def load_run_data(
+    task: Task, model_dir: str, max_seq_length: int, data_args: Any, splits: Sequence[str], max_positions: Optional[int]
+) -> RunData:
+    """Shared by training and compression: load everything that can fail on bad input before any long work."""
+    from paddlenlp.utils.log import logger
+
+    tokenizer = load_tokenizer(model_dir)
+    check_max_seq_length(max_seq_length, tokenizer, max_positions)
+    files = {"train": data_args.train_file, "dev": data_args.dev_file, "test": data_args.test_file}
+    skip = data_args.skip_invalid_records
+    examples = {split: load_examples(task, split, files[split], skip_invalid=skip) for split in splits}
+    encoded = {split: task.encode(items, tokenizer, max_seq_length) for split, items in examples.items()}
+    datasets = {split: dataset_of(split_encoded) for split, split_encoded in encoded.items()}
+    for split, split_examples in examples.items():
+        windows = len(encoded[split].features)
+        extra = f" ({windows} features: long inputs are cut into windows)" if windows != len(split_examples) else ""
+        logger.info(f"{task.name} {split}: {len(split_examples)} examples{extra}")
+    return RunData(tokenizer, examples, encoded, datasets)
+
+
+def run(task_type: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> dict:
     """Run the steps the flags ask for; returns the metrics and paths a caller may print.
 
-    `task_arguments`: dataclasses of flags only this task type has (e.g. QA's --doc_stride); their values become
-    the task's options, which shape its features and decoding and travel with exported models.
+    `task_type` restricts --task_name to one type (run_seq_cls.py); None accepts every task (`ernie3 train`).
+    The task's own flags (its `arguments_class`, e.g. QA's --doc_stride) become its options, which shape its
+    features and decoding and travel with exported models.
     """
     import paddle
 
     # Optimizer state in checkpoints is keyed by parameter names, which come from a process-wide counter:
     # a fresh name scope per run lets a run resume another run's checkpoint within one process too.
     with paddle.utils.unique_name.guard(), write_errors_as_user_errors("the output directory"):
-        return _run(task_type, argv, task_arguments)
+        return _run(task_type, argv)
 
 
-def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence[type]) -> dict:
+def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
     from paddlenlp.trainer import set_seed
     from paddlenlp.utils.log import logger
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    task, model_args, data_args, training_args, *task_options, requested = parse_arguments(
-        task_type, extra_dataclasses=task_arguments, argv=argv
-    )
-    for options in task_options:
-        task = task.with_options(**dataclasses.asdict(options))
+    arguments = parse_arguments(argv, task_type)
+    model_args, data_args, training_args, requested = arguments.model, arguments.data, arguments.training, arguments.requested
     if not any(requested.values()):
         raise UserError("nothing to do: pass one or more of --do_train, --do_eval, --do_predict, --do_export")
     set_seed(training_args.seed)
     output_dir = training_args.output_dir
     model_dir = model_args.model_name_or_path
     local_model = check_model_source(model_dir)
-    max_seq_length = data_args.max_seq_length
-    if local_model:
-        # a fine-tuned model brings the settings it was trained with, unless a flag says otherwise
-        task, max_seq_length = apply_recorded_settings(model_dir, task, max_seq_length, given_on_command_line(argv))
+    task, max_seq_length = model_settings(arguments)
     export_dir = prepare_training_output(task, model_args, training_args, requested)
 
-    # Load everything that can fail on bad input before any long work starts.
-    tokenizer = load_tokenizer(model_dir)
-    check_max_seq_length(max_seq_length, tokenizer, model_config_value(model_dir, "max_position_embeddings"))
     need_dev = requested["do_train"] or requested["do_eval"]
-    files = {"train": data_args.train_file, "dev": data_args.dev_file, "test": data_args.test_file}
     wanted = {"train": requested["do_train"], "dev": need_dev, "test": requested["do_predict"]}
-    examples = {
-        split: load_examples(task, split, files[split], skip_invalid=data_args.skip_invalid_records)
-        for split in ("train", "dev", "test")
-        if wanted[split]
-    }
-    encoded = {
-        split: task.encode(split_examples, tokenizer, max_seq_length) for split, split_examples in examples.items()
-    }
-    datasets = {split: dataset_of(split_encoded) for split, split_encoded in encoded.items()}
-    for split, split_examples in examples.items():
-        windows = len(encoded[split].features)
-        extra = f" ({windows} features: long inputs are cut into windows)" if windows != len(split_examples) else ""
-        logger.info(f"{task.name} {split}: {len(split_examples)} examples{extra}")
+    data = load_run_data(task, model_dir, max_seq_length, data_args, [split for split, want in wanted.items() if want],
+                         model_config_value(model_dir, "max_position_embeddings"))  # fmt: skip
+    tokenizer, examples, encoded, datasets = data.tokenizer, data.examples, data.encoded, data.datasets
 
     if not requested["do_train"] and local_model:
         check_fine_tuned_model(task, model_dir)
@@ -358,7 +381,7 @@ def _run(task_type: str, argv: Optional[Sequence[str]], task_arguments: Sequence
         if training_args.overwrite_output_dir and requested["do_train"]:
             # start over: checkpoints of the previous run would otherwise be resumed from or rotated with ours
             remove_previous_outputs(output_dir, ("checkpoint-*", "runs", *LEFTOVER_PATTERNS))
-        write_run_record(output_dir, kind, script=TRAINING_SCRIPTS[task.task_type], task=task.name)
+        write_run_record(output_dir, kind, script=training_command(task), task=task.name)
 
     best_eval = None
     if requested["do_train"]:

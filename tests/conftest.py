@@ -1,12 +1,10 @@
 import os
-import sys
 
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
 SHARED_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data"))
-sys.path.insert(0, REPO_ROOT)
 
 import ernie3  # noqa: E402,F401  (environment set-up before paddle is imported)
 
@@ -31,14 +29,13 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return build_tiny_model(str(tmp_path_factory.mktemp("tiny-ernie")))
 
 
-SAMPLES = os.path.join(REPO_ROOT, "ernie3", "samples")
-
-
 def sample_file(task_name: str, split: str) -> str:
     """A shipped sample file (ernie3/samples), whatever its format's extension."""
-    from ernie3.demo import sample_file as shipped_sample
+    from ernie3.data import sample_file as shipped_sample
 
-    return shipped_sample(task_name, split)
+    path = shipped_sample(task_name, split)
+    assert path, f"no {split} sample for {task_name}"
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +64,6 @@ TINY_EXPORT_TASKS = (
 
 def export_tiny_model(task_type: str, task_name: str, flags: list, model_dir: str, output_dir: str) -> str:
     """A static export of the tiny model after two training steps on the task's samples."""
-    from ernie3.tasks.qa import QAArguments
     from ernie3.train import run
 
     summary = run(task_type, [
@@ -76,7 +72,7 @@ def export_tiny_model(task_type: str, task_name: str, flags: list, model_dir: st
         "--max_steps", "2", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
         "--evaluation_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
         "--do_train", "--do_export", *flags,
-    ], task_arguments=[QAArguments] if task_type == "qa" else [])  # fmt: skip
+    ])  # fmt: skip
     return summary["export_dir"]
 
 

@@ -6,8 +6,8 @@ from ernie3.errors import UserError
 
 
 def parse(*argv):
-    task, model_args, data_args, training_args, requested = parse_arguments("seq_cls", argv=list(argv))
-    return task, model_args, data_args, training_args
+    parsed = parse_arguments(list(argv), "seq_cls")
+    return parsed.task, parsed.model, parsed.data, parsed.training
 
 
 def test_config_supplies_per_task_defaults():

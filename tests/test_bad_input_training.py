@@ -28,17 +28,15 @@ SMALL = {"seq_cls": [], "token_cls": ["--max_seq_length", "64"],
 
 
 def train_entry(task_type):
-    from ernie3.tasks.qa import QAArguments
     from ernie3.train import run
 
-    return lambda argv: run(task_type, argv, task_arguments=[QAArguments] if task_type == "qa" else [])
+    return lambda argv: run(task_type, argv)
 
 
 def compress_entry(task_type):
     from ernie3.compress import run
-    from ernie3.tasks.qa import QAArguments
 
-    return lambda argv: run(task_type, argv, task_arguments=[QAArguments] if task_type == "qa" else [])
+    return lambda argv: run(task_type, argv)
 
 
 def train_argv(task_type, model_dir, output_dir, *extra):

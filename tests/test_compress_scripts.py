@@ -20,7 +20,6 @@ CASES = {
 
 @pytest.fixture(scope="module", params=sorted(CASES))
 def compressed(request, tiny_model_dir, tmp_path_factory):
-    from ernie3.tasks.qa import QAArguments
     from ernie3.train import run
 
     task_type = request.param
@@ -32,7 +31,7 @@ def compressed(request, tiny_model_dir, tmp_path_factory):
         "--max_steps", "20", "--learning_rate", "1e-3", "--per_device_train_batch_size", "16",
         "--evaluation_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "20", "--save_steps", "20",
         *train_flags, *shared_flags,
-    ], task_arguments=[QAArguments] if task_type == "qa" else [])  # fmt: skip
+    ])  # fmt: skip
     output_dir = work / "compress"
     result = subprocess.run([
         sys.executable, os.path.join(REPO_ROOT, script), "--task_name", task_name,

@@ -5,7 +5,6 @@ import re
 import subprocess
 from importlib import metadata
 
-import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 

@@ -4,7 +4,6 @@ impossible budget stops the service with one line, and a short soak stays flat a
 import io
 import json
 import random
-import sys
 from contextlib import redirect_stderr
 
 import numpy as np

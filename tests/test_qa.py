@@ -13,7 +13,7 @@ from ernie3.data import load_examples
 from ernie3.errors import UserError
 from ernie3.metrics import cmrc_em, cmrc_f1, cmrc_scores, mixed_segmentation
 from ernie3.tasks import get_task
-from ernie3.tasks.qa import QAArguments, context_windows, max_context_flags
+from ernie3.tasks.qa import context_windows, max_context_flags
 
 SAMPLES = os.path.join(REPO_ROOT, "ernie3", "samples", "cmrc2018")
 TASK = get_task("cmrc2018")
@@ -73,14 +73,14 @@ def test_squad_style_file_loads_every_question():
 def test_qa_flags_come_from_config_and_command_line():
     from ernie3.args import parse_arguments
 
-    task, _, data_args, _, qa_args, _ = parse_arguments("qa", [QAArguments], ["--task_name", "cmrc2018", "--do_eval"])
-    assert (qa_args.doc_stride, qa_args.max_query_length, data_args.max_seq_length) == (128, 64, 512)  # config.yml
-    _, _, _, _, qa_args, _ = parse_arguments("qa", [QAArguments], ["--task_name", "cmrc2018", "--doc_stride", "32"])
-    assert qa_args.doc_stride == 32
+    parsed = parse_arguments(["--task_name", "cmrc2018", "--do_eval"], "qa")
+    options = parsed.task.options  # the task's own flags (QAArguments) became its options
+    assert (options["doc_stride"], options["max_query_length"], parsed.data.max_seq_length) == (128, 64, 512)
+    assert parse_arguments(["--task_name", "cmrc2018", "--doc_stride", "32"], "qa").task.options["doc_stride"] == 32
     with pytest.raises(UserError, match="invalid arguments: --n_best_size must be a positive integer"):
-        parse_arguments("qa", [QAArguments], ["--task_name", "cmrc2018", "--n_best_size", "0"])
+        parse_arguments(["--task_name", "cmrc2018", "--n_best_size", "0"], "qa")
     with pytest.raises(UserError, match="unknown qa task 'tnews'"):
-        parse_arguments("qa", [QAArguments], ["--task_name", "tnews"])
+        parse_arguments(["--task_name", "tnews"], "qa")
 
 
 # -- windows ----------------------------------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def trained(tiny_model_dir, tmp_path_factory):
         "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64", "--max_steps", "10",
         "--evaluation_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "5", "--save_steps", "5",
         "--logging_steps", "5", "--do_train", "--do_eval", "--do_predict", "--do_export",
-    ], task_arguments=[QAArguments])  # fmt: skip
+    ])  # fmt: skip
 
 
 def test_pipeline_writes_metrics_submission_and_export(trained):

@@ -1,15 +1,34 @@
-"""Task registry: every task name the scripts accept, mapped to its definition."""
+"""Task registry: every task the commands accept, mapped to its definition.
+
+Each module of this package defines one task type and lists its tasks in a module-level `TASKS` tuple; the registry
+finds them by itself, so a new task type is one new file here (plus its config.yml section).
+"""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Optional
 
 from ernie3.errors import UserError
 from ernie3.tasks.base import RecordError, Task
-from ernie3.tasks.qa import QA_TASKS, QATask
-from ernie3.tasks.seq_cls import CLUE_TASKS, SeqClsTask
-from ernie3.tasks.token_cls import TOKEN_CLS_TASKS, TokenClsTask
 
-TASKS: dict[str, Task] = {task.name: task for task in (*CLUE_TASKS, *TOKEN_CLS_TASKS, *QA_TASKS)}
+
+def _discover() -> dict[str, Task]:
+    found: dict[str, Task] = {}
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        if module_info.name == "base":
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for task in getattr(module, "TASKS", ()):
+            if task.name in found:
+                raise RuntimeError(f"task name '{task.name}' is defined twice ({module.__name__})")
+            found[task.name] = task
+    return found
+
+
+TASKS: dict[str, Task] = _discover()
+#: every task type, in registry order
+TASK_TYPES: tuple[str, ...] = tuple(dict.fromkeys(task.task_type for task in TASKS.values()))
 
 
 def get_task(name: Optional[str], task_type: Optional[str] = None) -> Task:
@@ -24,4 +43,17 @@ def get_task(name: Optional[str], task_type: Optional[str] = None) -> Task:
     return task
 
 
-__all__ = ["TASKS", "get_task", "Task", "RecordError", "SeqClsTask", "TokenClsTask", "QATask"]
+def tasks_of_type(task_type: Optional[str]) -> list[Task]:
+    return [task for task in TASKS.values() if task_type is None or task.task_type == task_type]
+
+
+def all_input_flags() -> dict[str, str]:
+    """Every raw-input flag some task takes ({flag: help}), for commands that learn the task only from the model."""
+    flags: dict[str, str] = {}
+    for task in TASKS.values():
+        for flag, text in task.input_flags.items():
+            flags.setdefault(flag, text)
+    return flags
+
+
+__all__ = ["TASKS", "TASK_TYPES", "get_task", "tasks_of_type", "all_input_flags", "Task", "RecordError"]

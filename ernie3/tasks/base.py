@@ -87,6 +87,9 @@ class Task(abc.ABC):
     architecture_suffix: ClassVar[str]
     #: key of `compute_metrics`' result that picks the best checkpoint
     metric_name: ClassVar[str]
+    #: dataclass of the flags only this task type has (e.g. QA's window settings): the training, compress and
+    #: pipeline commands add them, and their values become the task's `options`
+    arguments_class: ClassVar[Optional[type]] = None
 
     def __init__(
         self,
@@ -104,6 +107,46 @@ class Task(abc.ABC):
 
     def online_split(self, split: str) -> Optional[str]:
         return self.online_splits.get(split, split)
+
+    def config_sections(self) -> tuple[str, ...]:
+        """config.yml sections that hold this task's defaults, later ones winning (after `common`)."""
+        return (self.task_type, self.name)
+
+    # -- raw input (deploy, infer.py's prediction mode, serving, clients) ---------------------------------------
+
+    @property
+    def input_flags(self) -> dict[str, str]:
+        """Command-line flags that give raw inputs, one value per input (repeatable): {flag: help}. The deploy
+        predictors and the serving clients offer every task's flags and let the task read its own."""
+        return {"text": "an input text (repeatable)"}
+
+    def inputs_from_flags(self, values: Mapping[str, Sequence[str]]) -> list[Any]:
+        """Raw inputs, in the serving API's shape, from the repeatable `input_flags` ({flag: values})."""
+        given = [flag for flag in self.input_flags if values.get(flag)]
+        foreign = [flag for flag, items in values.items() if items and flag not in self.input_flags]
+        if foreign:
+            raise RecordError(f"--{foreign[0]} does not apply to {self.name} (its inputs: "
+                              f"{', '.join('--' + flag for flag in self.input_flags)})")  # fmt: skip
+        if not given:
+            return []
+        counts = {flag: len(values.get(flag) or []) for flag in self.input_flags}
+        if len(set(counts.values())) != 1:
+            shown = ", ".join(f"{count} --{flag}" for flag, count in counts.items())
+            raise RecordError(f"{self.name} takes one value of each input flag per input, got {shown}")
+        columns = [list(values[flag]) for flag in self.input_flags]
+        return [row[0] if len(row) == 1 else list(row) for row in zip(*columns)]
+
+    def input_from_line(self, line: str) -> Any:
+        """A raw input from one line of a plain input file (deploy --input_file): the line is the text."""
+        return line
+
+    def sample_inputs(self) -> list[Any]:
+        """A few raw inputs in the serving API's shape: the load test's default traffic and the service's warm-up."""
+        return []
+
+    def metric_summary(self, metrics: Mapping[str, float], prefix: str = "") -> str:
+        """The task's metrics in one line, e.g. "accuracy 0.8123"; `prefix` as the Trainer adds it ("eval_")."""
+        return f"{self.metric_name} {metrics[prefix + self.metric_name]:.4f}"
 
     @property
     def options(self) -> dict:

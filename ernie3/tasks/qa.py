@@ -47,6 +47,7 @@ class QATask(Task):
     metric_name = "f1"
     architecture_suffix = "ForQuestionAnswering"
     label_names = ("start_positions", "end_positions")
+    arguments_class = QAArguments
 
     def __init__(
         self,
@@ -148,6 +149,26 @@ class QATask(Task):
             raise RecordError("expected {'question': ..., 'context': ...} or a (question, context) pair")
         example = self.parse_record({"id": "-", "question": question, "context": context}, with_label=False)
         return {**example, "id": None}
+
+    @property
+    def input_flags(self) -> dict[str, str]:
+        return {"question": "a question (repeatable)", "context": "the text that answers it (one per --question)"}
+
+    def inputs_from_flags(self, values: Mapping[str, Sequence[str]]) -> list[Any]:
+        return [{"question": question, "context": context} for question, context in super().inputs_from_flags(values)]
+
+    def input_from_line(self, line: str) -> Any:
+        """A line of an input file: a JSON object with question and context."""
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"expected a JSON object with question and context ({exc.msg})") from None
+
+    def sample_inputs(self) -> list[Any]:
+        return [dict(sample) for sample in SAMPLE_INPUTS]
+
+    def metric_summary(self, metrics: Mapping[str, float], prefix: str = "") -> str:
+        return f"EM {metrics[prefix + 'em']:.2f}, F1 {metrics[prefix + 'f1']:.2f}"
 
     # -- features -------------------------------------------------------------------------------------------------
 
@@ -370,4 +391,11 @@ def best_answer(example: Mapping[str, Any], candidates: Sequence[tuple[float, in
 
 
 # paddlenlp's cmrc2018 has train, dev and trial splits, and no test split.
-QA_TASKS = (QATask("cmrc2018", ("cmrc2018", None), online_splits={"test": None}),)
+# Raw inputs the load test sends by default: made-up CMRC-like questions.
+SAMPLE_INPUTS = (
+    {"question": "张三在哪里工作？", "context": "张三毕业于复旦大学，现在在北京大学工作，主要研究自然语言处理。"},
+    {"question": "长江流经哪些省份？", "context": "长江发源于青藏高原，流经青海、西藏、四川、云南、重庆、湖北、"
+                                             "湖南、江西、安徽、江苏和上海，最后注入东海。"},
+)  # fmt: skip
+
+TASKS = (QATask("cmrc2018", ("cmrc2018", None), online_splits={"test": None}),)

@@ -23,6 +23,7 @@ class SeqClsTask(Task):
         label_descriptions: Optional[Mapping[str, str]] = None,
         unlabeled_marker: Optional[str] = None,
         pair: bool = False,
+        samples: Sequence[Any] = (),
     ):
         super().__init__(name, labels, online_dataset=("clue", name))
         self.read_texts = read_texts
@@ -31,6 +32,25 @@ class SeqClsTask(Task):
         self.label_descriptions = dict(label_descriptions or {})
         # NLI files mark rows without a gold label with "-"; CLUE and paddlenlp drop them.
         self.unlabeled_marker = unlabeled_marker
+        self.samples = list(samples) or list(SAMPLE_PAIRS if pair else SAMPLE_TEXTS)
+
+    @property
+    def input_flags(self) -> dict[str, str]:
+        flags = {"text": "an input text (repeatable)"}
+        if self.pair:
+            flags["text_pair"] = "the second text of each pair (repeatable, one per --text)"
+        return flags
+
+    def input_from_line(self, line: str) -> Any:
+        """A line of an input file: the text, or for pair tasks `text<TAB>text_pair`."""
+        if not self.pair:
+            return line
+        if "\t" not in line:
+            raise RecordError(f"{self.name} classifies pairs of texts: expected text<TAB>text_pair")
+        return line.split("\t", 1)
+
+    def sample_inputs(self) -> list[Any]:
+        return [list(sample) if isinstance(sample, tuple) else sample for sample in self.samples]
 
     def model_class(self) -> Any:
         from paddlenlp.transformers import AutoModelForSequenceClassification
@@ -169,6 +189,17 @@ def wsc_texts(record: Mapping[str, Any]) -> tuple[str, Optional[str]]:
     return "".join(pieces), None
 
 
+# Raw inputs the load test sends by default: made-up TNEWS-like headlines, and AFQMC-like question pairs.
+SAMPLE_TEXTS = (
+    "上赛季的冠军球队今晚主场迎战老对手", "新款手机搭载自研芯片，续航提升三成", "央行宣布下调存款准备金率",
+    "这部电影的票房在国庆档突破十亿", "多地出台政策支持新能源汽车消费", "高考志愿填报有哪些需要注意的地方",
+    "这款游戏的新版本上线后玩家数量大增", "房价连续三个月环比下降",
+)  # fmt: skip
+SAMPLE_PAIRS = (
+    ("花呗怎么还款", "花呗如何还钱"), ("借呗可以提前还吗", "借呗能不能提前还款"), ("花呗账单什么时候出", "怎么开通借呗"),
+    ("余额宝的收益怎么算", "蚂蚁森林怎么浇水"),
+)  # fmt: skip
+
 TNEWS_DESCRIPTIONS = {
     "100": "news_story", "101": "news_culture", "102": "news_entertainment", "103": "news_sports",
     "104": "news_finance", "106": "news_house", "107": "news_car", "108": "news_edu", "109": "news_tech",
@@ -177,7 +208,7 @@ TNEWS_DESCRIPTIONS = {
 }  # fmt: skip
 
 # Label orders follow paddlenlp's `clue` dataset so online (label index) and local (label text) data agree.
-CLUE_TASKS = (
+TASKS = (
     SeqClsTask("afqmc", ("0", "1"), sentence_pair, pair=True),
     SeqClsTask("tnews", tuple(TNEWS_DESCRIPTIONS), single_sentence, label_descriptions=TNEWS_DESCRIPTIONS),
     SeqClsTask("iflytek", tuple(str(i) for i in range(119)), single_sentence),

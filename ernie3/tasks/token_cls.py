@@ -84,6 +84,13 @@ class TokenClsTask(Task):
         check_text(text, "the text")
         return {"id": None, "tokens": list(text), "text": text, "labels": None}
 
+    def sample_inputs(self) -> list[Any]:
+        return list(SAMPLE_TEXTS)
+
+    def metric_summary(self, metrics: Mapping[str, float], prefix: str = "") -> str:
+        f1, precision, recall = (metrics[prefix + key] for key in ("f1", "precision", "recall"))
+        return f"entity F1 {f1:.4f} (P {precision:.4f}, R {recall:.4f})"
+
     # -- features -------------------------------------------------------------------------------------------------
 
     def encode(self, examples: Sequence[Mapping[str, Any]], tokenizer: Any, max_seq_length: int) -> Encoded:
@@ -214,10 +221,16 @@ def read_conll_lines(path: str, lines: Sequence[tuple[int, str]]) -> Iterator[tu
             tags.append(columns[1].strip())
 
 
+# Raw inputs the load test sends by default: made-up MSRA-like sentences.
+SAMPLE_TEXTS = (
+    "张三在北京大学读书", "中国外交部发言人今天在记者会上表示", "李明从上海出发前往广州参加会议",
+    "联合国秘书长访问了日内瓦", "新华社记者在西藏拉萨报道", "王芳是清华大学的教授",
+)  # fmt: skip
+
 # Label order follows paddlenlp's msra_ner dataset, so online (label index) and local (tag text) data agree.
 MSRA_NER_LABELS = ("B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "O")
 
 # paddlenlp's msra_ner has train and test splits only; ERNIE 3.0's recipe evaluates on test.
-TOKEN_CLS_TASKS = (
+TASKS = (
     TokenClsTask("msra_ner", MSRA_NER_LABELS, ("msra_ner", None), online_splits={"dev": "test"}),
 )

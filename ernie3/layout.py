@@ -1,0 +1,116 @@
+"""The one owner of the output layout: every directory and file name a run writes, and the compress candidates.
+
+    TRAIN_OUT/checkpoint-*/  best/  export/  predict/<task>_predict.json  *_results.json  ernie3_run.json
+    COMPRESS_OUT/float/  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel  <float or width>/<engine>-<precision>/
+                 best/ (+ candidate.json)  report.json  report.md
+A model directory holds model.pdmodel/.pdiparams (or int8.*, model.onnx, model.xml) and ernie3_task.json.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from ernie3.errors import UserError
+
+# -- model directories ---------------------------------------------------------------------------------------------
+#: the task record every model directory carries (task, labels, options, max_seq_length)
+TASK_INFO_FILE = "ernie3_task.json"
+#: file prefix of exported static models (model.pdmodel + model.pdiparams)
+STATIC_MODEL_PREFIX = "model"
+#: file prefix paddlenlp gives post-training-quantized models
+QUANTIZED_PREFIX = "int8"
+ONNX_FILE = "model.onnx"
+#: OpenVINO's own format (+ model.bin), what NNCF INT8 models are saved as
+OPENVINO_IR_FILE = "model.xml"
+#: which backend and precision run a compress candidate (written into candidates derived for another engine, and best/)
+CANDIDATE_FILE = "candidate.json"
+
+# -- training output -----------------------------------------------------------------------------------------------
+BEST_DIR = "best"
+EXPORT_DIR = "export"
+PREDICT_DIR = "predict"
+#: what a training run writes into its output dir (a later --overwrite_output_dir deletes only these)
+TRAIN_LAYOUT = ("checkpoint-*", BEST_DIR, EXPORT_DIR, PREDICT_DIR, "runs", "*_results.json", "trainer_state.json")
+
+# -- compress output -----------------------------------------------------------------------------------------------
+FLOAT_DIR = "float"
+WIDTH_DIR_PATTERN = "width_mult_*"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+#: what a compress run writes into its output dir (a later --overwrite_output_dir deletes only these)
+COMPRESS_LAYOUT = (FLOAT_DIR, WIDTH_DIR_PATTERN, BEST_DIR, REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")
+
+
+def predictions_file(output_dir: str, task_name: str) -> str:
+    return os.path.join(output_dir, PREDICT_DIR, f"{task_name}_predict.json")
+
+
+def is_compress_output(path: str) -> bool:
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, REPORT_JSON))
+
+
+def resolve_model_path(model_path: str) -> str:
+    """A compress output dir means its best/ candidate; anything else is used as given."""
+    if not os.path.exists(model_path):
+        raise UserError(f"--model_path: not found: {model_path}")
+    if is_compress_output(model_path):
+        best = os.path.join(model_path, BEST_DIR)
+        if not os.path.isdir(best):
+            raise UserError(f"--model_path: {model_path} is a compress output dir without {BEST_DIR}/")
+        return best
+    return model_path
+
+
+@dataclass
+class Candidate:
+    """One compression candidate: a directory that loads on its own, the backend and precision that run it, and the
+    float candidate it was derived from (None for the float baseline and pruned float models)."""
+
+    name: str
+    path: str
+    model_file: str
+    backend: str = "paddle"
+    precision: str = "auto"
+    source: Optional[str] = None
+
+    @property
+    def model_prefix(self) -> Optional[str]:
+        return os.path.splitext(self.model_file)[0] if self.model_file.endswith(".pdmodel") else None
+
+    @property
+    def model_path(self) -> str:
+        return os.path.join(self.path, self.model_file)
+
+
+def float_candidates(output_dir: str) -> list[Candidate]:
+    """The float models of a compress output: the unpruned `float/` first, then each pruned width."""
+    model_file = STATIC_MODEL_PREFIX + ".pdmodel"
+    found = [Candidate(FLOAT_DIR, os.path.join(output_dir, FLOAT_DIR), model_file)]
+    for pruned in sorted(glob.glob(os.path.join(output_dir, WIDTH_DIR_PATTERN))):
+        if os.path.isfile(os.path.join(pruned, model_file)):
+            found.append(Candidate(os.path.basename(pruned), pruned, model_file))
+    return found
+
+
+def quantized_candidates(output_dir: str, sources: list[Candidate]) -> list[Candidate]:
+    """The PTQ INT8 models paddlenlp wrote under each float candidate (one per algorithm × calibration setting)."""
+    found = []
+    for source in sources:
+        for quantized in sorted(glob.glob(os.path.join(source.path, "*", QUANTIZED_PREFIX + ".pdmodel"))):
+            directory = os.path.dirname(quantized)
+            found.append(Candidate(os.path.relpath(directory, output_dir), directory, QUANTIZED_PREFIX + ".pdmodel",
+                                   precision="int8", source=source.name))  # fmt: skip
+    return found
+
+
+def derived_candidate_path(source: Candidate, variant: str) -> tuple[str, str]:
+    """(name, directory) of a candidate derived from a float one for another engine/precision, e.g. openvino-int8."""
+    return f"{source.name}/{variant}", os.path.join(source.path, variant)
+
+
+def compress_candidates(output_dir: str) -> list[Candidate]:
+    """Every model of a compress output, float baseline first: floats, PTQ INT8 models."""
+    floats = float_candidates(output_dir)
+    return floats + quantized_candidates(output_dir, floats)
