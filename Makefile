@@ -13,16 +13,18 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 .PHONY: demo test install clean distclean
 
 ifeq ($(GPU),)
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -r requirements.txt
+	$(PIP_INSTALL) --no-deps -e .
 	touch $(STAMP)
 else
 # the same pins with paddlepaddle-gpu in place of paddlepaddle (not on PyPI: PaddlePaddle's index has it)
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	sed 's/^paddlepaddle==/paddlepaddle-gpu==/' requirements.txt > $(VENV)/requirements-gpu.txt
 	$(PIP_INSTALL) --extra-index-url $(PADDLE_INDEX) -r $(VENV)/requirements-gpu.txt
+	$(PIP_INSTALL) --no-deps -e .
 	touch $(STAMP)
 endif
 

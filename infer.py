@@ -5,7 +5,7 @@
     python infer.py --model_path output/tnews/compress/best --device gpu --use_trt --precision int8   # GPU build
 """
 from ernie3.errors import run_cli
-from ernie3.inference import main
+from ernie3.cli.infer import main
 
 if __name__ == "__main__":
     run_cli(main)

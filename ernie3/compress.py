@@ -5,7 +5,6 @@ Predictor, a report, and the fastest candidate under a maximum metric drop copie
 candidate.json that tells every later stage which backend and precision run it."""
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -17,13 +16,22 @@ from typing import Any, Optional, Sequence
 
 from ernie3 import compat
 from ernie3.args import parse_arguments
-from ernie3.backends import CANDIDATE_FILE, OPENVINO_IR_FILE
 from ernie3.errors import UserError
-from ernie3.export import (
+from ernie3.export import export_inference_model, write_task_info
+from ernie3.layout import (
+    BEST_DIR,
+    CANDIDATE_FILE,
+    COMPRESS_LAYOUT,
+    FLOAT_DIR,
+    ONNX_FILE,
+    OPENVINO_IR_FILE,
+    REPORT_JSON,
+    REPORT_MD,
     STATIC_MODEL_PREFIX,
     TASK_INFO_FILE,
-    export_inference_model,
-    write_task_info,
+    Candidate,
+    compress_candidates,
+    derived_candidate_path,
 )
 from ernie3.files import (
     atomic_directory,
@@ -39,36 +47,15 @@ from ernie3.files import (
 )
 from ernie3.modeling import check_model_source, load_model
 from ernie3.tasks import Task
+from ernie3.tasks.base import IGNORE_INDEX
 from ernie3.train import check_fine_tuned_model, load_run_data, model_settings
 
 STRATEGIES = ("dynabert+ptq", "ptq", "dynabert")
 PTQ_ALGOS = ("hist", "mse", "KL", "avg", "abs_max")
-QUANTIZED_PREFIX = "int8"  # file prefix paddlenlp gives quantized models
-FLOAT_DIR = "float"
-BEST_DIR = "best"
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
 ENGINES = ("paddle", "openvino", "onnxruntime")
 #: cheap and fast on CPU: Paddle (FP32/INT8 from PTQ, + BF16) and OpenVINO (BF16, NNCF INT8); ONNX Runtime's dynamic
 #: INT8 is slower than both INT8 paths here (STACK.md), so it is built only when asked for
 DEFAULT_ENGINES = ("paddle", "openvino")
-
-
-@dataclass
-class Candidate:
-    """One model to evaluate: a directory that loads on its own, the backend and precision that run it, and the
-    float candidate it was derived from (None for the float baseline and pruned float models)."""
-
-    name: str
-    path: str
-    model_file: str
-    backend: str = "paddle"
-    precision: str = "auto"
-    source: Optional[str] = None
-
-    @property
-    def model_prefix(self) -> Optional[str]:
-        return os.path.splitext(self.model_file)[0] if self.model_file.endswith(".pdmodel") else None
 
 
 @dataclass
@@ -156,8 +143,6 @@ def read_model_config(model_dir: str) -> dict:
     return config
 
 
-#: what a compress run writes into its output dir (a later --overwrite_output_dir deletes only these)
-COMPRESS_LAYOUT = (FLOAT_DIR, "width_mult_*", BEST_DIR, REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")
 
 
 def compress_kind(task_type: str) -> str:
@@ -214,8 +199,8 @@ def make_dynamic_evaluator(task: Task, examples: list[dict], encoded: Any):
             outputs = nested_numpify(tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,))
             batch_labels = nested_numpify(tuple(batch[name] for name in task.label_names if name in batch))
             # the Trainer's own padding value for outputs of different sequence lengths
-            predictions = outputs if predictions is None else nested_concat(predictions, outputs, padding_index=-100)
-            labels = batch_labels if labels is None else nested_concat(labels, batch_labels, padding_index=-100)
+            predictions = outputs if predictions is None else nested_concat(predictions, outputs, padding_index=IGNORE_INDEX)
+            labels = batch_labels if labels is None else nested_concat(labels, batch_labels, padding_index=IGNORE_INDEX)
         model.train()
         unpack = lambda values: values[0] if len(values) == 1 else values  # noqa: E731
         metrics = compute_metrics(EvalPrediction(predictions=unpack(predictions), label_ids=unpack(labels)))
@@ -223,21 +208,6 @@ def make_dynamic_evaluator(task: Task, examples: list[dict], encoded: Any):
         return value if np.isfinite(value) else 0.0
 
     return evaluate
-
-
-def discover_candidates(output_dir: str) -> list[Candidate]:
-    """Every model Trainer.compress produced, float baseline first: float, pruned floats, PTQ INT8 models."""
-    found = [Candidate(FLOAT_DIR, os.path.join(output_dir, FLOAT_DIR), STATIC_MODEL_PREFIX + ".pdmodel")]
-    pruned_dirs = sorted(glob.glob(os.path.join(output_dir, "width_mult_*")))
-    for pruned in pruned_dirs:
-        if os.path.isfile(os.path.join(pruned, STATIC_MODEL_PREFIX + ".pdmodel")):
-            found.append(Candidate(os.path.basename(pruned), pruned, STATIC_MODEL_PREFIX + ".pdmodel"))
-    for parent in [os.path.join(output_dir, FLOAT_DIR), *pruned_dirs]:
-        for quantized in sorted(glob.glob(os.path.join(parent, "*", QUANTIZED_PREFIX + ".pdmodel"))):
-            directory = os.path.dirname(quantized)
-            found.append(Candidate(os.path.relpath(directory, output_dir), directory, QUANTIZED_PREFIX + ".pdmodel",
-                                   precision="int8", source=os.path.relpath(parent, output_dir)))  # fmt: skip
-    return found
 
 
 def check_engines(engines: Sequence[str]) -> None:
@@ -288,7 +258,7 @@ def build_engine_candidates(
         is_float = source.name == FLOAT_DIR
 
         def derived(variant: str) -> tuple[str, str]:
-            return f"{source.name}/{variant}", os.path.join(source.path, variant)
+            return derived_candidate_path(source, variant)
 
         if "paddle" in engines and bf16:
             name, path = derived("paddle-bf16")
@@ -307,7 +277,7 @@ def build_engine_candidates(
                 quantize_with_nncf(source.path, path, task, tokenizer, examples, max_seq_length, settings, examples)
                 built.append(Candidate(name, path, OPENVINO_IR_FILE, "openvino", "int8", source.name))
         if "onnxruntime" in engines and is_float:
-            from ernie3.onnx import ONNX_FILE, export_onnx, quantize_onnx_dynamic
+            from ernie3.onnx import export_onnx, quantize_onnx_dynamic
 
             name, path = derived("onnxruntime-int8")
             with atomic_directory(path) as staging:
@@ -487,7 +457,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     compress_seconds = time.time() - started
     output_dir = args.output_dir = publish_staged_output(output_dir, final_output_dir, COMPRESS_LAYOUT)
 
-    candidates = discover_candidates(output_dir)
+    candidates = compress_candidates(output_dir)
     prepare_candidate_dirs(candidates, tokenizer, task, data_args.max_seq_length)
     float_candidates = [c for c in candidates if c.source is None]
     candidates += build_engine_candidates(float_candidates, eval_args.engines, task, tokenizer, examples["dev"],

@@ -72,7 +72,7 @@ def compress(task_type: str, task_name: str, best_model_dir: str, output_dir: st
 
 def infer(model_path: str, dev_file: str) -> dict:
     """infer.py with --perf on one model."""
-    from ernie3.inference import main as infer_main
+    from ernie3.cli.infer import main as infer_main
 
     return infer_main(["--model_path", model_path, "--dev_file", dev_file, "--perf", "--num_threads", "2"])
 

@@ -8,10 +8,9 @@ from typing import Any, Optional
 
 from ernie3.errors import UserError
 from ernie3.files import atomic_directory, write_json_atomic
+from ernie3.layout import STATIC_MODEL_PREFIX, TASK_INFO_FILE
 from ernie3.tasks import Task, get_task
 
-TASK_INFO_FILE = "ernie3_task.json"
-STATIC_MODEL_PREFIX = "model"
 
 
 def write_task_info(directory: str, task: Task, max_seq_length: int, **extra: Any) -> None:

@@ -235,7 +235,7 @@ def foreign_entries(output_dir: str, kind: str, layout: Sequence[str], require_r
     not foreign: they are left alone, never deleted. Without `require_record`, a directory with no record at all
     (e.g. written by an older version) is judged by its layout alone: enough to add to it, not to delete from it.
     """
-    from ernie3.export import TASK_INFO_FILE
+    from ernie3.layout import TASK_INFO_FILE
     if not os.path.isdir(output_dir) or not os.listdir(output_dir):
         return []
     record = read_run_record(output_dir)

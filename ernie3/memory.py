@@ -317,7 +317,7 @@ def plan_model(path: str, options: dict) -> dict:
 
     from ernie3 import backends
     from ernie3.export import read_task_info
-    from ernie3.inference import resolve_model_path
+    from ernie3.layout import ONNX_FILE, resolve_model_path
     from ernie3.predict import Predictor
 
     defaults = {name: p.default for name, p in inspect.signature(Predictor.__init__).parameters.items()}
@@ -327,7 +327,7 @@ def plan_model(path: str, options: dict) -> dict:
     buckets = ShapeBuckets.for_limits(options.get("batch_size", defaults["batch_size"]), max_seq_length)
     backend = options.get("backend") or backends.default_backend(path)  # as the Predictor picks it
     if backend == "onnxruntime":
-        recorded_file = backends.read_candidate_settings(path).get("model_file", "model.onnx")
+        recorded_file = backends.read_candidate_settings(path).get("model_file", ONNX_FILE)
         model_file = os.path.join(path, recorded_file) if os.path.isdir(path) else path
         precision = "int8" if backends.is_quantized_onnx(model_file) else "fp32"
     elif backend == "openvino":

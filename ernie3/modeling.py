@@ -134,26 +134,3 @@ def build_tiny_model(
     ErnieModel(config).save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
-
-
-def main() -> None:
-    """`python -m ernie3.modeling`: write a tiny random model (optionally with a real vocab) to a directory."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--vocab_file", help="one token per line (default: a vocabulary generated from Unicode ranges)")
-    parser.add_argument("--vocab_size", type=int, help="embedding rows, if larger than the vocab (ERNIE 3.0: 40000)")
-    parser.add_argument("--hidden_size", type=int, default=64)
-    parser.add_argument("--num_hidden_layers", type=int, default=2)
-    parser.add_argument("--num_attention_heads", type=int, default=4)
-    parser.add_argument("--intermediate_size", type=int, default=256)
-    args = parser.parse_args()
-    path = build_tiny_model(**vars(args))
-    print(f"tiny ERNIE model written to {path}")
-
-
-if __name__ == "__main__":
-    from ernie3.errors import run_cli
-
-    run_cli(main)

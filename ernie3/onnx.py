@@ -8,10 +8,9 @@ from typing import Optional
 
 from ernie3.backends import PaddleBackend, find_static_model, is_quantized_model
 from ernie3.errors import UserError
-from ernie3.export import TASK_INFO_FILE
-from ernie3.logs import native_output_captured, set_verbose
+from ernie3.layout import ONNX_FILE, TASK_INFO_FILE
+from ernie3.logs import native_output_captured
 
-ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 #: the opsets paddle2onnx 2.1 converts to (it aborts the process outside them)
 MIN_OPSET, MAX_OPSET = 7, 21
@@ -126,41 +125,3 @@ def compare_with_paddle(paddle_model_dir: str, onnx_file: str, examples: list[di
     agreement = sum(a == b for a, b in zip(*decisions)) / len(examples)
     return {"examples": len(examples), "max_abs_difference": max_difference, "agreement": agreement,
             "precision": candidate.precision}  # fmt: skip
-
-
-def main(argv=None) -> dict:
-    """deploy/paddle2onnx: export to ONNX (+ dynamic INT8), then check agreement with Paddle Inference."""
-    import argparse
-
-    from ernie3.data import load_examples
-    from ernie3.export import task_of_model_dir
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--model_path", required=True, help="a float static model dir (export dir or pruned candidate)")
-    parser.add_argument("--output_dir", help="where model.onnx goes (default: --model_path)")
-    parser.add_argument("--opset_version", type=int, default=13)
-    parser.add_argument("--quantize", action="store_true", help="also write model.int8.onnx (ONNX Runtime dynamic INT8)")
-    parser.add_argument("--dev_file", help="check agreement with Paddle Inference on these examples")
-    parser.add_argument("--max_examples", type=int, default=200)
-    parser.add_argument("--num_threads", type=int, default=2)
-    parser.add_argument("--verbose", action="store_true", help="show paddle2onnx's and Paddle's own logs")
-    args = parser.parse_args(argv)
-    set_verbose(args.verbose)
-    for name in ("max_examples", "num_threads"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
-
-    task = task_of_model_dir(args.model_path)
-    onnx_file = export_onnx(args.model_path, args.output_dir, args.opset_version)
-    files = [onnx_file] + ([quantize_onnx_dynamic(onnx_file)] if args.quantize else [])
-    report: dict = {"files": files}
-    for path in files:
-        print(f"wrote {path} ({os.path.getsize(path) / 2**20:.1f} MB)")
-    if args.dev_file:
-        examples = load_examples(task, "dev", args.dev_file)[: args.max_examples]
-        for path in files:
-            check = compare_with_paddle(args.model_path, path, examples, args.num_threads)
-            report[path] = check
-            print(f"{os.path.basename(path)} vs Paddle Inference on {check['examples']} dev examples: "
-                  f"decision agreement {check['agreement']:.2%}, max |output difference| {check['max_abs_difference']:.2e}")  # fmt: skip
-    return report

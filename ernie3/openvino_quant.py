@@ -17,7 +17,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from ernie3.backends import CANDIDATE_FILE, OPENVINO_IR_FILE, find_openvino_model, read_openvino_model
+from ernie3.backends import find_openvino_model, read_openvino_model
+from ernie3.layout import CANDIDATE_FILE, OPENVINO_IR_FILE
 from ernie3.errors import UserError
 from ernie3.files import atomic_directory
 from ernie3.logs import verbose

@@ -12,6 +12,7 @@ from ernie3.errors import UserError
 from ernie3.backends import TensorRTOptions, create_backend, default_backend
 from ernie3.export import read_task_info, task_of_model_dir
 from ernie3.memory import ShapeBuckets, estimate_peak_rss_mb, model_dims
+from ernie3.tasks.base import IGNORE_INDEX
 
 
 #: a run of rows that fills at least this share of the next batch bucket is padded up to it with repeated rows
@@ -191,8 +192,6 @@ def load_model_tokenizer(model_dir: str) -> Any:
         raise UserError(f"{model_dir}: the tokenizer files are damaged ({reason})") from None
 
 
-#: value of padded positions when sequence outputs of different batch lengths are stacked (as the Trainer pads)
-OUTPUT_PADDING = -100
 
 
 def concatenate_rows(arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -201,7 +200,7 @@ def concatenate_rows(arrays: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate(arrays, axis=0)
     length = max(array.shape[1] for array in arrays)
     padded = [
-        np.pad(a, [(0, 0), (0, length - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=OUTPUT_PADDING)
+        np.pad(a, [(0, 0), (0, length - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=IGNORE_INDEX)
         for a in arrays
     ]
     return np.concatenate(padded, axis=0)

@@ -281,7 +281,7 @@ def load_config(path: str) -> ServingConfig:
 
 def resolve_served_path(spec: ModelSpec) -> str:
     """The model a config path means, as infer.py reads it: a compress output dir serves its best/ candidate."""
-    from ernie3.inference import resolve_model_path
+    from ernie3.layout import resolve_model_path
 
     if not os.path.exists(spec.path):
         raise UserError(f"model '{spec.name}' could not be loaded: path not found: {spec.path}")

@@ -10,7 +10,8 @@ from typing import Any, Optional, Sequence
 from ernie3.args import RunArguments, check_max_seq_length, parse_arguments
 from ernie3.data import load_examples
 from ernie3.errors import UserError
-from ernie3.export import TASK_INFO_FILE, apply_recorded_settings, export_inference_model, write_task_info
+from ernie3.export import apply_recorded_settings, export_inference_model, write_task_info
+from ernie3.layout import BEST_DIR, EXPORT_DIR, TASK_INFO_FILE, TRAIN_LAYOUT, predictions_file
 from ernie3.files import (
     LEFTOVER_PATTERNS,
     atomic_directory,
@@ -26,9 +27,6 @@ from ernie3.modeling import check_model_source, load_model, load_tokenizer, mode
 from ernie3.tasks import Task
 from ernie3.tasks.base import Encoded, output_list
 
-BEST_MODEL_DIR = "best"
-PREDICT_DIR = "predict"
-
 
 def dataset_of(encoded: Encoded) -> Any:
     from paddlenlp.datasets import MapDataset
@@ -36,8 +34,6 @@ def dataset_of(encoded: Encoded) -> Any:
     return MapDataset(encoded.features)
 
 
-#: names a training run writes into its output dir (a later --overwrite_output_dir deletes only these)
-TRAIN_LAYOUT = ("checkpoint-*", BEST_MODEL_DIR, "export", PREDICT_DIR, "runs", "*_results.json", "trainer_state.json")
 #: written into a checkpoint last: a checkpoint without it was interrupted while being written
 CHECKPOINT_DONE_FILE = "ernie3_checkpoint.json"
 
@@ -268,10 +264,10 @@ def prepare_training_output(
             f"wrote; {action} them: choose a new or empty --output_dir"
         )
     if requested["do_train"]:
-        check_replaceable_model_dir(os.path.join(output_dir, BEST_MODEL_DIR), "--output_dir")
+        check_replaceable_model_dir(os.path.join(output_dir, BEST_DIR), "--output_dir")
     export_dir = None
     if requested["do_export"]:
-        export_dir = model_args.export_model_dir or os.path.join(output_dir, "export")
+        export_dir = model_args.export_model_dir or os.path.join(output_dir, EXPORT_DIR)
         flag = "--export_model_dir" if model_args.export_model_dir else "--output_dir"
         check_output_location(export_dir, flag)
         if local_model and paths_overlap(export_dir, model_dir):
@@ -400,7 +396,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
         check_finite_loss(metrics["train_loss"], trainer.state.global_step)
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
-        best_dir = os.path.join(output_dir, BEST_MODEL_DIR)
+        best_dir = os.path.join(output_dir, BEST_DIR)
         if training_args.should_save:  # the best checkpoint by dev metric (load_best_model_at_end)
             save_best_model(trainer, tokenizer, task, best_dir, max_seq_length)
         if training_args.load_best_model_at_end:
@@ -419,7 +415,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
     if requested["do_predict"]:
         prediction = trainer.predict(datasets["test"])
         results = task.decode(examples["test"], encoded["test"], output_list(prediction.predictions))
-        path = os.path.join(output_dir, PREDICT_DIR, f"{task.name}_predict.json")
+        path = predictions_file(output_dir, task.name)
         if training_args.should_save:
             task.write_predictions(path, examples["test"], results)
             logger.info(f"Predictions for {len(examples['test'])} test examples written to {path}")

@@ -97,3 +97,47 @@ def test_bad_settings_are_one_line_errors(argv, message):
     with pytest.raises(UserError, match=message) as error:
         parse("--task_name", "tnews", *argv)
     assert "\n" not in str(error.value)
+
+
+def test_config_yml_holds_only_what_recipes_change():
+    """One home per default: a value in config.yml must change what the flag's dataclass default (or an earlier
+    section) gives, else it is a second copy that can drift."""
+    from paddlenlp.trainer import CompressionArguments, PdArgumentParser, TrainingArguments
+
+    from ernie3.args import DEFAULT_CONFIG, DataArguments, ModelArguments, read_config_file
+    from ernie3.compress import CandidateEvaluationArguments
+    from ernie3.tasks import TASKS
+
+    task_classes = {task.arguments_class for task in TASKS.values() if task.arguments_class}
+    def defaults_of(*dataclasses) -> dict:
+        parser = PdArgumentParser((ModelArguments, DataArguments, *dataclasses))
+        found = {action.dest: action.default for action in parser._actions}
+        for arguments_class in task_classes:
+            found.update(vars(arguments_class()))
+        return found
+
+    # compress runs have their own defaults (e.g. warmup_ratio), under the same sections plus `compress:`
+    training_defaults = defaults_of(TrainingArguments)
+    compress_defaults = defaults_of(CompressionArguments, CandidateEvaluationArguments)
+    config = read_config_file(DEFAULT_CONFIG)
+
+    def same(a, b) -> bool:
+        return str(a).lower() == str(b).lower() or (isinstance(a, list) and [str(x) for x in a] == [str(x) for x in b or []])
+
+    repeats = set()
+    for task in TASKS.values():
+        effective = dict(training_defaults)
+        sections = [(name, config.get(name) or {}) for name in ("common", *task.config_sections())]
+        for name, values in sections:
+            for key, value in values.items():
+                if key != "compress":
+                    if key in effective and same(value, effective[key]):
+                        repeats.add(f"[{name}] {key}: {value}")
+                    effective[key] = value
+        effective = {**compress_defaults, **{k: v for name, values in sections for k, v in values.items()}}
+        for name, values in sections:
+            for key, value in (values.get("compress") or {}).items():
+                if key in effective and same(value, effective[key]):
+                    repeats.add(f"[{name}.compress] {key}: {value}")
+                effective[key] = value
+    assert not repeats, f"config.yml repeats defaults: {sorted(repeats)}"

@@ -70,7 +70,7 @@ def infer_argv(model, input_file, output_file, *extra):
 
 
 def run_infer(argv):
-    from ernie3.inference import main
+    from ernie3.cli.infer import main
 
     return main(argv)
 
@@ -161,7 +161,7 @@ def test_skip_invalid_records_logs_line_numbers(model, tmp_path):
 def test_dataset_format_and_deploy_script(model, tmp_path):
     """The task's own dataset file (ids kept), and deploy/python's streaming mode on plain text lines."""
     from ernie3.data import load_local_examples
-    from ernie3.deploy import main as deploy_main
+    from ernie3.cli.predict import main as deploy_main
     from ernie3.predict import Predictor
     from ernie3.tasks import get_task
 

@@ -164,14 +164,14 @@ def test_ner_report_has_one_precision_column():
 
 
 def test_bf16_on_a_cpu_without_it_is_one_clear_error(trained_tnews, monkeypatch):
-    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(backends.base, "cpu_has_native_bf16", lambda: False)
     for backend in ("paddle", "openvino"):
         with pytest.raises(UserError, match="bf16 needs a CPU with native BF16"):
             create_backend(trained_tnews["export_dir"], backend=backend, precision="bf16")
 
 
 def test_unknown_backend_and_openvino_on_a_quantized_paddle_program_are_clear_errors(trained_tnews, compressed):
-    from ernie3.inference import main as infer
+    from ernie3.cli.infer import main as infer
 
     with pytest.raises(UserError, match="backend 'tvm' is not supported"):
         create_backend(trained_tnews["export_dir"], backend="tvm")
@@ -196,7 +196,7 @@ def test_unknown_engine_is_refused_before_any_work(trained_tnews, tmp_path):
 
 @needs_bf16
 def test_infer_runs_bf16_and_openvino(trained_tnews):
-    from ernie3.inference import main as infer
+    from ernie3.cli.infer import main as infer
 
     fp32 = infer(["--model_path", trained_tnews["export_dir"], "--dev_file", DEV])
     for extra in (["--precision", "bf16"], ["--backend", "openvino"], ["--backend", "openvino", "--precision", "bf16"]):

@@ -38,7 +38,8 @@ def scratch(tmp_path_factory):
 @pytest.mark.parametrize("index", range(len(offline_snippets())))
 def test_offline_snippet_runs_as_written(scratch, index):
     """Snippets depend on earlier ones (the model, the fine-tuned output), as a reader runs them: in order."""
-    script = offline_snippets()[index].replace(".venv/bin/python", sys.executable)
+    venv_bin = os.path.dirname(sys.executable)  # the console command `ernie3` sits beside the venv's python
+    script = offline_snippets()[index].replace(".venv/bin/python", sys.executable).replace(".venv/bin/ernie3", venv_bin + "/ernie3")
     environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     environment.pop("ERNIE3_VERBOSE", None)
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=scratch, capture_output=True, text=True,

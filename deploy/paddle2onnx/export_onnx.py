@@ -4,13 +4,8 @@ against Paddle Inference.
     python deploy/paddle2onnx/export_onnx.py --model_path output/tnews/export --quantize --dev_file dev.json
     python infer.py --model_path output/tnews/export/model.int8.onnx --dev_file dev.json --perf
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from ernie3.errors import run_cli  # noqa: E402
-from ernie3.onnx import main  # noqa: E402
+from ernie3.cli.export_onnx import main
+from ernie3.errors import run_cli
 
 if __name__ == "__main__":
     run_cli(main)

@@ -4,13 +4,8 @@
     python deploy/python/infer_cpu.py --model_path output/afqmc/export --text 花呗怎么还 --text_pair 花呗如何还款
     python deploy/python/infer_cpu.py --model_path output/msra_ner/export --input_file sentences.txt
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from ernie3.deploy import main  # noqa: E402
-from ernie3.errors import run_cli  # noqa: E402
+from ernie3.cli.predict import main
+from ernie3.errors import run_cli
 
 if __name__ == "__main__":
     run_cli(lambda: main("cpu"))

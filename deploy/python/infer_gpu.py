@@ -4,13 +4,8 @@
     python deploy/python/infer_gpu.py --model_path output/tnews/export --use_trt --precision fp16 --input_file texts.txt
     python deploy/python/infer_gpu.py --model_path output/tnews/compress/best --use_trt --precision int8 --text ...
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from ernie3.deploy import main  # noqa: E402
-from ernie3.errors import run_cli  # noqa: E402
+from ernie3.cli.predict import main
+from ernie3.errors import run_cli
 
 if __name__ == "__main__":
     run_cli(lambda: main("gpu"))

@@ -10,6 +10,9 @@ import numpy as np
 
 from ernie3.files import read_json_lines, write_json_lines_atomic
 
+#: the label (and padded output) value the loss and metrics skip: paddlenlp's and the Trainer's padding convention
+IGNORE_INDEX = -100
+
 #: where a record sits in its file: a line number, or a description such as a SQuAD question's id and position
 RecordLocation = Union[int, str]
 

@@ -8,10 +8,9 @@ import numpy as np
 from ernie3.errors import UserError
 from ernie3.files import read_lines
 from ernie3.metrics import chunk_scores, tag_entities
-from ernie3.tasks.base import Encoded, RecordError, RecordLocation, Task, check_text
+from ernie3.tasks.base import IGNORE_INDEX, Encoded, RecordError, RecordLocation, Task, check_text
 
 #: label of positions the loss and the metric skip: special tokens, padding, word pieces after the first
-IGNORE_INDEX = -100
 #: paddlenlp's MSRA format: characters joined by \x02, a TAB, tags joined by \x02
 MSRA_SEPARATOR = "\x02"
 MSRA_HEADER = "text_a\tlabel"

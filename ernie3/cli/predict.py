@@ -1,4 +1,4 @@
-"""deploy/python: raw texts (from arguments or a file) → the Predictor → one JSON result per line on stdout."""
+"""deploy/python and `ernie3 predict`: raw texts (from arguments or a file) → the Predictor → one JSON result per line on stdout."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,8 @@ from typing import Any, Optional, Sequence
 
 from ernie3.errors import UserError
 from ernie3.files import read_lines
-from ernie3.inference import check_positive, resolve_model_path
+from ernie3.cli.common import add_batch_arguments, check_positive, run_batch_job, tensorrt_options
+from ernie3.layout import resolve_model_path
 from ernie3.logs import set_verbose
 
 
@@ -52,8 +53,6 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
     parser.add_argument("--backend", choices=("paddle", "onnxruntime", "openvino"), default=None,
                         help="default: a compress candidate's candidate.json, else by model file")  # fmt: skip
     parser.add_argument("--batch_size", type=int, default=32)
-    from ernie3.batch_predict import add_batch_arguments
-
     add_batch_arguments(parser, input_file=False)  # --input_file with --output_file: streamed batch prediction
     if device == "cpu":
         parser.add_argument("--num_threads", type=int, default=2)
@@ -64,8 +63,6 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
     set_verbose(args.verbose)
     check_positive(args, "batch_size", "num_threads")
 
-    from ernie3.inference import tensorrt_options
-
     tensorrt = None
     if device == "gpu" and args.use_trt:
         tensorrt = tensorrt_options(argparse.Namespace(
@@ -74,8 +71,6 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
             trt_shape_file=None,
         ))  # fmt: skip
     if args.input_file and args.output_file:
-        from ernie3.batch_predict import run_batch_job
-
         return run_batch_job(args, dict(
             model_path=resolve_model_path(args.model_path), backend=args.backend, device=device,
             precision=args.precision, num_threads=getattr(args, "num_threads", 1), batch_size=args.batch_size,

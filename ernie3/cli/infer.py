@@ -1,30 +1,18 @@
 """infer.py: a static model (exported, compressed, or ONNX) on a task's dev set: the metric, and with --perf,
-throughput and latency percentiles after warm-up."""
+throughput and latency percentiles after warm-up; with --input_file/--output_file, predictions for a file of any size.
+"""
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Optional, Sequence
 
-import numpy as np
-
-from ernie3.backends import TensorRTOptions
+from ernie3.cli.common import add_batch_arguments, check_positive, run_batch_job, tensorrt_options
 from ernie3.errors import UserError
 from ernie3.files import check_output_file, write_json_atomic
+from ernie3.layout import resolve_model_path
 from ernie3.logs import set_verbose
-
-
-def resolve_model_path(model_path: str) -> str:
-    """A compress output dir means its best/ candidate; anything else is used as given."""
-    if not os.path.exists(model_path):
-        raise UserError(f"--model_path: not found: {model_path}")
-    if os.path.isdir(model_path) and os.path.isfile(os.path.join(model_path, "report.json")):
-        best = os.path.join(model_path, "best")
-        if not os.path.isdir(best):
-            raise UserError(f"--model_path: {model_path} is a compress output dir without best/")
-        return best
-    return model_path
+from ernie3.timing import measure_predictor
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,29 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_file", help="write the metrics (and perf figures) as JSON here; with --input_file, "
                                                "the predictions (JSON lines)")  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="show Paddle's native logs (pass logs on model load)")
-    from ernie3.batch_predict import add_batch_arguments
-
     add_batch_arguments(parser, output_file=False)
     return parser
-
-
-def tensorrt_options(args: argparse.Namespace) -> Optional[TensorRTOptions]:
-    if not (args.use_trt or args.collect_shape):
-        return None
-    if args.collect_shape and not args.trt_shape_file:
-        raise UserError("--collect_shape needs --trt_shape_file to write to")
-    options = TensorRTOptions(
-        precision="fp32" if args.precision == "auto" else args.precision,
-        workspace_size=args.trt_workspace_size,
-        max_batch_size=args.trt_max_shape[0],
-        min_shape=args.trt_min_shape,
-        opt_shape=args.trt_opt_shape,
-        max_shape=args.trt_max_shape,
-        shape_file=args.trt_shape_file,
-        collect_shapes=args.collect_shape,
-    )
-    options.validate()
-    return options
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -90,8 +57,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise UserError("--use_trt/--collect_shape need --device gpu (TensorRT runs on NVIDIA GPUs only)")
     model_path = resolve_model_path(args.model_path)
     if args.input_file:  # prediction mode: a file of any size → predictions, streamed (ernie3/batch_predict.py)
-        from ernie3.batch_predict import run_batch_job
-
         return run_batch_job(args, dict(
             model_path=model_path, backend=args.backend, device=args.device, precision=args.precision,
             num_threads=args.num_threads, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
@@ -124,7 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
               "metrics": metrics}  # fmt: skip
     print("dev " + ", ".join(f"{name} = {value:.4f}" for name, value in metrics.items()))
     if args.perf:
-        report["perf"] = measure(predictor, examples, time.perf_counter() - started)
+        report["perf"] = measure_predictor(predictor, examples, time.perf_counter() - started)
         perf = report["perf"]
         print(f"throughput: {perf['throughput']:.1f} seq/s end to end, {perf['model_throughput']:.1f} seq/s in the model "
               f"(batch {args.batch_size}, {args.num_threads} threads); batch latency p50 {perf['latency_p50_ms']:.1f} ms, "
@@ -132,33 +97,3 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.output_file:
         write_json_atomic(args.output_file, report)
     return report
-
-
-def check_positive(args: argparse.Namespace, *names: str) -> None:
-    """Count-like flags must be whole numbers >= 1 when given (0 would divide by zero or select nothing)."""
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise UserError(f"--{name} must be at least 1, got {value}")
-
-
-def measure(predictor, examples: list, first_pass_seconds: float) -> dict:
-    """Timed passes after the first (warm-up) one: the model alone per batch, then end to end."""
-    encoded = predictor.task.encode(examples, predictor.tokenizer, predictor.max_seq_length)
-    latencies = []
-    for batch in predictor.batches(encoded.features):
-        tick = time.perf_counter()
-        predictor.backend.run(batch)
-        latencies.append(time.perf_counter() - tick)
-    model_seconds = sum(latencies)
-    started = time.perf_counter()
-    predictor.predict(examples)  # tokenization + model + post-processing
-    end_to_end = time.perf_counter() - started
-    return {
-        "throughput": len(examples) / end_to_end,
-        "model_throughput": len(encoded.features) / model_seconds,
-        "latency_p50_ms": float(np.percentile(latencies, 50) * 1000),
-        "latency_p90_ms": float(np.percentile(latencies, 90) * 1000),
-        "latency_p99_ms": float(np.percentile(latencies, 99) * 1000),
-        "warmup_seconds": first_pass_seconds,
-    }
