@@ -141,11 +141,11 @@ class RunArguments:
     given: set[str]
 
 
-def task_arguments_classes(task_type: Optional[str]) -> list[type]:
+def task_options_classes(task_type: Optional[str]) -> list[type]:
     """The task-specific flag dataclasses of every task of `task_type` (all types if None), for --help."""
     from ernie3.tasks import tasks_of_type
 
-    return list(dict.fromkeys(t.arguments_class for t in tasks_of_type(task_type) if t.arguments_class is not None))
+    return list(dict.fromkeys(t.options_class for t in tasks_of_type(task_type) if t.options_class is not None))
 
 
 def parse_arguments(
@@ -156,14 +156,14 @@ def parse_arguments(
 ) -> RunArguments:
     """Parse and check a run's flags, with config.yml defaults applied and the task's own flags added.
 
-    `task_type` restricts --task_name (run_seq_cls.py accepts only seq_cls tasks). The task's `arguments_class`
+    `task_type` restricts --task_name (run_seq_cls.py accepts only seq_cls tasks). The task's `options_class`
     (e.g. QA's --doc_stride) is parsed too and turned into the task's options.
     For compression, the training arguments are paddlenlp's CompressionArguments and the `compress:` settings apply.
     """
     from paddlenlp.trainer import CompressionArguments, PdArgumentParser, TrainingArguments
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    arguments_class = CompressionArguments if for_compression else TrainingArguments
+    training_class = CompressionArguments if for_compression else TrainingArguments
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task_name")
     pre.add_argument("--config", default=DEFAULT_CONFIG)
@@ -172,10 +172,10 @@ def parse_arguments(
     asks_help = any(token in ("-h", "--help") for token in argv)
     task = get_task(known.task_name, task_type) if known.task_name or not asks_help else None
     if task is not None:
-        task_classes = [task.arguments_class] if task.arguments_class else []
+        task_classes = [task.options_class] if task.options_class else []
     else:  # --help without a task: the flags of every task of this type (types may share flag names)
-        task_classes = task_arguments_classes(task_type)[:1] if task_type else []
-    dataclasses_ = (ModelArguments, DataArguments, arguments_class, *extra_dataclasses, *task_classes)
+        task_classes = task_options_classes(task_type)[:1] if task_type else []
+    dataclasses_ = (ModelArguments, DataArguments, training_class, *extra_dataclasses, *task_classes)
     parser = PdArgumentParser(dataclasses_)
     actions = {action.dest: action for action in parser._actions}
     # the output directory defaults to output/<task>, so the flag is not required
@@ -184,12 +184,7 @@ def parse_arguments(
         parser.parse_args(argv)  # prints the help and exits
     replace = str(known.config_replace).lower() in ("true", "1", "yes", "y")
 
-    output_dir = os.path.join("output", task.name, "compress") if for_compression else os.path.join("output", task.name)
-    defaults: dict[str, Any] = {
-        "output_dir": output_dir,
-        "metric_for_best_model": task.metric_name,
-        "device": default_device(),
-    }
+    defaults = task_dependent_defaults(task, for_compression)
     sources = {key: "built-in" for key in defaults}
     for key, (value, file, section) in load_config_defaults(known.config, task, for_compression, replace).items():
         where = f"{file} [{section}]"
@@ -219,6 +214,12 @@ def parse_arguments(
     for options in rest[len(extra_dataclasses) :]:
         task = task.with_options(**dataclasses.asdict(options))
     return RunArguments(task, model_args, data_args, training_args, extra, requested, cli)
+
+
+def task_dependent_defaults(task: Task, for_compression: bool) -> dict[str, Any]:
+    """The defaults no dataclass or config.yml can hold, because they depend on the task or the machine."""
+    output_dir = os.path.join("output", task.name, "compress") if for_compression else os.path.join("output", task.name)
+    return {"output_dir": output_dir, "metric_for_best_model": task.metric_name, "device": default_device()}
 
 
 def best_model_settings(task: Task, defaults: dict[str, Any], cli: set[str]) -> dict[str, Any]:

@@ -315,7 +315,7 @@ def evaluate_candidates(
         elapsed = time.perf_counter() - started
         metrics = task.score(examples, outputs)
         name, source = candidate.name, candidate.source
-        decisions_of[name] = [task.decision(output) for output in outputs]
+        decisions_of[name] = [task.answer(output) for output in outputs]
         results.append({
             "name": name, "path": candidate.path, "model_file": candidate.model_file, "backend": predictor.backend_name,
             "precision": predictor.precision, "metrics": metrics, "metric": metrics[task.metric_name],

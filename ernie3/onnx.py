@@ -119,7 +119,7 @@ def compare_with_paddle(paddle_model_dir: str, onnx_file: str, examples: list[di
     )
     task = reference.task
     decisions = [
-        [task.decision(result) for result in task.decode(examples, encoded, outputs)]
+        [task.answer(result) for result in task.decode(examples, encoded, outputs)]
         for outputs in (reference_outputs, candidate_outputs)
     ]
     agreement = sum(a == b for a, b in zip(*decisions)) / len(examples)

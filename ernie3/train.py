@@ -319,7 +319,7 @@ def run(task_type: Optional[str] = None, argv: Optional[Sequence[str]] = None) -
     """Run the steps the flags ask for; returns the metrics and paths a caller may print.
 
     `task_type` restricts --task_name to one type (run_seq_cls.py); None accepts every task (`ernie3 train`).
-    The task's own flags (its `arguments_class`, e.g. QA's --doc_stride) become its options, which shape its
+    The task's own flags (its `options_class`, e.g. QA's --doc_stride) become its options, which shape its
     features and decoding and travel with exported models.
     """
     import paddle

@@ -108,12 +108,12 @@ def test_config_yml_holds_only_what_recipes_change():
     from ernie3.compress import CandidateEvaluationArguments
     from ernie3.tasks import TASKS
 
-    task_classes = {task.arguments_class for task in TASKS.values() if task.arguments_class}
+    task_classes = {task.options_class for task in TASKS.values() if task.options_class}
     def defaults_of(*dataclasses) -> dict:
         parser = PdArgumentParser((ModelArguments, DataArguments, *dataclasses))
         found = {action.dest: action.default for action in parser._actions}
-        for arguments_class in task_classes:
-            found.update(vars(arguments_class()))
+        for options_class in task_classes:
+            found.update(vars(options_class()))
         return found
 
     # compress runs have their own defaults (e.g. warmup_ratio), under the same sections plus `compress:`

@@ -91,8 +91,8 @@ def test_bucketing_leaves_every_real_output_unchanged(exported, task_type):
             np.testing.assert_allclose(real, reference[0], rtol=1e-4, atol=1e-4)
     # decoded results equal those of each example predicted on its own
     together = predictor.predict(examples)
-    assert [predictor.task.decision(r) for r in together] == [
-        predictor.task.decision(predictor.predict([example])[0]) for example in examples
+    assert [predictor.task.answer(r) for r in together] == [
+        predictor.task.answer(predictor.predict([example])[0]) for example in examples
     ]
 
 

@@ -18,7 +18,7 @@ needs_bf16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has 
 
 
 def decisions(predictor, examples):
-    return [predictor.task.decision(result) for result in predictor.predict(examples)]
+    return [predictor.task.answer(result) for result in predictor.predict(examples)]
 
 
 def max_difference(outputs, reference):
@@ -97,7 +97,7 @@ def test_every_task_type_runs_through_the_predictor_on_bf16_and_openvino(exporte
         difference = max_difference(predictor.outputs(encoded.features), expected_outputs)
         assert difference < (1e-4 if precision == "fp32" else 0.05), (backend, precision)
         if precision == "fp32":
-            assert [reference.task.decision(r) for r in results] == [reference.task.decision(r) for r in expected]
+            assert [reference.task.answer(r) for r in results] == [reference.task.answer(r) for r in expected]
 
 
 def test_openvino_int8_candidate_is_quantized_and_loads_on_its_own(compressed, tnews_examples):

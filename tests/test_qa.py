@@ -74,7 +74,7 @@ def test_qa_flags_come_from_config_and_command_line():
     from ernie3.args import parse_arguments
 
     parsed = parse_arguments(["--task_name", "cmrc2018", "--do_eval"], "qa")
-    options = parsed.task.options  # the task's own flags (QAArguments) became its options
+    options = parsed.task.options  # the task's own flags (QAOptions) became its options
     assert (options["doc_stride"], options["max_query_length"], parsed.data.max_seq_length) == (128, 64, 512)
     assert parse_arguments(["--task_name", "cmrc2018", "--doc_stride", "32"], "qa").task.options["doc_stride"] == 32
     with pytest.raises(UserError, match="invalid arguments: --n_best_size must be a positive integer"):

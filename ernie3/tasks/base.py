@@ -90,9 +90,9 @@ class Task(abc.ABC):
     architecture_suffix: ClassVar[str]
     #: key of `compute_metrics`' result that picks the best checkpoint
     metric_name: ClassVar[str]
-    #: dataclass of the flags only this task type has (e.g. QA's window settings): the training, compress and
-    #: pipeline commands add them, and their values become the task's `options`
-    arguments_class: ClassVar[Optional[type]] = None
+    #: dataclass of the task type's own options (e.g. QA's window stride), each one a command-line flag of the
+    #: training, compress and pipeline commands; their values are the task's `options`, recorded with its models
+    options_class: ClassVar[Optional[type]] = None
 
     def __init__(
         self,
@@ -261,8 +261,9 @@ class Task(abc.ABC):
         return paddle.nn.CrossEntropyLoss()
 
     @abc.abstractmethod
-    def decision(self, output: dict) -> Any:
-        """The part of one post-processed output that counts when comparing two models (not the scores)."""
+    def answer(self, output: dict) -> Any:
+        """The answer in one result (a label, an entity list, an answer text) without its scores: what agreement
+        between two models (float vs INT8, Paddle vs ONNX) compares."""
 
     def describe(self) -> dict:
         """What an exported model records about its task, so later stages can check they got the right one."""

@@ -24,7 +24,7 @@ ANSWER_START_TOLERANCE = 5
 
 
 @dataclass
-class QAArguments:
+class QAOptions:
     """Flags of run_qa.py only: how long contexts are cut into windows and how answers are decoded."""
 
     doc_stride: int = field(
@@ -47,27 +47,27 @@ class QATask(Task):
     metric_name = "f1"
     architecture_suffix = "ForQuestionAnswering"
     label_names = ("start_positions", "end_positions")
-    arguments_class = QAArguments
+    options_class = QAOptions
 
     def __init__(
         self,
         name: str,
         online_dataset: tuple[str, Optional[str]],
         online_splits: Optional[Mapping[str, Optional[str]]] = None,
-        settings: Optional[QAArguments] = None,
+        qa_options: Optional[QAOptions] = None,
     ):
         super().__init__(name, (), online_dataset, online_splits)
-        self.settings = settings or QAArguments()
+        self.qa_options = qa_options or QAOptions()
 
     @property
     def options(self) -> dict:
-        return dataclasses.asdict(self.settings)
+        return dataclasses.asdict(self.qa_options)
 
     def with_options(self, **options: Any) -> "QATask":
         unknown = set(options) - set(self.options)
         if unknown:
             raise ValueError(f"unknown {self.task_type} options: {', '.join(sorted(unknown))}")
-        return QATask(self.name, self.online_dataset, self.online_splits, dataclasses.replace(self.settings, **options))
+        return QATask(self.name, self.online_dataset, self.online_splits, dataclasses.replace(self.qa_options, **options))
 
     def model_class(self) -> Any:
         from paddlenlp.transformers import AutoModelForQuestionAnswering
@@ -178,12 +178,12 @@ class QATask(Task):
         Windows start `doc_stride` tokens apart. Labelled examples get start/end positions of their first answer
         that is a span of the context, or [CLS] (0, 0) in windows that do not hold the whole answer.
         """
-        settings = self.settings
+        options = self.qa_options
         special_tokens = tokenizer.num_special_tokens_to_add(pair=True)
-        if max_seq_length - special_tokens - settings.max_query_length < 1:
+        if max_seq_length - special_tokens - options.max_query_length < 1:
             raise UserError(
                 f"--max_seq_length {max_seq_length} leaves no room for the context after --max_query_length "
-                f"{settings.max_query_length} question tokens and {special_tokens} special tokens"
+                f"{options.max_query_length} question tokens and {special_tokens} special tokens"
             )
         tokenized_contexts: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}  # questions share paragraphs
         encoded = Encoded([], [], [])
@@ -193,9 +193,9 @@ class QATask(Task):
                 tokenized_contexts[context] = tokenize_with_offsets(tokenizer, context)
             context_ids, offsets = tokenized_contexts[context]
             question_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(example["question"]))
-            question_ids = question_ids[: settings.max_query_length]
+            question_ids = question_ids[: options.max_query_length]
             window_length = max_seq_length - special_tokens - len(question_ids)
-            windows = context_windows(len(context_ids), window_length, settings.doc_stride)
+            windows = context_windows(len(context_ids), window_length, options.doc_stride)
             answer = answer_token_span(example, offsets) if example.get("answers") else None
             context_start = len(question_ids) + 2  # after [CLS] question [SEP]
             for (start, length), max_context in zip(windows, max_context_flags(windows)):
@@ -230,7 +230,7 @@ class QATask(Task):
         features_of: dict[int, list[int]] = defaultdict(list)
         for feature_index, example_index in enumerate(encoded.example_indices):
             features_of[example_index].append(feature_index)
-        n_best, max_answer_length = self.settings.n_best_size, self.settings.max_answer_length
+        n_best, max_answer_length = self.qa_options.n_best_size, self.qa_options.max_answer_length
         results = []
         for example_index, example in enumerate(examples):
             candidates: list[tuple[float, int, int]] = []
@@ -255,7 +255,7 @@ class QATask(Task):
         scores = cmrc_scores(references, predictions)
         return {"f1": scores["f1"], "em": scores["em"]}
 
-    def decision(self, output: dict) -> Any:
+    def answer(self, output: dict) -> Any:
         return output["start"], output["end"]
 
     def write_predictions(self, path: str, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> None:

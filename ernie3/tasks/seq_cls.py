@@ -133,7 +133,7 @@ class SeqClsTask(Task):
         """A CLUE submission line: the example id (or its position) and the predicted label."""
         return {"id": example["id"] if example["id"] is not None else position, "label": result["label"]}
 
-    def decision(self, output: dict) -> Any:
+    def answer(self, output: dict) -> Any:
         return output["label"]
 
 

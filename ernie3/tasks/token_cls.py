@@ -156,7 +156,7 @@ class TokenClsTask(Task):
         gold = [[self.labels[k] for k in example["labels"]] for example in examples]
         return chunk_scores(gold, [result["tags"] for result in results])
 
-    def decision(self, output: dict) -> Any:
+    def answer(self, output: dict) -> Any:
         return tuple((entity["type"], entity["start"], entity["end"]) for entity in output["entities"])
 
     def prediction_record(self, position: int, example: Mapping[str, Any], result: Mapping[str, Any]) -> dict:
