@@ -14,7 +14,8 @@ from typing import Any, Optional, Sequence
 
 from ernie3.errors import UserError
 from ernie3.serving.config import ModelSpec
-from ernie3.serving.models import BatchStats, describe_model, load_predictor, recorded_max_seq_length, warm_up
+from ernie3.serving.models import (BatchStats, describe_model, last_line, load_predictor, recorded_max_seq_length,
+                                   warm_up)  # fmt: skip
 from ernie3.serving.protocol import InternalError, RequestError, count_characters, new_request_id
 
 logger = logging.getLogger("uvicorn.error")  # runtime messages appear in uvicorn's log, in its format
@@ -124,6 +125,10 @@ class ModelWorker:
             warm_up(self.spec.name, self.predictor)
         except UserError as exc:
             self._start_error = exc
+            return
+        except Exception as exc:  # noqa: BLE001 (a worker that died here would leave a server that never gets ready)
+            logger.exception("model '%s': warm-up failed", self.spec.name)
+            self._start_error = UserError(f"model '{self.spec.name}' failed its warm-up: {last_line(exc)}")
             return
         finally:
             self._started.set()
