@@ -13,5 +13,5 @@ from ernie3.serving.config import ModelSpec, ServerSettings, ServingConfig, Serv
 from ernie3.serving.server import run_server
 from ernie3.serving.worker import ModelRegistry
 
-__all__ = ["ModelSpec", "ServerSettings", "ServingConfig", "ServingLimits", "load_config", "parse_config", "ModelRegistry",
-           "create_app", "run_server"]
+__all__ = ["ModelSpec", "ServerSettings", "ServingConfig", "ServingLimits", "load_config", "parse_config",
+           "ModelRegistry", "create_app", "run_server"]

@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ernie3.serving.config import ServerSettings
-from ernie3.serving.protocol import InternalError, RequestError, decode_json, new_request_id, parse_predict_request, read_body
+from ernie3.serving.protocol import (InternalError, RequestError, decode_json, new_request_id, parse_predict_request,
+                                     read_body)  # fmt: skip
 from ernie3.serving.worker import ModelRegistry
 
 logger = logging.getLogger("uvicorn.error")  # runtime messages appear in uvicorn's log, in its format

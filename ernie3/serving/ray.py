@@ -5,8 +5,9 @@ deployment.
 
 The same config file as the FastAPI service, plus an optional `ray:` section (replicas, autoscaling bounds, CPUs per
 replica; see deploy/serving/README.md). Requests are parsed and validated by the FastAPI service's own functions
-(ernie3/serving/protocol.py) in an ingress deployment, so every 4xx answer is the same; each model's replicas batch requests with Ray Serve's `@serve.batch`
-(in place of the FastAPI service's worker thread) and run the project's Predictor, so every result is the same too.
+(ernie3/serving/protocol.py) in an ingress deployment, so every 4xx answer is the same; each model's replicas batch
+requests with Ray Serve's `@serve.batch` (in place of the FastAPI service's worker thread) and run the project's
+Predictor, so every result is the same too.
 """
 # no `from __future__ import annotations`: FastAPI reads the route annotations (Request) of the ingress class,
 # which Ray pickles by value, keeping only the globals its code names, so string annotations would not resolve
