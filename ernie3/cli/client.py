@@ -1,5 +1,5 @@
 """Clients of the serving API: a one-off prediction client (any task type: the served model's task reads its own
-input flags), and the HTTP helpers the load test and the soak benchmark share.
+input flags), and the HTTP helpers the load test shares (ernie3/cli/load_test.py).
 
     python deploy/serving/client_seq_cls.py --url http://127.0.0.1:8000 "球队赢得冠军" "新款手机发布"
     python deploy/serving/client_token_cls.py "张三在北京大学工作"

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ernie3.errors import UserError
 from ernie3.serving.config import ModelSpec
@@ -249,7 +249,7 @@ class ModelRegistry:
         self.workers = {worker.spec.name: worker for worker in workers}
 
     @classmethod
-    def load(cls, specs: Sequence[ModelSpec], progress: Any = print) -> "ModelRegistry":
+    def load(cls, specs: Sequence[ModelSpec], progress: Callable[[str], None] = print) -> "ModelRegistry":
         """Load every model (one at a time: Paddle's start-up is not meant to run concurrently) and start its worker."""
         # paddle sets up process-wide state at import; do it here, on the main thread, before any worker runs
         import paddle.inference  # noqa: F401
