@@ -155,7 +155,7 @@ def model_dims(model_file: str, params_file: Optional[str] = None) -> ModelDims:
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """Coefficients of one backend's peak-RSS estimate, calibrated on soak measurements (ernie3/soak.py; ERNIE 3.0
+    """Coefficients of one backend's peak-RSS estimate, calibrated on soak measurements (ernie3/cli/soak.py; ERNIE 3.0
     medium and a tiny model, one thread): runtime + loaded weights + per-shape state + activations of the largest
     shape. Paddle oneDNN keeps, for each input shape it runs, its own reordered copy of the encoder's FC weights
     (measured: +165 MB per shape for the medium model in FP32, whatever the shape's size), except for the

@@ -104,7 +104,7 @@ def write_serving_config(path, model_path, **server):
 
 
 def test_the_service_refuses_a_budget_its_models_cannot_fit(exported, tmp_path):
-    from ernie3.serve import main
+    from ernie3.cli.serve import main
 
     config = write_serving_config(tmp_path / "config.yml", exported["seq_cls"], max_memory_mb=10)
     stderr = io.StringIO()
@@ -118,7 +118,7 @@ def test_the_service_refuses_a_budget_its_models_cannot_fit(exported, tmp_path):
 
 def test_a_budget_that_fits_states_each_models_plan(exported):
     from ernie3.memory import check_memory_budget
-    from ernie3.serve import ModelSpec, ServingLimits
+    from ernie3.serving.config import ModelSpec, ServingLimits
 
     spec = ModelSpec("tnews", exported["seq_cls"], ServingLimits(), {"batch_size": 4, "max_seq_length": 64})
     lines = check_memory_budget([spec], max_memory_mb=100_000)
@@ -133,7 +133,7 @@ def test_rss_summary_reads_warm_up_peak_and_late_growth():
 
 
 def test_a_short_soak_stays_flat_after_warm_up(exported, tmp_path):
-    from ernie3 import soak
+    from ernie3.cli import soak
 
     run = soak.main(["--model_path", exported["seq_cls"], "--minutes", "0.3", "--interval", "0.25",
                      "--batch_size", "8", "--max_text_chars", "120", "--output_dir", str(tmp_path)])  # fmt: skip

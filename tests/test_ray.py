@@ -63,7 +63,7 @@ def test_ray_data_predictions_identical_to_local_engine(model, ray_session, tmp_
 
 
 def test_ray_section_of_the_serving_config():
-    from ernie3.ray_serve import parse_ray_section
+    from ernie3.serving.ray import parse_ray_section
 
     section = parse_ray_section({"num_cpus": 1, "models": {"tnews": {"min_replicas": 1, "max_replicas": 3}}}, ["tnews", "ner"])
     assert section.replicas_of("ner").autoscaling is None and section.replicas_of("ner").num_replicas == 1
@@ -104,8 +104,8 @@ def test_ray_serve_answers_like_the_fastapi_service(model, ray_session, tmp_path
     from fastapi.testclient import TestClient
     from ray import serve
 
-    from ernie3.ray_serve import RaySection, start
-    from ernie3.serve import ModelRegistry, create_app, parse_config
+    from ernie3.serving import ModelRegistry, create_app, parse_config
+    from ernie3.serving.ray import RaySection, start
 
     raw = {"defaults": {"max_texts_per_request": 8, "max_text_chars": 200, "max_body_bytes": 8192},
            "models": [{"name": "tnews", "path": model, "num_threads": 1, "batch_size": BATCH}]}  # fmt: skip

@@ -1,4 +1,4 @@
-"""The HTTP server (ernie3/serve.py) for real: started with deploy/serving/serve.py on a free loopback port, asked
+"""The HTTP server (ernie3/serving) for real: started with deploy/serving/serve.py on a free loopback port, asked
 over HTTP, compared with the Predictor on the same models; bad requests, concurrency and batching, start-up errors,
 and the client and load-test scripts."""
 import json
@@ -15,8 +15,8 @@ import yaml
 from conftest import REPO_ROOT, TINY_EXPORT_TASKS
 
 from ernie3.errors import UserError
-from ernie3.serve import ServingLimits, parse_config
-from ernie3.serve_client import check_loopback
+from ernie3.cli.load_test import check_loopback
+from ernie3.serving.config import ServingLimits, parse_config
 from ernie3.tasks import get_task
 
 # the load test's default traffic: each task's own sample inputs
@@ -491,9 +491,13 @@ def test_malformed_http_gets_a_json_400(server, data):
 
 class FakeTask:
     task_type = "seq_cls"
+    input_flags = {"text": "an input text"}
 
     def describe(self):
         return {"task_name": "fake", "task_type": self.task_type, "labels": ["a", "b"]}
+
+    def sample_inputs(self):
+        return ["ok"]  # the start-up check's input
 
     def example_from_text(self, text):
         from ernie3.tasks import RecordError
@@ -530,8 +534,10 @@ def fake_server():
 
     import uvicorn
 
-    from ernie3.serve import (ModelRegistry, ModelSpec, ModelWorker, ServerSettings, bind_socket, create_app,
-                              read_timeout_protocol, url_of)  # fmt: skip
+    from ernie3.serving.app import create_app
+    from ernie3.serving.config import ModelSpec, ServerSettings
+    from ernie3.serving.server import bind_socket, read_timeout_protocol, url_of
+    from ernie3.serving.worker import ModelRegistry, ModelWorker
 
     limits = ServingLimits(max_batch_size=2, max_texts_per_request=64, max_wait_ms=0)
     predictors = {"broken": FakePredictor(), "slow": FakePredictor()}
@@ -611,7 +617,8 @@ def test_models_list_shows_no_filesystem_paths(server, fake_server, exported):
     for listing in (requests.get(server + "/models", timeout=10).text, requests.get(fake_server[0] + "/models", timeout=10).text):
         assert "/models/broken" not in listing and "/tmp" not in listing and '"path"' not in listing
     models = requests.get(server + "/models", timeout=10).json()["models"]
-    assert models[0]["pair"] is False and models[0]["num_threads"] == SERVER_THREADS
+    assert models[0]["inputs"] == ["text"] and models[0]["num_threads"] == SERVER_THREADS
+    assert models[2]["inputs"] == ["question", "context"]  # what one text of a request holds, as the task says
     assert {"limits", "stats", "task_name", "task_type", "labels"} <= set(models[1])
     assert exported["seq_cls"] not in requests.get(server + "/models/tnews", timeout=10).text
 
@@ -703,7 +710,7 @@ def test_seq_cls_client_checks_text_pair_against_the_model(server):
 
 
 def test_pair_tasks_refuse_single_texts_naming_the_index():
-    from ernie3.serve import RequestError, parse_predict_request
+    from ernie3.serving.protocol import RequestError, parse_predict_request
     from ernie3.tasks import get_task
 
     afqmc, tnews = get_task("afqmc"), get_task("tnews")
@@ -747,7 +754,7 @@ def test_server_settings_are_checked(server_settings, message):
 
 
 def test_api_key_settings(monkeypatch):
-    from ernie3.serve import ServerSettings, resolve_api_key
+    from ernie3.serving.config import ServerSettings, resolve_api_key
 
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(UserError, match="'api_key_env' names NO_SUCH_KEY_VAR, which is not set"):
@@ -767,7 +774,8 @@ def test_bad_predictor_option_stops_start_up_before_loading(exported, tmp_path):
 
 
 def test_a_max_seq_length_beyond_the_models_positions_stops_start_up(exported):
-    from ernie3.serve import ModelSpec, load_predictor
+    from ernie3.serving.config import ModelSpec
+    from ernie3.serving.models import load_predictor
 
     spec = ModelSpec("tnews", exported["seq_cls"], ServingLimits(), {"max_seq_length": 4096, "num_threads": 1})
     with pytest.raises(UserError, match=re.escape("model 'tnews' could not be loaded: max_seq_length 4096 exceeds "
@@ -786,7 +794,8 @@ def test_listening_beyond_loopback_without_a_key_warns(tmp_path):
 
 
 def test_served_paths_resolve_as_infer_does(exported, tmp_path):
-    from ernie3.serve import ModelSpec, resolve_served_path
+    from ernie3.serving.config import ModelSpec
+    from ernie3.serving.models import resolve_served_path
 
     compressed = compress_like_dir(exported["seq_cls"], tmp_path / "compressed")
     assert resolve_served_path(ModelSpec("a", str(compressed), ServingLimits())) == str(compressed / "best")
@@ -801,3 +810,18 @@ def test_served_paths_resolve_as_infer_does(exported, tmp_path):
 def test_load_test_refusal_says_what_it_means():
     with pytest.raises(UserError, match=re.escape("10.0.0.1 is not a loopback address")):
         check_loopback("http://10.0.0.1:8000")
+
+
+def test_a_warm_up_that_fails_stops_start_up_with_one_line():
+    from ernie3.serving.config import ModelSpec
+    from ernie3.serving.worker import ModelWorker
+
+    def failing_warm_up():
+        raise RuntimeError("(PreconditionNotMet) oneDNN primitive\nbucket 4x64 failed")
+
+    predictor = FakePredictor()
+    predictor.warm_up = failing_warm_up  # the backend's pass over its shape buckets, after the first predictions
+    worker = ModelWorker(ModelSpec("m", "/models/m", ServingLimits()), predictor)
+    with pytest.raises(UserError, match=re.escape("model 'm' failed its warm-up: bucket 4x64 failed")):
+        worker.start()
+    assert not worker.alive

@@ -1,8 +1,8 @@
 """Soak benchmark: random batch sizes and text lengths for N minutes against a Predictor or the running service,
 with the process's RSS sampled over time. Appends to OUTPUT/soak.json and rewrites soak.md (table) and soak.png.
 
-    python -m ernie3.soak --model_path output/tnews/export --minutes 3 --label paddle-fp32
-    python -m ernie3.soak --model_path output/tnews/export --target service --clients 4 --minutes 3
+    python -m ernie3.cli.soak --model_path output/tnews/export --minutes 3 --label paddle-fp32
+    python -m ernie3.cli.soak --model_path output/tnews/export --target service --clients 4 --minutes 3
 
 Each run: load, warm up (the Predictor's pass over its bucket shapes; with a Predictor that has none, one batch
 of the largest shape), then traffic until the time is up. The table gives RSS at start, after warm-up, peak, end,
@@ -83,7 +83,7 @@ def soak_service(args: argparse.Namespace) -> dict:
     import requests
     import yaml
 
-    from ernie3.serve import predictor_option_names
+    from ernie3.serving.config import predictor_option_names
 
     model = {"name": "soak", "path": os.path.abspath(args.model_path), "num_threads": args.num_threads,
              "batch_size": args.batch_size}  # fmt: skip
@@ -97,10 +97,8 @@ def soak_service(args: argparse.Namespace) -> dict:
     config_path = os.path.join(workdir, "config.yml")
     with open(config_path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(config, handle)
-    serve_script = [sys.executable, "-m", "ernie3.serve", "--config", config_path]
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's ernie3
-    process = subprocess.Popen(serve_script, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               cwd=package_root)  # fmt: skip
+    serve_command = [sys.executable, "-m", "ernie3.cli.serve", "--config", config_path]
+    process = subprocess.Popen(serve_command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     found: dict = {}
     lines: list = []
 

@@ -1,19 +1,19 @@
-"""Serving replicas on Ray Serve: the HTTP API of ernie3/serve.py, each model a Ray Serve deployment.
+"""Serving replicas on Ray Serve: the HTTP API of the FastAPI service (ernie3/serving), each model a Ray Serve
+deployment.
 
     python deploy/serving/serve_ray.py --config deploy/serving/config.yml [--address auto]
 
 The same config file as the FastAPI service, plus an optional `ray:` section (replicas, autoscaling bounds, CPUs per
-replica; see deploy/serving/README.md). Requests are parsed and validated by serve.py's own functions in an ingress
-deployment, so every 4xx answer is the same; each model's replicas batch requests with Ray Serve's `@serve.batch`
-(in place of serve.py's worker thread) and run the project's Predictor, so every result is the same too.
+replica; see deploy/serving/README.md). Requests are parsed and validated by the FastAPI service's own functions
+(ernie3/serving/protocol.py) in an ingress deployment, so every 4xx answer is the same; each model's replicas batch
+requests with Ray Serve's `@serve.batch` (in place of the FastAPI service's worker thread) and run the project's
+Predictor, so every result is the same too.
 """
 # no `from __future__ import annotations`: FastAPI reads the route annotations (Request) of the ingress class,
 # which Ray pickles by value, keeping only the globals its code names, so string annotations would not resolve
-import argparse
 import asyncio
 import dataclasses
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
@@ -23,21 +23,10 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.exceptions import HTTPException
 
-from ernie3.errors import UserError, run_cli
-from ernie3.serve import (
-    BatchStats,
-    check_first_predictions,
-    ModelSpec,
-    RequestError,
-    ServingConfig,
-    decode_json,
-    describe_model,
-    load_predictor,
-    parse_config,
-    parse_predict_request,
-    read_body,
-    read_config_file,
-)
+from ernie3.errors import UserError
+from ernie3.serving.config import ModelSpec, ServingConfig, parse_config, read_config_file
+from ernie3.serving.models import BatchStats, check_first_predictions, describe_model, load_predictor
+from ernie3.serving.protocol import RequestError, decode_json, parse_predict_request, read_body
 
 APP_NAME = "ernie3"
 
@@ -138,8 +127,8 @@ def load_ray_config(path: str) -> tuple[ServingConfig, RaySection]:
 
 
 def _request_size(items: list) -> int:
-    """Texts in a batch of requests for `@serve.batch`; a lone request always fits (as in serve.py, a request larger
-    than max_batch_size runs alone rather than failing)."""
+    """Texts in a batch of requests for `@serve.batch`; a lone request always fits (as in the FastAPI service, a
+    request larger than max_batch_size runs alone rather than failing)."""
     return 1 if len(items) == 1 else sum(len(texts) for texts in items)
 
 
@@ -180,7 +169,7 @@ class ModelReplica:
 
 
 def build_app(config: ServingConfig, ray_section: RaySection) -> Any:
-    """The Ray Serve application: an ingress with serve.py's routes and validation, one deployment per model."""
+    """The Ray Serve application: an ingress with the FastAPI service's routes and validation, one deployment per model."""
     from ray.serve.exceptions import BackPressureError
 
     from ernie3.export import task_of_model_dir
@@ -246,7 +235,7 @@ def build_app(config: ServingConfig, ray_section: RaySection) -> Any:
             except BackPressureError:
                 raise RequestError(503, f"model '{name}' is busy ({spec.limits.max_queued_requests} requests "
                                         "queued); retry later") from None  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 (the replica's error, reported like serve.py does)
+            except Exception as exc:  # noqa: BLE001 (the replica's error, reported like the FastAPI service does)
                 cause = getattr(exc, "cause", None) or exc
                 raise RequestError(500, f"prediction failed: {type(cause).__name__}: {cause}") from None
             return JSONResponse({"results": results})
@@ -286,32 +275,3 @@ def start(config: ServingConfig, ray_section: RaySection, host: str, port: int) 
     start_ray(ray_section.address, cpus_needed(config, ray_section))
     serve.start(http_options={"host": host, "port": port})
     return serve.run(build_app(config, ray_section), name=APP_NAME, route_prefix="/")
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML serving config, with an optional ray: section")
-    parser.add_argument("--host", help="address to listen on (overrides server.host)")
-    parser.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
-    parser.add_argument("--address", help="join this Ray cluster (overrides ray.address; default: a local Ray)")
-    args = parser.parse_args(argv)
-
-    config, ray_section = load_ray_config(args.config)
-    if args.address:
-        ray_section = dataclasses.replace(ray_section, address=args.address)
-    host = args.host or config.server.host
-    port = args.port if args.port is not None else config.server.port
-    if not 1 <= port <= 65535:
-        raise UserError(f"--port: Ray Serve needs a fixed port (1-65535), got {port}")
-    start(config, ray_section, host, port)
-    print(f"serving {len(config.models)} model(s) ({', '.join(s.name for s in config.models)}) on http://{host}:{port} "
-          "(Ray Serve)", file=sys.stderr, flush=True)  # fmt: skip
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        serve.shutdown()
-
-
-if __name__ == "__main__":
-    run_cli(main)
