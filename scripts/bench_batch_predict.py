@@ -11,11 +11,8 @@ creation), steady throughput after it, and RSS samples over the run.
 import argparse
 import json
 import os
-import sys
 import threading
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 
 
 def write_input(texts_file: str, lines: int, path: str) -> None:

@@ -1,6 +1,6 @@
-"""The `ernie3` console command and the package shape: every subcommand answers --help, the library never imports
-the command-line layer, and nothing edits the import path."""
-import ast
+"""The `ernie3` console command and the package shape: every subcommand answers --help, errors are one line, the
+console script is installed, and nothing edits the import path (tests/test_layers.py: the library never imports
+the command line)."""
 import os
 import subprocess
 
@@ -31,7 +31,7 @@ def test_train_runs_any_task_type_and_errors_are_one_line(capsys):
         main(["train", "--task_name", "nope"])
     assert stopped.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown task 'nope' (choose one of: afqmc, tnews") and "msra_ner" in err
+    assert err.startswith("error: unknown task 'nope' (choose one of: ") and "msra_ner" in err and "tnews" in err
 
 
 def test_console_script_is_installed():
@@ -52,23 +52,6 @@ def tracked_python_files() -> list[str]:
     if listed.returncode != 0:
         pytest.skip("not a git checkout")
     return [os.path.join(REPO_ROOT, path) for path in listed.stdout.split()]
-
-
-def test_library_never_imports_the_command_line_layer():
-    offenders = []
-    for path in tracked_python_files():
-        relative = os.path.relpath(path, REPO_ROOT)
-        if not relative.startswith("ernie3" + os.sep) or relative.startswith(os.path.join("ernie3", "cli")):
-            continue
-        with open(path, encoding="utf-8") as handle:
-            tree = ast.parse(handle.read(), filename=path)
-        for node in ast.walk(tree):
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-            if any(name == "ernie3.cli" or name.startswith("ernie3.cli.") for name in names):
-                offenders.append(f"{relative}:{node.lineno}")
-    assert not offenders, f"library modules import ernie3.cli: {offenders}"
 
 
 def test_nothing_edits_the_import_path():
