@@ -4,14 +4,16 @@
 - msra_ner: sentences from templates with made-up people, organisations and places (paddlenlp's MSRA format:
   characters joined by \x02, a TAB, BIO tags joined by \x02; the test split has no tags);
 - cmrc2018: paragraphs about made-up towns with questions whose answers are spans (SQuAD-style JSON).
-The patterns are regular so that a small randomly initialised model can learn them.
+The patterns are regular so that a small randomly initialised model can learn them. Each file is read back through
+its task's own reader afterwards (the recipes write the formats; the tasks say whether they are right).
     python scripts/make_sample_data.py
 """
 import json
 import os
 import random
 
-SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ernie3", "samples")
+from ernie3.data import SAMPLES_DIR, load_examples, sample_file
+from ernie3.tasks import get_task
 
 CATEGORIES = {
     ("103", "news_sports"): ["足球", "篮球", "比赛", "冠军", "球队", "联赛", "进球", "教练", "球员", "世界杯"],
@@ -166,6 +168,13 @@ def main() -> None:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     write_msra_ner(random.Random(20261125))
     write_cmrc2018(random.Random(20261126))
+    # every file must read back through its task's own reader and checks, as training and the demo read it
+    for task_name in sorted(os.listdir(SAMPLES_DIR)):
+        for split in ("train", "dev", "test"):
+            path = sample_file(task_name, split)
+            if path:
+                examples = load_examples(get_task(task_name), split, path)
+                print(f"{path}: {len(examples)} {task_name} {split} examples")
 
 
 if __name__ == "__main__":

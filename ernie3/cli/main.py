@@ -46,6 +46,7 @@ COMMANDS: dict[str, Command] = {
     "predict": Command("ernie3.cli.predict", "predict raw texts (--text, --input_file) on CPU", lambda m, argv: m.main("cpu", argv)),
     "export-onnx": Command("ernie3.cli.export_onnx", "paddle2onnx export (+ dynamic INT8) with a check against Paddle", _main),
     "serve": Command("ernie3.cli.serve", "the HTTP service (deploy/serving/config.yml)", _main),
+    "serve-ray": Command("ernie3.cli.serve_ray", "the same service on Ray Serve (replicas, autoscaling)", _main),
     "client": Command("ernie3.cli.client", "ask a served model for predictions", lambda m, argv: m.main(None, argv)),
     "load-test": Command("ernie3.cli.load_test", "loopback load test of a running service", _main),
     "bench": Command("ernie3.cli.bench", "throughput of every deployment path on identical inputs", _main),
