@@ -148,6 +148,23 @@ def task_options_classes(task_type: Optional[str]) -> list[type]:
     return list(dict.fromkeys(t.options_class for t in tasks_of_type(task_type) if t.options_class is not None))
 
 
+def task_flags_epilog(task_type: Optional[str]) -> Optional[str]:
+    """For --help without a task: which tasks add flags of their own, and how to see them."""
+    from ernie3.tasks import tasks_of_type
+
+    names_by_class: dict[type, list[str]] = {}
+    for task in tasks_of_type(task_type):
+        if task.options_class is not None:
+            names_by_class.setdefault(task.options_class, []).append(task.name)
+    lines = [
+        f"{', '.join(names)}: {' '.join('--' + f.name for f in dataclasses.fields(options_class))}"
+        for options_class, names in names_by_class.items()
+    ]
+    if not lines:
+        return None
+    return "task flags (shown with --task_name NAME --help): " + "; ".join(lines)
+
+
 def parse_arguments(
     argv: Optional[Sequence[str]] = None,
     task_type: Optional[str] = None,
@@ -176,7 +193,7 @@ def parse_arguments(
     else:  # --help without a task: the flags of every task of this type (types may share flag names)
         task_classes = task_options_classes(task_type)[:1] if task_type else []
     dataclasses_ = (ModelArguments, DataArguments, training_class, *extra_dataclasses, *task_classes)
-    parser = PdArgumentParser(dataclasses_)
+    parser = PdArgumentParser(dataclasses_, epilog=task_flags_epilog(task_type) if task is None else None)
     actions = {action.dest: action for action in parser._actions}
     # the output directory defaults to output/<task>, so the flag is not required
     actions["output_dir"].required = False
