@@ -31,7 +31,7 @@ endif
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m ernie3.demo --output_dir demo_output
+	$(VENV)/bin/ernie3 demo --output_dir demo_output
 
 # -rs: a skipped test says why (e.g. ../shared/data absent)
 test: $(STAMP)
