@@ -136,7 +136,7 @@ class LongTextTask(Task):
         if self.settings.doc_stride >= room:
             raise UserError(
                 f"--doc_stride {self.settings.doc_stride} must be smaller than the {room} text tokens of a window "
-                f"(--max_seq_length {max_seq_length} minus {specials} special tokens), or windows leave gaps"
+                f"(--max_seq_length {max_seq_length} minus {specials} special tokens), so that consecutive windows overlap"
             )
         encoded = Encoded([], [], [])
         for example_index, example in enumerate(examples):
