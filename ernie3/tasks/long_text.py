@@ -1,0 +1,210 @@
+"""Long-text classification: every CLUE classification task, with texts longer than --max_seq_length read whole.
+
+`<name>_long` (iflytek_long, csl_long, ...) reads the same files, labels and raw inputs as `<name>` (it delegates
+all of that to the wrapped seq_cls task); it differs in two steps only:
+- encode: a text longer than one window is cut into overlapping windows whose starts are `--doc_stride` tokens
+  apart; each window is one feature with the text's label (training uses every window). For pair tasks (CSL:
+  keywords, abstract) the first text stays whole in every window and the second one is windowed.
+- decode: the windows' logits are pooled per text (`--pooling mean|max`) into one prediction.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ernie3.errors import UserError
+from ernie3.tasks.base import Encoded, RecordLocation, Task
+from ernie3.tasks.seq_cls import TASKS as SEQ_CLS_TASKS
+from ernie3.tasks.seq_cls import SeqClsTask
+
+POOLINGS = ("mean", "max")
+
+
+@dataclass
+class LongTextOptions:
+    """Flags of the long-text classification tasks only: how texts are cut into windows and their logits pooled."""
+
+    doc_stride: int = field(
+        default=64,
+        metadata={"help": "Tokens between the starts of consecutive windows over a long text; below the window "
+                          "length (max_seq_length minus the special tokens), so that windows overlap."},
+    )  # fmt: skip
+    pooling: str = field(
+        default="mean",
+        metadata={"help": "How the windows' logits become one prediction per text: mean (every window counts "
+                          "alike) or max (the most confident window decides each label's score)."},
+    )  # fmt: skip
+    max_windows_per_text: int = field(
+        default=16,
+        metadata={"help": "At most this many windows per text (its first ones; the rest of the text is ignored, as "
+                          "truncation ignores it): bounds the work one huge text can cause in serving."},
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        for name in ("doc_stride", "max_windows_per_text"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+
+
+class LongTextTask(Task):
+    """A seq_cls task whose long texts are classified window by window, the windows' logits pooled per text."""
+
+    task_type = "long_seq_cls"
+    metric_name = "accuracy"
+    architecture_suffix = "ForSequenceClassification"
+    options_class = LongTextOptions
+
+    def __init__(self, base: SeqClsTask, name: Optional[str] = None, window_options: Optional[LongTextOptions] = None):
+        super().__init__(name or f"{base.name}_long", base.labels, base.online_dataset, base.online_splits)
+        #: the seq_cls task whose file formats, labels, raw inputs and outputs this one shares
+        self.base = base
+        self.window_options = window_options or LongTextOptions()
+
+    # -- options --------------------------------------------------------------------------------------------------
+
+    def config_sections(self) -> tuple[str, ...]:
+        """The wrapped task's recipe (learning rate, epochs, max_seq_length), then the window settings."""
+        return (self.base.task_type, self.base.name, self.task_type, self.name)
+
+    @property
+    def options(self) -> dict:
+        return dataclasses.asdict(self.window_options)
+
+    def with_options(self, **options: Any) -> "LongTextTask":
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise ValueError(f"unknown {self.task_type} options: {', '.join(sorted(unknown))}")
+        return LongTextTask(self.base, self.name, dataclasses.replace(self.window_options, **options))
+
+    # -- everything but windows and pooling is the wrapped task's -------------------------------------------------
+
+    @property
+    def pair(self) -> bool:
+        """Whether every input is two texts (CSL, AFQMC, NLI) or one (IFLYTEK, TNEWS, WSC)."""
+        return self.base.pair
+
+    @property
+    def input_flags(self) -> dict[str, str]:
+        return self.base.input_flags
+
+    def inputs_from_flags(self, values: Mapping[str, Sequence[str]]) -> list[Any]:
+        return self.base.inputs_from_flags(values)
+
+    def input_from_line(self, line: str) -> Any:
+        return self.base.input_from_line(line)
+
+    def sample_inputs(self) -> list[Any]:
+        return self.base.sample_inputs()
+
+    def read_records(self, path: str, flag: str) -> Iterator[tuple[RecordLocation, Any]]:
+        return self.base.read_records(path, flag)
+
+    def parse_record(self, record: Mapping[str, Any], with_label: bool) -> Optional[dict]:
+        return self.base.parse_record(record, with_label)
+
+    def example_from_text(self, text: Any) -> dict:
+        return self.base.example_from_text(text)
+
+    def model_class(self) -> Any:
+        return self.base.model_class()
+
+    def score(self, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> dict:
+        return self.base.score(examples, results)
+
+    def postprocess(self, logits: np.ndarray) -> list[dict]:
+        return self.base.postprocess(logits)
+
+    def prediction_record(self, position: int, example: Mapping[str, Any], result: Mapping[str, Any]) -> dict:
+        return self.base.prediction_record(position, example, result)
+
+    def answer(self, output: dict) -> Any:
+        return self.base.answer(output)
+
+    # -- windows --------------------------------------------------------------------------------------------------
+
+    def encode(self, examples: Sequence[Mapping[str, Any]], tokenizer: Any, max_seq_length: int) -> Encoded:
+        """[CLS] window [SEP] features (pairs: [CLS] first text [SEP] window of the second [SEP]); a text that fits
+        gives exactly the feature its seq_cls task gives, a longer one a window every `doc_stride` tokens."""
+        specials = tokenizer.num_special_tokens_to_add(pair=self.pair)
+        room = max_seq_length - specials  # tokens of text a feature holds
+        if self.window_options.doc_stride >= room:
+            raise UserError(
+                f"--doc_stride {self.window_options.doc_stride} must be smaller than the {room} text tokens of a window "
+                f"(--max_seq_length {max_seq_length} minus {specials} special tokens), so that consecutive windows overlap"
+            )
+        encoded = Encoded([], [], [])
+        for example_index, example in enumerate(examples):
+            first = token_ids(tokenizer, example["text_a"])
+            windowed = token_ids(tokenizer, example["text_b"]) if example.get("text_b") is not None else None
+            if windowed is None:
+                windowed, first = first, None
+            else:
+                # the first text (CSL's keywords) stays whole, but never takes more than half of a window
+                first = first[: room // 2]
+            window_length = room - (len(first) if first is not None else 0)
+            for start, length in text_windows(len(windowed), window_length, self.window_options.doc_stride,
+                                              self.window_options.max_windows_per_text):  # fmt: skip
+                piece = windowed[start : start + length]
+                ids = (first, piece) if first is not None else (piece,)
+                feature = {
+                    "input_ids": tokenizer.build_inputs_with_special_tokens(*ids),
+                    "token_type_ids": tokenizer.create_token_type_ids_from_sequences(*ids),
+                }
+                if example.get("label") is not None:
+                    feature["labels"] = example["label"]
+                encoded.features.append(feature)
+                encoded.example_indices.append(example_index)
+                encoded.alignments.append({"window_start": start, "window_tokens": length})
+        return encoded
+
+    # -- pooling --------------------------------------------------------------------------------------------------
+
+    def decode(self, examples: Sequence[Mapping[str, Any]], encoded: Encoded, outputs: Sequence[np.ndarray]) -> list[dict]:
+        """One prediction per text from its windows' pooled logits: label, probability (softmax of the pooled
+        logits), label description where the task has them, and how many windows the text was read in."""
+        pooled, counts = pool_logits(outputs[0], encoded.example_indices, len(examples), self.window_options.pooling)
+        return [{**result, "windows": count} for result, count in zip(self.base.postprocess(pooled), counts)]
+
+
+def token_ids(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
+
+
+def text_windows(num_tokens: int, window_length: int, stride: int, max_windows: int) -> list[tuple[int, int]]:
+    """(first token, length) of at most `max_windows` windows of up to `window_length` tokens, `stride` tokens
+    apart (at most a window apart, so that no token is skipped) until one reaches the text's end; a text that fits
+    (or is empty) is one window. Beyond `max_windows`, the rest of the text is not read."""
+    stride = min(stride, window_length)
+    windows = [(0, min(window_length, num_tokens))]
+    while windows[-1][0] + windows[-1][1] < num_tokens and len(windows) < max_windows:
+        start = windows[-1][0] + stride
+        windows.append((start, min(window_length, num_tokens - start)))
+    return windows
+
+
+def pool_logits(
+    logits: np.ndarray, example_indices: Sequence[int], num_examples: int, pooling: str
+) -> tuple[np.ndarray, list[int]]:
+    """Per example, the mean or element-wise max of its features' logits, and how many features it had."""
+    logits = np.asarray(logits, dtype=np.float64)
+    indices = np.asarray(example_indices, dtype=np.int64)
+    counts = np.bincount(indices, minlength=num_examples)
+    if len(counts) != num_examples or not counts.all():
+        raise RuntimeError(f"features map to {len(counts)} examples, not to each of {num_examples}")
+    if pooling == "mean":
+        pooled = np.zeros((num_examples, logits.shape[-1]))
+        np.add.at(pooled, indices, logits)
+        pooled /= counts[:, None]
+    else:
+        pooled = np.full((num_examples, logits.shape[-1]), -np.inf)
+        np.maximum.at(pooled, indices, logits)
+    return pooled, counts.tolist()
+
+
+TASKS = tuple(LongTextTask(task) for task in SEQ_CLS_TASKS)
