@@ -201,10 +201,10 @@ def test_infer_deploy_compress_and_serving_read_long_texts_in_windows(trained, t
     from fastapi.testclient import TestClient
 
     from ernie3.compress import run as compress
-    from ernie3.deploy import main as deploy
-    from ernie3.inference import main as infer
+    from ernie3.cli.predict import main as deploy
+    from ernie3.cli.infer import main as infer
     from ernie3.predict import Predictor
-    from ernie3.serve import ModelRegistry, ModelSpec, ServingLimits, create_app
+    from ernie3.serving import ModelRegistry, ModelSpec, ServingLimits, create_app
 
     export_dir = trained["export_dir"]
     report = infer(["--model_path", export_dir, "--dev_file", DEV])
