@@ -23,6 +23,13 @@ def tokenizer(tiny_model_dir):
     return load_tokenizer(tiny_model_dir)
 
 
+def same_results(got, expected):
+    """Equal labels and window counts; scores equal but for the last bits (other batches pad to other lengths)."""
+    assert [(r["label"], r["windows"]) for r in got] == [(r["label"], r["windows"]) for r in expected]
+    assert [r["score"] for r in got] == pytest.approx([r["score"] for r in expected], rel=1e-4)
+    return True
+
+
 def long_text(characters):
     """A made-up text of `characters` distinct-looking CJK characters (one token each with the tiny vocab)."""
     return "".join(chr(0x4E00 + (i * 7) % 2000) for i in range(characters))
@@ -216,12 +223,12 @@ def test_infer_deploy_compress_and_serving_read_long_texts_in_windows(trained, t
     expected = Predictor(export_dir).predict_texts(texts)
     assert [r["windows"] for r in expected][-1] == 1 and all(r["windows"] > 2 for r in expected[:-1])
     capsys.readouterr()
-    assert deploy("cpu", ["--model_path", export_dir, "--text", texts[0], "--text", texts[-1]]) == [expected[0], expected[-1]]
+    assert same_results(deploy("cpu", ["--model_path", export_dir, "--text", texts[0], "--text", texts[-1]]),
+                        [expected[0], expected[-1]])
     assert json.loads(capsys.readouterr().out.splitlines()[0])["windows"] == expected[0]["windows"]
     input_file = tmp_path / "texts.txt"
     input_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    assert [r["label"] for r in deploy("cpu", ["--model_path", export_dir, "--input_file", str(input_file)])] == [
-        r["label"] for r in expected]  # fmt: skip
+    assert same_results(deploy("cpu", ["--model_path", export_dir, "--input_file", str(input_file)]), expected)
 
     compressed = compress(None, [
         "--task_name", "iflytek_long", "--model_name_or_path", trained["best_model_dir"],
@@ -240,5 +247,32 @@ def test_infer_deploy_compress_and_serving_read_long_texts_in_windows(trained, t
         served = client.post("/models/iflytek_long/predict", json={"texts": texts[:3]})
         assert served.status_code == 200, served.text
         results = served.json()["results"]
-    assert [r["label"] for r in results] == [r["label"] for r in expected[:3]]
-    assert [r["windows"] for r in results] == [r["windows"] for r in expected[:3]]
+    assert same_results(results, expected[:3])
+
+
+def test_pairs_through_training_export_and_deploy(tiny_model_dir, tmp_path, capsys):
+    """csl_long: keywords whole in every window, the abstract windowed, from the dataset file to deploy's
+    --text/--text_pair and text<TAB>text_pair input lines."""
+    from ernie3.deploy import main as deploy
+    from ernie3.predict import Predictor
+    from ernie3.train import run
+
+    csl = fixture_path("long_text", "csl.json")
+    summary = run(None, [
+        "--task_name", "csl_long", "--model_name_or_path", tiny_model_dir, "--output_dir", str(tmp_path / "csl"),
+        "--train_file", csl, "--dev_file", csl, "--max_seq_length", "48", "--doc_stride", "24", "--max_steps", "2",
+        "--per_device_train_batch_size", "8", "--evaluation_strategy", "no", "--save_strategy", "no",
+        "--load_best_model_at_end", "false", "--do_train", "--do_eval", "--do_export",
+    ])  # fmt: skip
+    assert 0 <= summary["eval"]["eval_accuracy"] <= 1
+    with open(csl, encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle]
+    pairs = [[" ".join(r["keyword"]), r["abst"]] for r in records]
+    expected = Predictor(summary["export_dir"]).predict_texts(pairs)
+    assert all(r["windows"] > 1 for r in expected)
+    capsys.readouterr()
+    flags = ["--text", pairs[0][0], "--text_pair", pairs[0][1], "--text", pairs[1][0], "--text_pair", pairs[1][1]]
+    assert same_results(deploy("cpu", ["--model_path", summary["export_dir"], *flags]), expected[:2])
+    lines = tmp_path / "pairs.txt"
+    lines.write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
+    assert same_results(deploy("cpu", ["--model_path", summary["export_dir"], "--input_file", str(lines)]), expected)
