@@ -48,7 +48,7 @@ from ernie3.files import (
 from ernie3.modeling import check_model_source, load_model
 from ernie3.tasks import Task
 from ernie3.tasks.base import IGNORE_INDEX
-from ernie3.train import check_fine_tuned_model, load_run_data, model_settings
+from ernie3.train import check_fine_tuned_model, command_for, load_run_data, model_settings
 
 STRATEGIES = ("dynabert+ptq", "ptq", "dynabert")
 PTQ_ALGOS = ("hist", "mse", "KL", "avg", "abs_max")
@@ -170,7 +170,7 @@ def prepare_compress_output(
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise UserError(
-            f"--overwrite_output_dir: {output_dir} holds {shown}, which no previous compress_{task.task_type}.py run "
+            f"--overwrite_output_dir: {output_dir} holds {shown}, which no previous {command_for(task, 'compress')} run "
             "wrote; refusing to delete it (choose a new or empty --output_dir)"
         )
     for path in data_files:
@@ -431,7 +431,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     output_dir = args.output_dir = staging_directory_for(final_output_dir)
     args.logging_dir = os.path.join(output_dir, "runs")
     staging_dirs.append(output_dir)
-    write_run_record(output_dir, compress_kind(task.task_type), script=f"compress_{task.task_type}.py", task=task.name)
+    write_run_record(output_dir, compress_kind(task.task_type), script=command_for(task, "compress"), task=task.name)
     if "dynabert" in args.strategy:
         steps_per_epoch = -(-len(datasets["train"]) // args.per_device_train_batch_size)
         total_steps = args.max_steps if args.max_steps > 0 else int(steps_per_epoch * args.num_train_epochs)

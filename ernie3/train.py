@@ -38,11 +38,16 @@ def dataset_of(encoded: Encoded) -> Any:
 CHECKPOINT_DONE_FILE = "ernie3_checkpoint.json"
 
 
-def training_command(task: Task) -> str:
-    """The command that fine-tunes `task`, for advice in error messages: its run_<type>.py, or `ernie3 train`."""
-    script = f"run_{task.task_type}.py"
+def command_for(task: Task, job: str) -> str:
+    """The command users know for a job on `task`, for run records and advice in error messages: the task type's
+    own script (run_seq_cls.py, compress_qa.py) where the repository has one, else `ernie3 <job>`."""
+    script = f"{'run' if job == 'train' else job}_{task.task_type}.py"
     repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return script if os.path.isfile(os.path.join(repository, script)) else "ernie3 train"
+    return script if os.path.isfile(os.path.join(repository, script)) else f"ernie3 {job}"
+
+
+def training_command(task: Task) -> str:
+    return command_for(task, "train")
 
 
 def run_kind(task_type: str) -> str:
