@@ -74,6 +74,35 @@ def test_the_deploy_commands_run(pipeline_run):
     assert len(results) == 1 and "label" in results[0]
 
 
+def test_flags_go_to_their_stages():
+    from ernie3.cli.pipeline import StageFlags, route_flags
+    from ernie3.tasks import get_task
+
+    training, compression = route_flags(
+        ["--max_seq_length", "64", "--doc_stride=24", "--num_train_epochs", "2", "--strategy", "ptq",
+         "--algo_list", "hist", "mse", "--compress_max_steps", "5", "--max_metric_drop", "0.02", "--seed", "3",
+         "--no_load_best_model_at_end"],
+        StageFlags.of(get_task("cmrc2018")),
+    )  # fmt: skip
+    assert training == ["--max_seq_length", "64", "--doc_stride", "24", "--num_train_epochs", "2", "--seed", "3",
+                        "--no_load_best_model_at_end"]  # fmt: skip
+    assert compression == ["--max_seq_length", "64", "--doc_stride", "24", "--strategy", "ptq", "--algo_list", "hist",
+                           "mse", "--max_steps", "5", "--max_metric_drop", "0.02", "--seed", "3"]  # fmt: skip
+
+
+@pytest.mark.parametrize("task_name", ["tnews", "msra_ner", "cmrc2018"])
+def test_the_samples_config_is_valid_for_both_stages(tiny_model_dir, task_name, tmp_path):
+    """ernie3/samples/config.yml (the demo's settings) parses for fine-tuning and compression of each sample task."""
+    from ernie3.cli.pipeline import check_stage_flags
+    from ernie3.data import SAMPLES_DIR
+
+    common = ["--task_name", task_name, "--model_name_or_path", tiny_model_dir, "--output_dir", str(tmp_path),
+              "--config", os.path.join(SAMPLES_DIR, "config.yml")]  # fmt: skip
+    plan = check_stage_flags(tiny_model_dir, [*common, "--do_train"], common)
+    assert plan.training.training.learning_rate == pytest.approx(1e-3)
+    assert plan.compression.training.max_steps == 20
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

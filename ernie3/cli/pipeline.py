@@ -206,9 +206,11 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
 # -- cost ---------------------------------------------------------------------------------------------------------
 
 #: measured on this project's shared 2-core machines (paddle 3.1.1 CPU): effective training speed in multiply-adds
-#: per second (forward + backward ≈ 3 × forward), and the time to load, warm up and evaluate one small candidate
+#: per second (forward + backward ≈ 3 × forward), the time to build and evaluate one small candidate, and to load
+#: and warm up one Predictor
 TRAIN_MACS_PER_SECOND = 6e9
-SECONDS_PER_CANDIDATE = 6.0
+SECONDS_PER_CANDIDATE = 2.0
+SECONDS_PER_PREDICTOR = 0.6
 
 
 def encoder_parameters(model_dir: str) -> Optional[int]:
@@ -229,12 +231,15 @@ def expected_candidates(compression: Any) -> int:
     from ernie3.compress import CandidateEvaluationArguments
 
     args, evaluation = compression.training, compression.extra[CandidateEvaluationArguments]
-    floats = 1 + (len(args.width_mult_list or []) if "dynabert" in args.strategy else 0)
-    ptq = len(args.algo_list) * len(args.batch_size_list) * len(args.batch_num_list) if "ptq" in args.strategy else 0
+    widths = len(args.width_mult_list or []) if "dynabert" in args.strategy else 0
+    # PTQ quantizes the pruned models after DynaBERT, else the float model
+    ptq_sources = (widths or 1) if "ptq" in args.strategy else 0
+    ptq = len(args.algo_list) * len(args.batch_size_list) * len(args.batch_num_list) if ptq_sources else 0
     bf16 = cpu_has_native_bf16()
-    per_float = ptq + ("paddle" in evaluation.engines and bf16) + ("openvino" in evaluation.engines)
+    per_float = ("paddle" in evaluation.engines and bf16) + ("openvino" in evaluation.engines)
     unpruned_only = ("openvino" in evaluation.engines) * (bf16 + evaluation.nncf_accuracy_control)
-    return floats * (1 + per_float) + unpruned_only + ("onnxruntime" in evaluation.engines)
+    floats = 1 + widths
+    return floats * (1 + per_float) + ptq_sources * ptq + unpruned_only + ("onnxruntime" in evaluation.engines)
 
 
 def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], bench: argparse.Namespace) -> str:
@@ -250,10 +255,10 @@ def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], ben
         if args.max_steps > 0:
             examples_seen = args.max_steps * args.per_device_train_batch_size
         else:
-            examples_seen = train_examples * epochs
+            examples_seen = math.ceil(train_examples * epochs)
         # padded to the batch's longest input: max_seq_length bounds it; short-text tasks cost less
         train_minutes = examples_seen * 3 * parameters * max_seq_length / TRAIN_MACS_PER_SECOND / 60
-        bench_minutes = candidates * (2 * bench.bench_min_seconds + 2 * SECONDS_PER_CANDIDATE) / 60
+        bench_minutes = candidates * 2 * (bench.bench_min_seconds + SECONDS_PER_PREDICTOR) / 60
         size_mb = (parameters + model_config_size(model_dir)) * 4 / 2**20
         lines.append(f"  expected on 2 CPU cores: fine-tuning up to ~{train_minutes:.0f} min ({examples_seen} examples "
                      f"of up to {max_seq_length} tokens), compression and evaluation ~{candidates * SECONDS_PER_CANDIDATE / 60:.0f}+ min "
