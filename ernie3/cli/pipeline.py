@@ -52,6 +52,10 @@ SET_BY_PIPELINE = ("output_dir", "do_train", "do_eval", "do_export", "do_predict
 SHARED_TRAINER_FLAGS = ("device", "seed", "overwrite_output_dir")
 #: prefix of a Trainer flag meant for the compress stage's DynaBERT distillation only
 COMPRESS_PREFIX = "compress_"
+#: the entry points the report's deploy commands name (the repository's scripts, same flags as `ernie3 infer` etc.)
+INFER_COMMAND = "python infer.py"
+DEPLOY_COMMAND = "python deploy/python/infer_cpu.py"
+SERVE_COMMAND = "python deploy/serving/serve.py --config SERVING_CONFIG.yml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,11 +360,11 @@ def deploy_commands(task: Any, model_path: str, dev_file: Optional[str], num_thr
     serving = (f"models:\n  - name: {task.name}\n    path: {os.path.abspath(model_path)}\n    num_threads: {num_threads}")
     return {
         "infer_argv": infer_argv,
-        "infer": "python infer.py " + shlex.join(infer_argv),
+        "infer": f"{INFER_COMMAND} {shlex.join(infer_argv)}",
         "deploy_argv": deploy_argv,
-        "deploy": "python deploy/python/infer_cpu.py " + shlex.join(deploy_argv),
+        "deploy": f"{DEPLOY_COMMAND} {shlex.join(deploy_argv)}",
         "serving_config": serving,
-        "serve": "python deploy/serving/serve.py --config SERVING_CONFIG.yml",
+        "serve": SERVE_COMMAND,
     }
 
 
