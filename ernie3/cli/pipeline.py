@@ -246,30 +246,37 @@ def expected_candidates(compression: Any) -> int:
     return floats * (1 + per_float) + ptq_sources * ptq + unpruned_only + ("onnxruntime" in evaluation.engines)
 
 
+def examples_seen(arguments: Any, train_examples: int) -> int:
+    """Training examples a Trainer run goes through: --max_steps batches, else the epochs over the train set."""
+    if arguments.max_steps > 0:
+        return arguments.max_steps * arguments.per_device_train_batch_size
+    return math.ceil(train_examples * arguments.num_train_epochs)
+
+
 def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], bench: argparse.Namespace) -> str:
     """What the run will cost, said before it starts: a rough figure from the model's shape and the data size."""
-    args = plan.training.training
+    compression = plan.compression.training
     max_seq_length = plan.training.data.max_seq_length
     candidates = expected_candidates(plan.compression)
-    lines = [f"pipeline: {plan.task.name}: fine-tune → compress (strategy {plan.compression.training.strategy}, "
-             f"about {candidates} candidates) → benchmark of each at batch 1 and {bench.bench_batch_size}"]  # fmt: skip
+    lines = [f"pipeline: {plan.task.name}: fine-tune → compress (strategy {compression.strategy}, about {candidates} "
+             f"candidates) → benchmark of each at batch 1 and {bench.bench_batch_size}"]  # fmt: skip
     parameters = encoder_parameters(model_dir)
-    if train_examples and parameters:
-        epochs = args.num_train_epochs
-        if args.max_steps > 0:
-            examples_seen = args.max_steps * args.per_device_train_batch_size
-        else:
-            examples_seen = math.ceil(train_examples * epochs)
-        # padded to the batch's longest input: max_seq_length bounds it; short-text tasks cost less
-        train_minutes = examples_seen * 3 * parameters * max_seq_length / TRAIN_MACS_PER_SECOND / 60
-        bench_minutes = candidates * 2 * (bench.bench_min_seconds + SECONDS_PER_PREDICTOR) / 60
-        size_mb = (parameters + model_config_size(model_dir)) * 4 / 2**20
-        lines.append(f"  expected on 2 CPU cores: fine-tuning up to ~{train_minutes:.0f} min ({examples_seen} examples "
-                     f"of up to {max_seq_length} tokens), compression and evaluation ~{candidates * SECONDS_PER_CANDIDATE / 60:.0f}+ min "
-                     f"(plus DynaBERT distillation if asked for), benchmark ~{bench_minutes:.0f} min; "
-                     f"disk ~{size_mb * (candidates + 6):.0f} MB ({size_mb:.0f} MB per model copy)")  # fmt: skip
-    else:
+    if not (train_examples and parameters):
         lines.append("  expected cost: depends on the model and data (a hub model or online data set: not estimated)")
+        return "\n".join(lines)
+    # padded to the batch's longest input: max_seq_length bounds it; short-text tasks cost less
+    per_example = parameters * max_seq_length / TRAIN_MACS_PER_SECOND / 60
+    training = examples_seen(plan.training.training, train_examples)
+    train_minutes = training * 3 * per_example
+    # DynaBERT distillation: the teacher's forward pass on top of the student's forward and backward
+    distilled = examples_seen(compression, train_examples) if "dynabert" in compression.strategy else 0
+    compress_minutes = distilled * 4 * per_example + candidates * SECONDS_PER_CANDIDATE / 60
+    bench_minutes = candidates * 2 * (bench.bench_min_seconds + SECONDS_PER_PREDICTOR) / 60
+    size_mb = (parameters + model_config_size(model_dir)) * 4 / 2**20
+    lines.append(f"  expected on 2 CPU cores, roughly: fine-tuning {train_minutes:.0f} min ({training} examples of up "
+                 f"to {max_seq_length} tokens), compression {compress_minutes:.0f} min, benchmark "
+                 f"{bench_minutes:.0f} min; disk ~{size_mb * (candidates + 6):.0f} MB ({size_mb:.0f} MB per model "
+                 f"copy); longer on a busy machine")  # fmt: skip
     return "\n".join(lines)
 
 
