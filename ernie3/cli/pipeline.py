@@ -212,7 +212,7 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
 #: measured on this project's shared 2-core machines (paddle 3.1.1 CPU): effective training speed in multiply-adds
 #: per second (forward + backward ≈ 3 × forward), the time to build and evaluate one small candidate, and to load
 #: and warm up one Predictor
-TRAIN_MACS_PER_SECOND = 6e9
+TRAIN_MACS_PER_SECOND = 1.2e10
 SECONDS_PER_CANDIDATE = 2.0
 SECONDS_PER_PREDICTOR = 0.6
 
@@ -415,8 +415,9 @@ def plot(rows: list[dict], picked: dict, batch_size: int, path: str) -> None:
     from matplotlib.patches import Patch
 
     shown = dict.fromkeys(r["precision"] for r in rows)
-    axes[1].legend(handles=[Patch(color=colours.get(p, "#8172b2"), label=p) for p in shown], fontsize=7, loc="lower right")
-    figure.tight_layout()
+    figure.legend(handles=[Patch(color=colours.get(p, "#8172b2"), label=p) for p in shown], fontsize=8,
+                  loc="lower center", ncol=len(shown), frameon=False)  # fmt: skip
+    figure.tight_layout(rect=(0, 0.4 / height, 1, 1))  # room for the legend below the panels
     partial = path + ".partial.png"
     figure.savefig(partial, dpi=110)
     plt.close(figure)
