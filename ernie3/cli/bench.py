@@ -338,7 +338,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from ernie3.backends import cpu_has_native_bf16
     from ernie3.data import sample_file
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="ernie3 bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compress_dir", help="a compress_*.py output dir (default: build a random medium model)")
     parser.add_argument("--output_dir", default="bench_output")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
