@@ -387,7 +387,8 @@ def pick_deployment(rows: list[dict], max_metric_drop: float, optimize_for: str)
 
 
 def plot(rows: list[dict], picked: dict, batch_size: int, path: str) -> None:
-    """Batch-1 median latency and batch-N throughput per candidate; the deploy pick highlighted."""
+    """Batch-1 median latency and batch-N throughput per candidate; the deploy pick outlined, candidates outside the
+    metric drop faded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -403,6 +404,8 @@ def plot(rows: list[dict], picked: dict, batch_size: int, path: str) -> None:
     for axis, key, title in panels:
         bars = axis.barh(range(len(rows)), [r[key] for r in rows], color=colour)
         for bar, row in zip(bars, rows):
+            if not row["within_drop"]:
+                bar.set_alpha(0.35)
             if row is picked:
                 bar.set_edgecolor("black")
                 bar.set_linewidth(2.0)
@@ -415,8 +418,9 @@ def plot(rows: list[dict], picked: dict, batch_size: int, path: str) -> None:
     from matplotlib.patches import Patch
 
     shown = dict.fromkeys(r["precision"] for r in rows)
-    figure.legend(handles=[Patch(color=colours.get(p, "#8172b2"), label=p) for p in shown], fontsize=8,
-                  loc="lower center", ncol=len(shown), frameon=False)  # fmt: skip
+    handles = [Patch(color=colours.get(p, "#8172b2"), label=p) for p in shown]
+    handles.append(Patch(color="#999999", alpha=0.35, label="faded: outside the metric drop"))
+    figure.legend(handles=handles, fontsize=8, loc="lower center", ncol=len(handles), frameon=False)
     figure.tight_layout(rect=(0, 0.4 / height, 1, 1))  # room for the legend below the panels
     partial = path + ".partial.png"
     figure.savefig(partial, dpi=110)
