@@ -66,8 +66,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     # what the run costs, said before it starts (measured on 2 shared cores)
     print(f"demo: the pipeline (fine-tune → compress → benchmark → report) for {', '.join(DEMO_TASKS)} on the shipped "
-          f"samples with a tiny random model; about 3 minutes on 2 CPU cores (longer when they are busy), about 1.1 GB of memory and 350 MB "
-          f"of disk in {args.output_dir}/", flush=True)  # fmt: skip
+          f"samples with a tiny random model; about 3 minutes on 2 CPU cores (longer when they are busy), about "
+          f"1.1 GB of memory and 350 MB of disk in {args.output_dir}/", flush=True)  # fmt: skip
     started = time.time()
     model_dir = build_tiny_model(os.path.join(args.output_dir, "tiny-ernie"))
     reports = {}
