@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ernie3 import compat
 from ernie3.args import parse_arguments
@@ -332,11 +332,12 @@ def agreement(decisions: Sequence, reference: Sequence) -> float:
     return sum(a == b for a, b in zip(decisions, reference)) / len(reference)
 
 
-def pick_best(results: list[dict], max_metric_drop: float) -> dict:
-    """The fastest candidate whose metric is within `max_metric_drop` (relative) of the float model's."""
+def pick_best(results: list[dict], max_metric_drop: float, speed: Optional[Callable[[dict], float]] = None) -> dict:
+    """The fastest candidate whose metric is within `max_metric_drop` (relative) of the float model's (the first
+    result); `speed` says what fastest means (default: the evaluation's throughput, higher is better)."""
     floor = results[0]["metric"] * (1 - max_metric_drop)
     eligible = [r for r in results if r["metric"] >= floor - 1e-12]
-    return max(eligible, key=lambda r: r["throughput"])
+    return max(eligible, key=speed or (lambda r: r["throughput"]))
 
 
 def markdown_report(task: Task, results: list[dict], best: dict, settings: dict) -> str:

@@ -1,6 +1,7 @@
 """The one owner of the output layout: every directory and file name a run writes, and the compress candidates.
 
     TRAIN_OUT/checkpoint-*/  best/  export/  predict/<task>_predict.json  *_results.json  ernie3_run.json
+    PIPELINE_OUT/train/ (a TRAIN_OUT)  compress/ (a COMPRESS_OUT)  pipeline_report.{md,json,png}
     COMPRESS_OUT/float/  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel  <float or width>/<engine>-<precision>/
                  best/ (+ candidate.json)  report.json  report.md
 A model directory holds model.pdmodel/.pdiparams (or int8.*, model.onnx, model.xml) and ernie3_task.json.
@@ -42,6 +43,17 @@ REPORT_MD = "report.md"
 #: what a compress run writes into its output dir (a later --overwrite_output_dir deletes only these)
 COMPRESS_LAYOUT = (FLOAT_DIR, WIDTH_DIR_PATTERN, BEST_DIR, REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")
 
+
+# -- pipeline output (fine-tune → compress → benchmark → report) -------------------------------------------------------
+PIPELINE_TRAIN_DIR = "train"
+PIPELINE_COMPRESS_DIR = "compress"
+PIPELINE_REPORT_MD = "pipeline_report.md"
+PIPELINE_REPORT_JSON = "pipeline_report.json"
+#: the plot the Markdown report embeds (by this relative name)
+PIPELINE_PLOT = "pipeline_report.png"
+PIPELINE_REPORTS = (PIPELINE_REPORT_MD, PIPELINE_REPORT_JSON, PIPELINE_PLOT)
+#: what a pipeline run writes into its output dir (a later --overwrite_output_dir replaces only these)
+PIPELINE_LAYOUT = (PIPELINE_TRAIN_DIR, PIPELINE_COMPRESS_DIR, *PIPELINE_REPORTS)
 
 def predictions_file(output_dir: str, task_name: str) -> str:
     return os.path.join(output_dir, PREDICT_DIR, f"{task_name}_predict.json")

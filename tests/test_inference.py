@@ -235,7 +235,7 @@ def test_deploy_paddle2onnx_exports_and_checks(trained_tnews, tmp_path):
 
 def test_benchmark_runs_every_variant_on_a_small_shape(tmp_path):
     from ernie3.backends import cpu_has_native_bf16
-    from ernie3.bench import main
+    from ernie3.cli.bench import main
 
     mine = tmp_path / "notes.txt"
     mine.write_text("not the benchmark's", encoding="utf-8")

@@ -347,7 +347,7 @@ def test_the_sample_config_is_valid():
     with open(os.path.join(SERVING_DIR, "config.yml"), encoding="utf-8") as handle:
         config = parse_config(yaml.safe_load(handle), SERVING_DIR)
     assert [m.name for m in config.models] == ["tnews", "msra_ner", "cmrc2018"]
-    assert config.models[0].path == os.path.join(REPO_ROOT, "demo_output", "tnews", "export")
+    assert config.models[0].path == os.path.join(REPO_ROOT, "demo_output", "tnews", "train", "export")
 
 
 # -- client and load-test scripts -------------------------------------------------------------------------------

@@ -4,41 +4,38 @@ FP32 and dynamic INT8 — model-only rows on random ids, plus end-to-end rows (t
 decoding) on real texts. Variants are measured in alternating rounds (medians), so a shared machine's drift hits
 all of them alike. Writes a Markdown table, JSON and a PNG plot.
 
-    python -m ernie3.bench                       # random ERNIE 3.0 medium shape (6L-768H-12 heads, vocab 40000)
-    python -m ernie3.bench --texts_file ../shared/data/tnews/dev.json --rounds 2
-    python -m ernie3.bench --compress_dir output/tnews/compress --batch_sizes 1 32 --seq_lengths 128
+    python -m ernie3.cli.bench                   # random ERNIE 3.0 medium shape (6L-768H-12 heads, vocab 40000)
+    python -m ernie3.cli.bench --texts_file ../shared/data/tnews/dev.json --rounds 2
+    python -m ernie3.cli.bench --compress_dir output/tnews/compress --batch_sizes 1 32 --seq_lengths 128
+
+`measure_candidate` (a candidate's batch-1 latency and batch-N throughput through the Predictor) is what the
+pipeline command measures each compress candidate with.
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import random
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Optional, Sequence
 
 import numpy as np
 
+from ernie3 import layout
 from ernie3.errors import UserError, run_cli
+from ernie3.layout import Candidate
+from ernie3.timing import latency_percentiles
 
 MEDIUM_SHAPE = {"hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 3072}
 ERNIE_VOCAB_SIZE = 40000
 BASELINE = "paddle-fp32"
 MODEL_ONLY, END_TO_END = "model", "end-to-end"
-
-
-@dataclass
-class Variant:
-    """One deployment path: a model (directory or file), the backend and precision that run it."""
-
-    name: str
-    path: str
-    backend: str = "paddle"
-    precision: str = "auto"
+#: the latency percentiles every row reports
+LATENCY_PERCENTILES = (50, 99)
 
 
 def write_synthetic_tnews(path: str, count: int, seed: int) -> str:
@@ -81,51 +78,70 @@ def build_random_variants(work_dir: str, shape: dict, vocab_size: int, seed: int
     # INT8 of the unpruned model: PTQ of the float model the first run exported
     compress("seq_cls", [*common, "--strategy", "ptq", "--output_dir", os.path.join(work_dir, "compress-ptq"),
                          "--engines", "paddle", "--overwrite_output_dir"])  # fmt: skip
-    for quantized in glob.glob(os.path.join(work_dir, "compress-ptq", "float", "hist*")):
-        target = os.path.join(compress_dir, "float", os.path.basename(quantized))
+    ptq_dir = os.path.join(work_dir, "compress-ptq")
+    unpruned = layout.float_candidates(ptq_dir)[:1]
+    for quantized in layout.quantized_candidates(ptq_dir, unpruned):
+        target = os.path.join(compress_dir, layout.FLOAT_DIR, os.path.basename(quantized.path))
         if not os.path.exists(target):
-            os.rename(quantized, target)
+            os.rename(quantized.path, target)
     return compress_dir
 
 
-def variants_of(compress_dir: str, onnx_dir: str, with_bf16: bool) -> list[Variant]:
-    """Every deployment path found in a compress output dir (+ the ONNX files made from its float model)."""
+def variants_of(compress_dir: str, onnx_dir: str, with_bf16: bool) -> list[Candidate]:
+    """Every deployment path found in a compress output dir (+ the ONNX files made from its float model), each a
+    Candidate named by its path (paddle-fp32, pruned-int8, openvino-bf16, ...)."""
     from ernie3.onnx import export_onnx, quantize_onnx_dynamic
 
-    def first(pattern: str) -> Optional[str]:
-        matches = sorted(glob.glob(os.path.join(compress_dir, pattern)))
-        return os.path.dirname(matches[0]) if matches else None
+    floats = layout.float_candidates(compress_dir)
+    unpruned = floats[0]
+    if not os.path.isfile(unpruned.model_path):
+        raise UserError(f"--compress_dir: {compress_dir} has no {layout.FLOAT_DIR}/{unpruned.model_file} "
+                        "(not a compress output dir)")  # fmt: skip
+    pruned = floats[1] if len(floats) > 1 else None
 
-    float_dir = os.path.join(compress_dir, "float")
-    if not os.path.isfile(os.path.join(float_dir, "model.pdmodel")):
-        raise UserError(f"--compress_dir: {compress_dir} has no float/model.pdmodel (not a compress output dir)")
-    pruned_dir = first("width_mult_*/model.pdmodel")
-    bf16 = ["bf16"] if with_bf16 else []
-    candidates = [
-        *(Variant(f"paddle-{p}", float_dir, "paddle", p) for p in ["fp32", *bf16]),
-        Variant("paddle-int8", first("float/*/int8.pdmodel") or "", "paddle", "int8"),
-        *(Variant(f"pruned-{p}", pruned_dir or "", "paddle", p) for p in ["fp32", *bf16]),
-        Variant("pruned-int8", first("width_mult_*/*/int8.pdmodel") or "", "paddle", "int8"),
-        *(Variant(f"openvino-{p}", float_dir, "openvino", p) for p in ["fp32", *bf16]),
-        Variant("openvino-int8", first("float/openvino-int8/model.xml") or "", "openvino", "int8"),
-        Variant("pruned-openvino-int8", first("width_mult_*/openvino-int8/model.xml") or "", "openvino", "int8"),
+    def first_quantized(source: Optional[Candidate]) -> Optional[Candidate]:
+        found = layout.quantized_candidates(compress_dir, [source]) if source else []
+        return found[0] if found else None
+
+    def nncf_int8(source: Optional[Candidate]) -> Optional[Candidate]:
+        if source is None:
+            return None
+        _, directory = layout.derived_candidate_path(source, "openvino-int8")
+        ir = Candidate("", directory, layout.OPENVINO_IR_FILE)
+        return ir if os.path.isfile(ir.model_path) else None
+
+    def renamed(name: str, found: Optional[Candidate], backend: str, precision: str) -> list[Candidate]:
+        return [Candidate(name, found.path, found.model_file, backend, precision)] if found else []
+
+    precisions = ["fp32", "bf16"] if with_bf16 else ["fp32"]
+    variants = [
+        *(Candidate(f"paddle-{p}", unpruned.path, unpruned.model_file, "paddle", p) for p in precisions),
+        *renamed("paddle-int8", first_quantized(unpruned), "paddle", "int8"),
+        *(v for p in precisions for v in renamed(f"pruned-{p}", pruned, "paddle", p)),
+        *renamed("pruned-int8", first_quantized(pruned), "paddle", "int8"),
+        *(Candidate(f"openvino-{p}", unpruned.path, unpruned.model_file, "openvino", p) for p in precisions),
+        *renamed("openvino-int8", nncf_int8(unpruned), "openvino", "int8"),
+        *renamed("pruned-openvino-int8", nncf_int8(pruned), "openvino", "int8"),
     ]
-    variants = [v for v in candidates if v.path]
-    onnx_fp32 = export_onnx(float_dir, onnx_dir)
-    variants.append(Variant("onnxruntime-fp32", onnx_fp32, "onnxruntime", "fp32"))
-    variants.append(Variant("onnxruntime-int8", quantize_onnx_dynamic(onnx_fp32), "onnxruntime", "int8"))
+    onnx_fp32 = export_onnx(unpruned.path, onnx_dir)
+    onnx_int8 = quantize_onnx_dynamic(onnx_fp32)
+    variants.append(Candidate("onnxruntime-fp32", onnx_dir, os.path.basename(onnx_fp32), "onnxruntime", "fp32"))
+    variants.append(Candidate("onnxruntime-int8", onnx_dir, os.path.basename(onnx_int8), "onnxruntime", "int8"))
     return variants
 
 
-def variant_size_mb(variant: Variant) -> float:
-    from ernie3.backends import find_openvino_model, find_static_model, model_size_mb
+def variant_size_mb(variant: Candidate) -> float:
+    from ernie3.compress import candidate_size_mb
 
-    if variant.backend == "openvino":
-        model_file = find_openvino_model(variant.path)
-        if model_file.endswith(".xml"):
-            return model_size_mb(model_file)
-        return sum(os.path.getsize(f) for f in find_static_model(model_file)) / 2**20
-    return model_size_mb(variant.path)
+    return candidate_size_mb(variant)
+
+
+def predictor_for(candidate: Candidate, batch_size: int, num_threads: int):
+    """The Predictor that runs a candidate on its own backend and precision."""
+    from ernie3.predict import Predictor
+
+    return Predictor(candidate.model_path, backend=candidate.backend, precision=candidate.precision,
+                     model_prefix=candidate.model_prefix, num_threads=num_threads, batch_size=batch_size)  # fmt: skip
 
 
 def measure(backend, inputs: dict, iterations: int, min_seconds: float, warmup: int) -> dict:
@@ -140,14 +156,13 @@ def measure(backend, inputs: dict, iterations: int, min_seconds: float, warmup: 
     batch = inputs["input_ids"].shape[0]
     return {
         "throughput": batch * len(latencies) / sum(latencies),
-        "latency_p50_ms": float(np.percentile(latencies, 50) * 1000),
-        "latency_p99_ms": float(np.percentile(latencies, 99) * 1000),
+        **latency_percentiles(latencies, LATENCY_PERCENTILES),
         "iterations": len(latencies),
     }
 
 
 def run_benchmark(
-    variants: Sequence[Variant],
+    variants: Sequence[Candidate],
     batch_sizes: Sequence[int],
     seq_lengths: Sequence[int],
     num_threads: int,
@@ -164,7 +179,6 @@ def run_benchmark(
     from tqdm import tqdm
 
     from ernie3.backends import create_backend
-    from ernie3.predict import Predictor
 
     rng = np.random.default_rng(0)
     inputs = {
@@ -179,7 +193,8 @@ def run_benchmark(
     with tqdm(total=steps, desc="benchmark", unit="run") as progress:
         for round_number in range(rounds):
             for variant in variants:
-                backend = create_backend(variant.path, variant.backend, precision=variant.precision, num_threads=num_threads)
+                backend = create_backend(variant.model_path, variant.backend, precision=variant.precision,
+                                         num_threads=num_threads, model_prefix=variant.model_prefix)  # fmt: skip
                 for (batch, seq), feed in inputs.items():
                     progress.set_postfix_str(f"round {round_number + 1}: {variant.name} batch {batch} seq {seq}")
                     result = measure(backend, feed, iterations, min_seconds, warmup)
@@ -189,8 +204,7 @@ def run_benchmark(
                 del backend
                 for batch in e2e_batches:
                     progress.set_postfix_str(f"round {round_number + 1}: {variant.name} end to end, batch {batch}")
-                    predictor = Predictor(variant.path, backend=variant.backend, precision=variant.precision,
-                                          num_threads=num_threads, batch_size=batch)  # fmt: skip
+                    predictor = predictor_for(variant, batch, num_threads)
                     result = measure_end_to_end(predictor, texts, min_seconds)
                     samples.setdefault((variant.name, END_TO_END, batch, result.pop("seq_length")), []).append(
                         {**result, "precision": predictor.precision})
@@ -228,11 +242,23 @@ def measure_end_to_end(predictor, examples: list[dict], min_seconds: float) -> d
     mean_length = float(np.mean([len(f["input_ids"]) for f in encoded.features]))
     return {
         "throughput": count / sum(latencies),
-        "latency_p50_ms": float(np.percentile(latencies, 50) * 1000),
-        "latency_p99_ms": float(np.percentile(latencies, 99) * 1000),
+        **latency_percentiles(latencies, LATENCY_PERCENTILES),
         "iterations": len(latencies),
         "seq_length": f"texts (mean {mean_length:.0f} tokens)",
     }
+
+
+def measure_candidate(
+    candidate: Candidate, examples: list[dict], batch_sizes: Sequence[int], num_threads: int, min_seconds: float
+) -> dict[int, dict]:
+    """End-to-end figures of one candidate at each batch size (batch 1: per-request latency; a large batch:
+    throughput), through the Predictor on the candidate's own backend and precision: {batch size: figures}."""
+    measured = {}
+    for batch in batch_sizes:
+        predictor = predictor_for(candidate, batch, num_threads)
+        measured[batch] = measure_end_to_end(predictor, examples, min_seconds)
+        del predictor
+    return measured
 
 
 def markdown_table(rows: list[dict], num_threads: int) -> str:
@@ -310,8 +336,10 @@ def cost_estimate(args: argparse.Namespace, parameters: Optional[int], variants:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     from ernie3.backends import cpu_has_native_bf16
+    from ernie3.data import sample_file
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="ernie3 bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compress_dir", help="a compress_*.py output dir (default: build a random medium model)")
     parser.add_argument("--output_dir", default="bench_output")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
@@ -320,7 +348,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--iterations", type=int, default=5, help="timed runs per variant and shape (at least)")
     parser.add_argument("--min_seconds", type=float, default=3.0, help="time each variant and shape at least this long")
     parser.add_argument("--rounds", type=int, default=1, help="measure every variant this many times in turn; medians")
-    parser.add_argument("--texts_file", default=os.path.join(os.path.dirname(__file__), "samples", "tnews", "dev.json"),
+    parser.add_argument("--texts_file", default=sample_file("tnews", "dev"),
                         help="TNEWS-format texts for the end-to-end rows (e.g. ../shared/data/tnews/dev.json); "
                              "'none' skips them")  # fmt: skip
     parser.add_argument("--e2e_examples", type=int, default=128, help="texts per end-to-end pass")
@@ -362,7 +390,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             from ernie3.data import load_examples
             from ernie3.export import task_of_model_dir
 
-            task = task_of_model_dir(os.path.join(compress_dir, "float"))
+            task = task_of_model_dir(os.path.join(compress_dir, layout.FLOAT_DIR))
             texts = load_examples(task, "dev", args.texts_file)[: args.e2e_examples]
         rows = run_benchmark(variants, args.batch_sizes, args.seq_lengths, args.num_threads, args.iterations,
                              args.min_seconds, args.vocab_size, rounds=args.rounds, texts=texts)  # fmt: skip
