@@ -253,7 +253,7 @@ def test_infer_deploy_compress_and_serving_read_long_texts_in_windows(trained, t
 def test_pairs_through_training_export_and_deploy(tiny_model_dir, tmp_path, capsys):
     """csl_long: keywords whole in every window, the abstract windowed, from the dataset file to deploy's
     --text/--text_pair and text<TAB>text_pair input lines."""
-    from ernie3.deploy import main as deploy
+    from ernie3.cli.predict import main as deploy
     from ernie3.predict import Predictor
     from ernie3.train import run
 

@@ -60,8 +60,8 @@ def test_report_names_every_candidate_and_the_deploy_pick(pipeline_run):
 
 def test_the_deploy_commands_run(pipeline_run):
     """The report's infer.py and deploy/python commands, run in-process, work on the directory it names."""
-    from ernie3.deploy import main as deploy_main
-    from ernie3.inference import main as infer_main
+    from ernie3.cli.predict import main as deploy_main
+    from ernie3.cli.infer import main as infer_main
 
     report, _ = pipeline_run
     deploy = report["deploy"]
