@@ -102,7 +102,7 @@ class StageFlags:
         from ernie3.compress import CandidateEvaluationArguments
 
         trainer = field_names(TrainingArguments)
-        both = field_names(DataArguments) | field_names(task.arguments_class) | set(SHARED_TRAINER_FLAGS)
+        both = field_names(DataArguments) | field_names(task.options_class) | set(SHARED_TRAINER_FLAGS)
         compress_only = (field_names(CompressionArguments) - trainer) | field_names(CandidateEvaluationArguments)
         return cls(both, (trainer | field_names(ModelArguments)) - both, compress_only)
 
