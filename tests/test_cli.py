@@ -62,3 +62,25 @@ def test_nothing_edits_the_import_path():
             if needle in handle.read():
                 offenders.append(os.path.relpath(path, REPO_ROOT))
     assert not offenders, f"{needle} in: {offenders} (the package is installed; import it)"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--hidden_size", "0"], "--hidden_size must be a positive integer, got 0"),
+    (["--hidden_size", "30", "--num_attention_heads", "4"], "--hidden_size 30 must be a multiple of --num_attention_heads 4"),
+    (["--vocab_file", "missing.txt"], "--vocab_file: file not found: missing.txt"),
+])  # fmt: skip
+def test_tiny_model_flags_are_checked(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(["tiny-model", "--output_dir", str(tmp_path / "m"), *flags])
+    assert stopped.value.code == 2 and capsys.readouterr().err.strip() == f"error: {message}"
+    assert not (tmp_path / "m").exists()
+
+
+def test_tiny_model_refuses_a_file_or_a_folder_with_other_files(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for output_dir, message in ((a_file / "m", "is not a directory"), (tmp_path, "is not empty")):
+        with pytest.raises(SystemExit):
+            main(["tiny-model", "--output_dir", str(output_dir)])
+        assert message in capsys.readouterr().err
+    assert a_file.read_text() == "x"

@@ -116,7 +116,7 @@ def test_missing_and_empty_files(tmp_path):
 
 
 def test_unknown_task_lists_the_choices():
-    with pytest.raises(UserError, match=r"unknown seq_cls task 'tnewz' \(choose one of: afqmc, tnews"):
+    with pytest.raises(UserError, match=r"unknown seq_cls task 'tnewz' \(choose one of: afqmc, cluewsc2020, cmnli, csl, iflytek, ocnli, tnews\)"):
         get_task("tnewz", "seq_cls")
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
+import os
+
+from ernie3.errors import UserError
+from ernie3.files import check_output_location
 from ernie3.modeling import build_tiny_model
 
 
@@ -19,5 +23,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--num_attention_heads", type=int, default=4)
     parser.add_argument("--intermediate_size", type=int, default=256)
     args = parser.parse_args(argv)
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name} must be a positive integer, got {value}")
+    if args.hidden_size % args.num_attention_heads:
+        raise UserError(f"--hidden_size {args.hidden_size} must be a multiple of --num_attention_heads "
+                        f"{args.num_attention_heads}")  # fmt: skip
+    if args.vocab_file and not os.path.isfile(args.vocab_file):
+        raise UserError(f"--vocab_file: file not found: {args.vocab_file}")
+    check_output_location(args.output_dir, "--output_dir")
+    if os.path.isdir(args.output_dir) and os.listdir(args.output_dir):
+        raise UserError(f"--output_dir: {args.output_dir} is not empty; choose a new or empty directory")
     path = build_tiny_model(**vars(args))
     print(f"tiny ERNIE model written to {path}")

@@ -35,11 +35,11 @@ def get_task(name: Optional[str], task_type: Optional[str] = None) -> Task:
     """The task called `name`; with `task_type`, it must also be of that type (e.g. run_seq_cls.py gets seq_cls)."""
     candidates = {n: t for n, t in TASKS.items() if task_type is None or t.task_type == task_type}
     if not name:
-        raise UserError(f"--task_name is required (one of: {', '.join(candidates)})")
+        raise UserError(f"--task_name is required (one of: {', '.join(sorted(candidates))})")
     task = TASKS.get(name.lower())
     if task is None or task.name not in candidates:
         kind = f" {task_type}" if task_type else ""
-        raise UserError(f"unknown{kind} task '{name}' (choose one of: {', '.join(candidates)})")
+        raise UserError(f"unknown{kind} task '{name}' (choose one of: {', '.join(sorted(candidates))})")
     return task
 
 
