@@ -144,3 +144,15 @@ def test_a_short_soak_stays_flat_after_warm_up(exported, tmp_path):
     written = json.loads((tmp_path / "soak.json").read_text(encoding="utf-8"))
     assert len(written) == 1 and (tmp_path / "soak.png").is_file()
     assert "after warm-up MB" in (tmp_path / "soak.md").read_text(encoding="utf-8")
+
+
+def test_soak_traffic_takes_the_shape_of_the_task_inputs():
+    """Pairs and question/context tasks get random inputs of their own shape, so the soak runs on every task type."""
+    from ernie3.cli.soak import Traffic
+    from ernie3.tasks import get_task
+
+    for task_name in ("afqmc", "msra_ner", "cmrc2018"):
+        task = get_task(task_name)
+        traffic = Traffic(4, 30, seed=1, template=task.sample_inputs()[0])
+        for raw in traffic.batch() + traffic.largest():
+            task.example_from_text(raw)  # the task accepts it: no RecordError

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ernie3.errors import UserError, run_cli
 from ernie3.memory import RssSampler
@@ -30,21 +30,44 @@ SOAK_JSON, SOAK_MD, SOAK_PNG = "soak.json", "soak.md", "soak.png"
 
 
 class Traffic:
-    """Random batches: 1..max_batch texts of 1..max_chars random CJK characters, from a fixed seed."""
+    """Random batches: 1..max_batch inputs in the shape of the task's sample input (a text, a pair, a question and
+    context), each text 1..max_chars random CJK characters, from a fixed seed."""
 
-    def __init__(self, max_batch: int, max_chars: int, seed: int = 0):
+    def __init__(self, max_batch: int, max_chars: int, seed: int = 0, template: Any = "text"):
         self.rng = random.Random(seed)
         self.max_batch, self.max_chars = max_batch, max_chars
+        self.template = template
 
-    def text(self, chars: Optional[int] = None) -> str:
+    def random_string(self, chars: Optional[int] = None) -> str:
         length = chars or self.rng.randint(1, self.max_chars)
         return "".join(chr(self.rng.randint(0x4E00, 0x9FA5)) for _ in range(length))
 
-    def batch(self) -> list[str]:
+    def text(self, chars: Optional[int] = None) -> Any:
+        return self._shaped(self.template, chars)
+
+    def _shaped(self, template: Any, chars: Optional[int]) -> Any:
+        if isinstance(template, list):
+            return [self._shaped(item, chars) for item in template]
+        if isinstance(template, dict):
+            return {key: self._shaped(item, chars) for key, item in template.items()}
+        return self.random_string(chars)
+
+    def batch(self) -> list:
         return [self.text() for _ in range(self.rng.randint(1, self.max_batch))]
 
-    def largest(self) -> list[str]:
+    def largest(self) -> list:
         return [self.text(self.max_chars) for _ in range(self.max_batch)]
+
+
+def input_template(model_path: str) -> Any:
+    """The shape of one raw input of the model's task: its first sample input."""
+    from ernie3.export import task_of_model_dir
+    from ernie3.layout import resolve_model_path
+
+    path = resolve_model_path(model_path)
+    task = task_of_model_dir(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
+    samples = task.sample_inputs()
+    return samples[0] if samples else "text"
 
 
 def soak_predictor(args: argparse.Namespace) -> dict:
@@ -53,7 +76,7 @@ def soak_predictor(args: argparse.Namespace) -> dict:
 
     import paddle.inference  # noqa: F401  (the runtime is part of the start figure, as in a service)
 
-    traffic = Traffic(args.batch_size, args.max_text_chars, args.seed)
+    traffic = Traffic(args.batch_size, args.max_text_chars, args.seed, input_template(args.model_path))
     with RssSampler(interval_s=args.interval) as sampler:
         predictor = Predictor(args.model_path, num_threads=args.num_threads, batch_size=args.batch_size)
         sampler.mark("loaded")
@@ -110,7 +133,8 @@ def soak_service(args: argparse.Namespace) -> dict:
                 found["url"] = match.group(1)
 
     threading.Thread(target=read_stderr, daemon=True).start()
-    traffic = Traffic(args.batch_size, args.max_text_chars, args.seed)
+    template = input_template(args.model_path)
+    traffic = Traffic(args.batch_size, args.max_text_chars, args.seed, template)
     counts = {"texts": 0, "batches": 0, "errors": 0}
     lock = threading.Lock()
     try:
@@ -131,7 +155,7 @@ def soak_service(args: argparse.Namespace) -> dict:
             started = time.monotonic()
 
             def client(seed: int) -> None:
-                own = Traffic(args.batch_size, args.max_text_chars, args.seed * 1000 + seed)
+                own = Traffic(args.batch_size, args.max_text_chars, args.seed * 1000 + seed, template)
                 with requests.Session() as session:
                     while time.monotonic() < deadline:
                         texts = own.batch()
