@@ -64,7 +64,7 @@ def check_fine_tuned_model(task: Task, model_dir: str) -> None:
                 trained_for = json.load(handle).get("task_name")
         except (OSError, ValueError, AttributeError) as exc:
             raise UserError(f"{info_path}: unreadable task record ({exc})") from None
-        if trained_for != task.name:
+        if not task.reads_models_of(trained_for):
             raise UserError(f"--model_name_or_path: {model_dir} was fine-tuned for {trained_for}, not {task.name}")
     config_path = os.path.join(model_dir, "config.json")
     if not os.path.isfile(config_path):

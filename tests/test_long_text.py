@@ -276,3 +276,18 @@ def test_pairs_through_training_export_and_deploy(tiny_model_dir, tmp_path, caps
     lines = tmp_path / "pairs.txt"
     lines.write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
     assert same_results(deploy("cpu", ["--model_path", summary["export_dir"], "--input_file", str(lines)]), expected)
+
+
+def test_a_model_fine_tuned_on_truncated_texts_is_evaluated_in_windows(trained_tnews, tmp_path):
+    """`<name>_long` reads a `<name>` model (same labels and head): evaluate a truncation-trained model in windows."""
+    from conftest import sample_file
+
+    from ernie3.errors import UserError
+    from ernie3.train import run
+
+    argv = ["--model_name_or_path", trained_tnews["best_model_dir"], "--dev_file", sample_file("tnews", "dev"),
+            "--output_dir", str(tmp_path / "eval"), "--do_eval", "--max_seq_length", "8", "--doc_stride", "3"]  # fmt: skip
+    windows = run(None, ["--task_name", "tnews_long", *argv])
+    assert 0 <= windows["eval"]["eval_accuracy"] <= 1
+    with pytest.raises(UserError, match="was fine-tuned for tnews, not iflytek_long"):  # TNEWS labels parse as IFLYTEK's
+        run(None, ["--task_name", "iflytek_long", *argv])

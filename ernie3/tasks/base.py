@@ -108,6 +108,11 @@ class Task(abc.ABC):
         # our split name → the online dataset's split name (None: it has no such split)
         self.online_splits = dict(online_splits or {})
 
+    def reads_models_of(self, task_name: str) -> bool:
+        """Whether a model fine-tuned for `task_name` can be evaluated, compressed or trained further as this task
+        (same inputs, labels and head); by default only its own."""
+        return task_name == self.name
+
     def online_split(self, split: str) -> Optional[str]:
         return self.online_splits.get(split, split)
 

@@ -84,6 +84,10 @@ class LongTextTask(Task):
 
     # -- everything but windows and pooling is the wrapped task's -------------------------------------------------
 
+    def reads_models_of(self, task_name: str) -> bool:
+        """A model fine-tuned on truncated texts (`<name>`) has the same labels and head: it can be read in windows."""
+        return task_name in (self.name, self.base.name)
+
     @property
     def pair(self) -> bool:
         """Whether every input is two texts (CSL, AFQMC, NLI) or one (IFLYTEK, TNEWS, WSC)."""
