@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import abc
+import copy
+import dataclasses
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional, Sequence, Union
@@ -107,6 +109,8 @@ class Task(abc.ABC):
         self.online_dataset = online_dataset
         # our split name → the online dataset's split name (None: it has no such split)
         self.online_splits = dict(online_splits or {})
+        #: this task's option values (an `options_class` instance), None for tasks without options
+        self.option_values: Any = self.options_class() if self.options_class is not None else None
 
     def reads_models_of(self, task_name: str) -> bool:
         """Whether a model fine-tuned for `task_name` can be evaluated, compressed or trained further as this task
@@ -159,13 +163,20 @@ class Task(abc.ABC):
     @property
     def options(self) -> dict:
         """Task settings that change features or decoding (e.g. QA window stride); recorded with exported models."""
-        return {}
+        return dataclasses.asdict(self.option_values) if self.option_values is not None else {}
 
     def with_options(self, **options: Any) -> "Task":
-        """This task with other settings; tasks without settings accept none."""
-        if options:
-            raise ValueError(f"task {self.name} takes no options (got {', '.join(options)})")
-        return self
+        """This task with other option values (checked by the options class); tasks without options accept none."""
+        if self.option_values is None:
+            if options:
+                raise ValueError(f"task {self.name} takes no options (got {', '.join(options)})")
+            return self
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise ValueError(f"unknown {self.task_type} options: {', '.join(sorted(unknown))}")
+        changed = copy.copy(self)
+        changed.option_values = dataclasses.replace(self.option_values, **options)
+        return changed
 
     @property
     def num_labels(self) -> int:

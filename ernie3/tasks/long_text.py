@@ -9,7 +9,6 @@ all of that to the wrapped seq_cls task); it differs in two steps only:
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -60,27 +59,16 @@ class LongTextTask(Task):
     architecture_suffix = "ForSequenceClassification"
     options_class = LongTextOptions
 
-    def __init__(self, base: SeqClsTask, name: Optional[str] = None, window_options: Optional[LongTextOptions] = None):
+    def __init__(self, base: SeqClsTask, name: Optional[str] = None):
         super().__init__(name or f"{base.name}_long", base.labels, base.online_dataset, base.online_splits)
         #: the seq_cls task whose file formats, labels, raw inputs and outputs this one shares
         self.base = base
-        self.window_options = window_options or LongTextOptions()
 
     # -- options --------------------------------------------------------------------------------------------------
 
     def config_sections(self) -> tuple[str, ...]:
         """The wrapped task's recipe (learning rate, epochs, max_seq_length), then the window settings."""
         return (self.base.task_type, self.base.name, self.task_type, self.name)
-
-    @property
-    def options(self) -> dict:
-        return dataclasses.asdict(self.window_options)
-
-    def with_options(self, **options: Any) -> "LongTextTask":
-        unknown = set(options) - set(self.options)
-        if unknown:
-            raise ValueError(f"unknown {self.task_type} options: {', '.join(sorted(unknown))}")
-        return LongTextTask(self.base, self.name, dataclasses.replace(self.window_options, **options))
 
     # -- everything but windows and pooling is the wrapped task's -------------------------------------------------
 
@@ -137,9 +125,9 @@ class LongTextTask(Task):
         gives exactly the feature its seq_cls task gives, a longer one a window every `doc_stride` tokens."""
         specials = tokenizer.num_special_tokens_to_add(pair=self.pair)
         room = max_seq_length - specials  # tokens of text a feature holds
-        if self.window_options.doc_stride >= room:
+        if self.option_values.doc_stride >= room:
             raise UserError(
-                f"--doc_stride {self.window_options.doc_stride} must be smaller than the {room} text tokens of a window "
+                f"--doc_stride {self.option_values.doc_stride} must be smaller than the {room} text tokens of a window "
                 f"(--max_seq_length {max_seq_length} minus {specials} special tokens), so that consecutive windows overlap"
             )
         encoded = Encoded([], [], [])
@@ -152,8 +140,8 @@ class LongTextTask(Task):
                 # the first text (CSL's keywords) stays whole, but never takes more than half of a window
                 first = first[: room // 2]
             window_length = room - (len(first) if first is not None else 0)
-            for start, length in text_windows(len(windowed), window_length, self.window_options.doc_stride,
-                                              self.window_options.max_windows_per_text):  # fmt: skip
+            for start, length in text_windows(len(windowed), window_length, self.option_values.doc_stride,
+                                              self.option_values.max_windows_per_text):  # fmt: skip
                 piece = windowed[start : start + length]
                 ids = (first, piece) if first is not None else (piece,)
                 feature = {
@@ -172,7 +160,7 @@ class LongTextTask(Task):
     def decode(self, examples: Sequence[Mapping[str, Any]], encoded: Encoded, outputs: Sequence[np.ndarray]) -> list[dict]:
         """One prediction per text from its windows' pooled logits: label, probability (softmax of the pooled
         logits), label description where the task has them, and how many windows the text was read in."""
-        pooled, counts = pool_logits(outputs[0], encoded.example_indices, len(examples), self.window_options.pooling)
+        pooled, counts = pool_logits(outputs[0], encoded.example_indices, len(examples), self.option_values.pooling)
         return [{**result, "windows": count} for result, count in zip(self.base.postprocess(pooled), counts)]
 
 

@@ -54,20 +54,8 @@ class QATask(Task):
         name: str,
         online_dataset: tuple[str, Optional[str]],
         online_splits: Optional[Mapping[str, Optional[str]]] = None,
-        qa_options: Optional[QAOptions] = None,
     ):
         super().__init__(name, (), online_dataset, online_splits)
-        self.qa_options = qa_options or QAOptions()
-
-    @property
-    def options(self) -> dict:
-        return dataclasses.asdict(self.qa_options)
-
-    def with_options(self, **options: Any) -> "QATask":
-        unknown = set(options) - set(self.options)
-        if unknown:
-            raise ValueError(f"unknown {self.task_type} options: {', '.join(sorted(unknown))}")
-        return QATask(self.name, self.online_dataset, self.online_splits, dataclasses.replace(self.qa_options, **options))
 
     def model_class(self) -> Any:
         from paddlenlp.transformers import AutoModelForQuestionAnswering
@@ -178,7 +166,7 @@ class QATask(Task):
         Windows start `doc_stride` tokens apart. Labelled examples get start/end positions of their first answer
         that is a span of the context, or [CLS] (0, 0) in windows that do not hold the whole answer.
         """
-        options = self.qa_options
+        options = self.option_values
         special_tokens = tokenizer.num_special_tokens_to_add(pair=True)
         if max_seq_length - special_tokens - options.max_query_length < 1:
             raise UserError(
@@ -230,7 +218,7 @@ class QATask(Task):
         features_of: dict[int, list[int]] = defaultdict(list)
         for feature_index, example_index in enumerate(encoded.example_indices):
             features_of[example_index].append(feature_index)
-        n_best, max_answer_length = self.qa_options.n_best_size, self.qa_options.max_answer_length
+        n_best, max_answer_length = self.option_values.n_best_size, self.option_values.max_answer_length
         results = []
         for example_index, example in enumerate(examples):
             candidates: list[tuple[float, int, int]] = []
