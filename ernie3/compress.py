@@ -291,11 +291,9 @@ def build_engine_candidates(
 def candidate_size_mb(candidate: Candidate) -> float:
     from ernie3.backends import model_size_mb
 
-    if candidate.model_file.endswith(".pdmodel"):
+    if candidate.model_prefix is not None:  # a Paddle program: its .pdmodel and .pdiparams
         return model_size_mb(candidate.path, candidate.model_prefix)
-    if candidate.model_file.endswith(".xml"):
-        return model_size_mb(os.path.join(candidate.path, candidate.model_file))
-    return model_size_mb(os.path.join(candidate.path, candidate.model_file))
+    return model_size_mb(candidate.model_path)
 
 
 def evaluate_candidates(

@@ -46,9 +46,6 @@ def command_for(task: Task, job: str) -> str:
     return script if os.path.isfile(os.path.join(repository, script)) else f"ernie3 {job}"
 
 
-def training_command(task: Task) -> str:
-    return command_for(task, "train")
-
 
 def run_kind(task_type: str) -> str:
     """What a training output dir's run record says wrote it (see ernie3.files.RUN_RECORD)."""
@@ -75,7 +72,7 @@ def check_fine_tuned_model(task: Task, model_dir: str) -> None:
     if architectures and not any(name.endswith(task.architecture_suffix) for name in architectures):
         raise UserError(
             f"--model_name_or_path: {model_dir} is a {architectures[0]}, not a model fine-tuned for {task.name}; "
-            f"fine-tune it first with {training_command(task)} --do_train"
+            f"fine-tune it first with {command_for(task, 'train')} --do_train"
         )
     num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
     if task.labels and num_labels and num_labels != task.num_labels:
@@ -265,7 +262,7 @@ def prepare_training_output(
         else:
             action = "the run would mix its outputs with"
         raise UserError(
-            f"--output_dir: {output_dir} holds {shown}, which no previous {training_command(task)} run "
+            f"--output_dir: {output_dir} holds {shown}, which no previous {command_for(task, 'train')} run "
             f"wrote; {action} them: choose a new or empty --output_dir"
         )
     if requested["do_train"]:
@@ -382,7 +379,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
         if training_args.overwrite_output_dir and requested["do_train"]:
             # start over: checkpoints of the previous run would otherwise be resumed from or rotated with ours
             remove_previous_outputs(output_dir, ("checkpoint-*", "runs", *LEFTOVER_PATTERNS))
-        write_run_record(output_dir, kind, script=training_command(task), task=task.name)
+        write_run_record(output_dir, kind, script=command_for(task, "train"), task=task.name)
 
     best_eval = None
     if requested["do_train"]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from ernie3 import layout
 from ernie3.errors import UserError, run_cli
+from ernie3.compress import candidate_size_mb
 from ernie3.layout import Candidate
 from ernie3.timing import latency_percentiles
 
@@ -130,12 +131,6 @@ def variants_of(compress_dir: str, onnx_dir: str, with_bf16: bool) -> list[Candi
     return variants
 
 
-def variant_size_mb(variant: Candidate) -> float:
-    from ernie3.compress import candidate_size_mb
-
-    return candidate_size_mb(variant)
-
-
 def predictor_for(candidate: Candidate, batch_size: int, num_threads: int):
     """The Predictor that runs a candidate on its own backend and precision."""
     from ernie3.predict import Predictor
@@ -217,7 +212,7 @@ def run_benchmark(
                   for key in ("throughput", "latency_p50_ms", "latency_p99_ms")}  # fmt: skip
         rows.append({"variant": name, "mode": mode, "backend": by_name[name].backend,
                      "precision": measured[0]["precision"], "batch_size": batch, "seq_length": seq,
-                     "size_mb": round(variant_size_mb(by_name[name]), 2), "path": by_name[name].path, **median,
+                     "size_mb": round(candidate_size_mb(by_name[name]), 2), "path": by_name[name].path, **median,
                      "rounds": [round(m["throughput"], 2) for m in measured],
                      "iterations": sum(m["iterations"] for m in measured)})  # fmt: skip
     for row in rows:

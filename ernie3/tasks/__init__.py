@@ -27,8 +27,6 @@ def _discover() -> dict[str, Task]:
 
 
 TASKS: dict[str, Task] = _discover()
-#: every task type, in registry order
-TASK_TYPES: tuple[str, ...] = tuple(dict.fromkeys(task.task_type for task in TASKS.values()))
 
 
 def get_task(name: Optional[str], task_type: Optional[str] = None) -> Task:
@@ -56,4 +54,4 @@ def all_input_flags() -> dict[str, str]:
     return flags
 
 
-__all__ = ["TASKS", "TASK_TYPES", "get_task", "tasks_of_type", "all_input_flags", "Task", "RecordError"]
+__all__ = ["TASKS", "get_task", "tasks_of_type", "all_input_flags", "Task", "RecordError"]
