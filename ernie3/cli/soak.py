@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence
 
 from ernie3.errors import UserError, run_cli
 from ernie3.memory import RssSampler
+from ernie3.tasks.base import map_texts
 
 SOAK_JSON, SOAK_MD, SOAK_PNG = "soak.json", "soak.md", "soak.png"
 
@@ -43,14 +44,7 @@ class Traffic:
         return "".join(chr(self.rng.randint(0x4E00, 0x9FA5)) for _ in range(length))
 
     def text(self, chars: Optional[int] = None) -> Any:
-        return self._shaped(self.template, chars)
-
-    def _shaped(self, template: Any, chars: Optional[int]) -> Any:
-        if isinstance(template, list):
-            return [self._shaped(item, chars) for item in template]
-        if isinstance(template, dict):
-            return {key: self._shaped(item, chars) for key, item in template.items()}
-        return self.random_string(chars)
+        return map_texts(self.template, lambda _: self.random_string(chars))
 
     def batch(self) -> list:
         return [self.text() for _ in range(self.rng.randint(1, self.max_batch))]

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from ernie3.errors import UserError
 from ernie3.layout import resolve_model_path
+from ernie3.tasks.base import map_texts
 from ernie3.serving.config import ModelSpec, tensorrt_options
 
 def resolve_served_path(spec: ModelSpec) -> str:
@@ -48,13 +49,7 @@ def last_line(exc: BaseException) -> str:
 
 def stretched(text: Any, length: int) -> Any:
     """`text` with each of its strings repeated to at least `length` characters, in the same shape."""
-    if isinstance(text, str):
-        return text * (length // max(len(text), 1) + 1)
-    if isinstance(text, list):
-        return [stretched(item, length) for item in text]
-    if isinstance(text, dict):
-        return {key: stretched(item, length) for key, item in text.items()}
-    return text
+    return map_texts(text, lambda string: string * (length // max(len(string), 1) + 1))
 
 
 def warm_up(name: str, predictor: Any) -> None:

@@ -46,6 +46,18 @@ def check_text(text: str, what: str) -> str:
     return text
 
 
+def map_texts(raw_input: Any, change: Callable[[str], str]) -> Any:
+    """A raw input (a text, a pair, a {question, context} object) with `change` applied to each of its strings, in
+    the same shape: how warm-up and load tests make inputs of any task type."""
+    if isinstance(raw_input, str):
+        return change(raw_input)
+    if isinstance(raw_input, (list, tuple)):
+        return [map_texts(item, change) for item in raw_input]
+    if isinstance(raw_input, dict):
+        return {key: map_texts(item, change) for key, item in raw_input.items()}
+    return raw_input
+
+
 def text_field(record: Mapping[str, Any], key: str) -> str:
     """A required, non-empty string field of a raw record."""
     if key not in record:
