@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -272,6 +273,23 @@ def remove_previous_outputs(output_dir: str, layout: Sequence[str]) -> None:
 
 def write_run_record(output_dir: str, kind: str, **details: Any) -> None:
     write_json_atomic(os.path.join(output_dir, RUN_RECORD), {"kind": kind, **details})
+
+
+#: bytes read from each end of a file for its content fingerprint
+FINGERPRINT_BLOCK = 1 << 20
+
+
+def content_fingerprint(path: str) -> dict:
+    """Size and a hash of both ends of a file: cheap for files of any size, the same for a copy of the file
+    (unlike its path or modification time), and different when it is edited, appended to or replaced."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(FINGERPRINT_BLOCK))
+        if size > FINGERPRINT_BLOCK:
+            handle.seek(max(FINGERPRINT_BLOCK, size - FINGERPRINT_BLOCK))
+            digest.update(handle.read(FINGERPRINT_BLOCK))
+    return {"size": size, "sha256_ends": digest.hexdigest()}
 
 
 def staging_directory_for(path: str) -> str:

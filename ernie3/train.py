@@ -18,12 +18,14 @@ from ernie3.files import (
     check_output_location,
     foreign_entries,
     paths_overlap,
+    read_run_record,
     remove_previous_outputs,
     write_errors_as_user_errors,
     write_json_atomic,
     write_run_record,
 )
 from ernie3.modeling import check_model_source, load_model, load_tokenizer, model_config_value
+from ernie3.run_identity import changed_data, check_resume, data_identity, model_identity, resume_error
 from ernie3.tasks import Task
 from ernie3.tasks.base import Encoded, output_list
 
@@ -346,6 +348,25 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
     local_model = check_model_source(model_dir)
     task, max_seq_length = model_settings(arguments)
     export_dir = prepare_training_output(task, model_args, training_args, requested)
+    kind = run_kind(task.task_type)
+    model_identity_now = model_identity(model_dir)
+    data_now = data_identity({"train": data_args.train_file, "dev": data_args.dev_file})
+    checkpoint = None
+    if requested["do_train"]:
+        checkpoint = training_args.resume_from_checkpoint
+        if checkpoint is not None and not is_complete_checkpoint(checkpoint):
+            raise UserError(f"--resume_from_checkpoint: {checkpoint} is not a complete checkpoint of this toolkit")
+        on_purpose = checkpoint is not None
+        if checkpoint is None and not training_args.overwrite_output_dir:
+            checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint:
+            # the run record beside the checkpoint says which model and task it continues
+            record = read_run_record(os.path.dirname(os.path.abspath(checkpoint)))
+            record = record if record and record.get("kind") == kind else None
+            check_resume(record, checkpoint, task.name, model_dir, model_identity_now, on_purpose)
+            changed = changed_data(record, data_now)
+            note = f"; the {' and '.join(changed)} file changed since it was written" if changed else ""
+            print(f"Resuming training from {checkpoint}{note} (--overwrite_output_dir starts over)", flush=True)
 
     need_dev = requested["do_train"] or requested["do_eval"]
     wanted = {"train": requested["do_train"], "dev": need_dev, "test": requested["do_predict"]}
@@ -374,26 +395,29 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
         max_seq_length=max_seq_length,
     )
     summary: dict[str, Any] = {"task": task.name, "output_dir": output_dir}
-    kind = run_kind(task.task_type)
     if training_args.should_save and not foreign_entries(output_dir, kind, TRAIN_LAYOUT, require_record=False):
         if training_args.overwrite_output_dir and requested["do_train"]:
             # start over: checkpoints of the previous run would otherwise be resumed from or rotated with ours
             remove_previous_outputs(output_dir, ("checkpoint-*", "runs", *LEFTOVER_PATTERNS))
-        write_run_record(output_dir, kind, script=command_for(task, "train"), task=task.name)
+        # which model and data the checkpoints here come from: kept by runs that do not train
+        previous = read_run_record(output_dir) or {}
+        identity = {key: previous[key] for key in ("model", "data") if key in previous and previous.get("kind") == kind}
+        if requested["do_train"]:
+            identity = {"model": model_identity_now, "data": data_now}
+        write_run_record(output_dir, kind, script=command_for(task, "train"), task=task.name, **identity)
 
     best_eval = None
     if requested["do_train"]:
-        checkpoint = training_args.resume_from_checkpoint
-        if checkpoint is not None and not is_complete_checkpoint(checkpoint):
-            raise UserError(f"--resume_from_checkpoint: {checkpoint} is not a complete checkpoint of this toolkit")
-        if checkpoint is None and not training_args.overwrite_output_dir:
-            checkpoint = last_complete_checkpoint(output_dir)
-            if checkpoint:
-                logger.info(f"Resuming training from {checkpoint} (pass --overwrite_output_dir to start over)")
         trainer.loss_before_resume = checkpoint_total_loss(checkpoint)
         if trainer.loss_before_resume is None:
             logger.warning(f"{checkpoint} records no loss so far: train_loss covers the resumed steps only")
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        try:
+            train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        except (ValueError, RuntimeError, AssertionError) as exc:
+            error = resume_error(exc, checkpoint) if checkpoint else None
+            if error is None:
+                raise
+            raise error from None
         metrics = dict(train_result.metrics)
         check_finite_loss(metrics["train_loss"], trainer.state.global_step)
         trainer.log_metrics("train", metrics)
