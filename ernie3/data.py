@@ -27,7 +27,7 @@ def parse_records(
     """Validated examples; the first invalid record stops with its location, unless `skip_invalid` drops it."""
     from paddlenlp.utils.log import logger
 
-    examples, skipped = [], 0
+    examples, skipped, dropped = [], 0, 0
     for location, record in records:
         try:
             if not isinstance(record, dict):
@@ -41,8 +41,12 @@ def parse_records(
             if skipped <= SHOWN_SKIPPED:
                 logger.warning(f"skipped invalid record: {message}")
             continue
-        if example is not None:
+        if example is None:
+            dropped += 1  # a record the task leaves out by its own rules (e.g. NLI rows without a gold label)
+        else:
             examples.append(example)
+    if dropped:
+        logger.info(f"{source}: left out {dropped} {task.name} records without a gold label (as CLUE does)")
     if skipped:
         logger.warning(f"{source}: skipped {skipped} invalid {task.name} records (--skip_invalid_records)")
     return examples

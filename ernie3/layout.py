@@ -1,6 +1,7 @@
 """The one owner of the output layout: every directory and file name a run writes, and the compress candidates.
 
-    TRAIN_OUT/checkpoint-*/  best/  export/  predict/<task>_predict.json  *_results.json  ernie3_run.json
+    TRAIN_OUT/checkpoint-*/  best/  export/  predict/<task>_predict.json  *_results.json  eval_per_class.{json,md}
+              runs/ (VisualDL logs)  ernie3_run.json
     PIPELINE_OUT/train/ (a TRAIN_OUT)  compress/ (a COMPRESS_OUT)  pipeline_report.{md,json,png}
     COMPRESS_OUT/float/  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel  <float or width>/<engine>-<precision>/
                  best/ (+ candidate.json)  report.json  report.md
@@ -32,8 +33,12 @@ CANDIDATE_FILE = "candidate.json"
 BEST_DIR = "best"
 EXPORT_DIR = "export"
 PREDICT_DIR = "predict"
+#: --do_eval's per-class precision/recall/F1 table, beside eval_results.json
+EVAL_PER_CLASS_JSON = "eval_per_class.json"
+EVAL_PER_CLASS_MD = "eval_per_class.md"
 #: what a training run writes into its output dir (a later --overwrite_output_dir deletes only these)
-TRAIN_LAYOUT = ("checkpoint-*", BEST_DIR, EXPORT_DIR, PREDICT_DIR, "runs", "*_results.json", "trainer_state.json")
+TRAIN_LAYOUT = ("checkpoint-*", BEST_DIR, EXPORT_DIR, PREDICT_DIR, "runs", "*_results.json", "trainer_state.json",
+                EVAL_PER_CLASS_JSON, EVAL_PER_CLASS_MD)  # fmt: skip
 
 # -- compress output -----------------------------------------------------------------------------------------------
 FLOAT_DIR = "float"

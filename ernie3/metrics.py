@@ -5,6 +5,18 @@ import re
 from typing import Iterable, Mapping, Sequence
 
 
+def per_class_markdown(title: str, rows: Sequence[Mapping[str, object]]) -> str:
+    """A per-class precision/recall/F1 table (Task.class_report rows) as Markdown."""
+    named = any("name" in row for row in rows)
+    header = "| class |" + (" name |" if named else "") + " precision | recall | F1 | support |"
+    lines = [f"# {title}", "", header, "|---|" + ("---|" if named else "") + "---|---|---|---|"]
+    for row in rows:
+        name = f" {row.get('name', '')} |" if named else ""
+        lines.append(f"| {row['class']} |{name} {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
+                     f"{row['support']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Chunk (entity) precision / recall / F1, as paddlenlp's ChunkEvaluator and seqeval compute them
 # ---------------------------------------------------------------------------------------------------------------

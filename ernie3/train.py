@@ -11,7 +11,15 @@ from ernie3.args import RunArguments, check_max_seq_length, parse_arguments
 from ernie3.data import load_examples
 from ernie3.errors import UserError
 from ernie3.export import apply_recorded_settings, export_inference_model, write_task_info
-from ernie3.layout import BEST_DIR, EXPORT_DIR, TASK_INFO_FILE, TRAIN_LAYOUT, predictions_file
+from ernie3.layout import (
+    BEST_DIR,
+    EVAL_PER_CLASS_JSON,
+    EVAL_PER_CLASS_MD,
+    EXPORT_DIR,
+    TASK_INFO_FILE,
+    TRAIN_LAYOUT,
+    predictions_file,
+)
 from ernie3.files import (
     LEFTOVER_PATTERNS,
     atomic_directory,
@@ -23,7 +31,9 @@ from ernie3.files import (
     write_errors_as_user_errors,
     write_json_atomic,
     write_run_record,
+    write_text_atomic,
 )
+from ernie3.metrics import per_class_markdown
 from ernie3.modeling import check_model_source, load_model, load_tokenizer, model_config_value
 from ernie3.run_identity import changed_data, check_resume, data_identity, model_identity, resume_error
 from ernie3.tasks import Task
@@ -236,6 +246,24 @@ def check_replaceable_model_dir(path: str, flag: str) -> None:
         )
 
 
+def write_per_class_report(trainer: Any, task: Task, examples: list, encoded: Encoded, dataset: Any,
+                           output_dir: str) -> Optional[str]:
+    """--do_eval's per-class table (JSON + Markdown) beside eval_results.json, for tasks with classes."""
+    from paddlenlp.utils.log import logger
+
+    if type(task).class_report is Task.class_report:
+        return None
+    outputs = output_list(trainer.predict(dataset).predictions)
+    rows = task.class_report(examples, task.decode(examples, encoded, outputs))
+    if rows is None:
+        return None
+    path = os.path.join(output_dir, EVAL_PER_CLASS_MD)
+    write_json_atomic(os.path.join(output_dir, EVAL_PER_CLASS_JSON), rows)
+    write_text_atomic(path, per_class_markdown(f"{task.name} dev: per class", rows))
+    logger.info(f"Per-class precision/recall/F1 written to {path}")
+    return path
+
+
 def prepare_training_output(
     task: Task, model_args: Any, training_args: Any, requested: dict[str, bool]
 ) -> Optional[str]:
@@ -437,6 +465,9 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         summary["eval"] = metrics
+        if training_args.should_save:
+            summary["eval_per_class"] = write_per_class_report(trainer, task, examples["dev"], encoded["dev"],
+                                                               datasets["dev"], output_dir)  # fmt: skip
 
     if requested["do_predict"]:
         prediction = trainer.predict(datasets["test"])

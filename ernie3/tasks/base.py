@@ -288,6 +288,11 @@ class Task(abc.ABC):
 
         return paddle.nn.CrossEntropyLoss()
 
+    def class_report(self, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> Optional[list[dict]]:
+        """Per-class precision, recall, F1 and support of decoded results against gold labels, one row per class
+        ({"class", "precision", "recall", "f1", "support"}, optionally "name"); None for tasks without classes."""
+        return None
+
     @abc.abstractmethod
     def answer(self, output: dict) -> Any:
         """The answer in one result (a label, an entity list, an answer text) without its scores: what agreement

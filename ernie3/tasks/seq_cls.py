@@ -114,6 +114,23 @@ class SeqClsTask(Task):
         correct = sum(self.labels[e["label"]] == r["label"] for e, r in zip(examples, results))
         return {"accuracy": correct / len(examples)}
 
+    def class_report(self, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> list[dict]:
+        from sklearn.metrics import precision_recall_fscore_support
+
+        gold = [self.labels[example["label"]] for example in examples]
+        predicted = [result["label"] for result in results]
+        precision, recall, f1, support = precision_recall_fscore_support(
+            gold, predicted, labels=list(self.labels), zero_division=0
+        )
+        rows = []
+        for index, label in enumerate(self.labels):
+            row = {"class": label, "precision": float(precision[index]), "recall": float(recall[index]),
+                   "f1": float(f1[index]), "support": int(support[index])}  # fmt: skip
+            if label in self.label_descriptions:
+                row["name"] = self.label_descriptions[label]
+            rows.append(row)
+        return rows
+
     def postprocess(self, logits: np.ndarray) -> list[dict]:
         """Logits of a batch → label, its description (if the task has one), and its probability."""
         logits = np.asarray(logits, dtype=np.float64)
@@ -207,11 +224,30 @@ TNEWS_DESCRIPTIONS = {
     "115": "news_agriculture", "116": "news_game",
 }  # fmt: skip
 
+# the official CLUE IFLYTEK label names (labels.json of iflytek_public.zip), by label id
+IFLYTEK_DESCRIPTIONS = {
+    "0": "打车", "1": "地图导航", "2": "免费WIFI", "3": "租车", "4": "同城服务", "5": "快递物流", "6": "婚庆", "7": "家政", "8": "公共交通",
+    "9": "政务", "10": "社区服务", "11": "薅羊毛", "12": "魔幻", "13": "仙侠", "14": "卡牌", "15": "飞行空战", "16": "射击游戏",
+    "17": "休闲益智", "18": "动作类", "19": "体育竞技", "20": "棋牌中心", "21": "经营养成", "22": "策略", "23": "MOBA", "24": "辅助工具",
+    "25": "约会社交", "26": "即时通讯", "27": "工作社交", "28": "论坛圈子", "29": "婚恋社交", "30": "情侣社交", "31": "社交工具", "32": "生活社交",
+    "33": "微博博客", "34": "新闻", "35": "漫画", "36": "小说", "37": "技术", "38": "教辅", "39": "问答交流", "40": "搞笑", "41": "杂志",
+    "42": "百科", "43": "影视娱乐", "44": "求职", "45": "兼职", "46": "视频", "47": "短视频", "48": "音乐", "49": "直播", "50": "电台",
+    "51": "K歌", "52": "成人", "53": "中小学", "54": "职考", "55": "公务员", "56": "英语", "57": "视频教育", "58": "高等教育",
+    "59": "成人教育", "60": "艺术", "61": "语言(非英语)", "62": "旅游资讯", "63": "综合预定", "64": "民航", "65": "铁路", "66": "酒店",
+    "67": "行程管理", "68": "民宿短租", "69": "出国", "70": "工具", "71": "亲子儿童", "72": "母婴", "73": "驾校", "74": "违章",
+    "75": "汽车咨询", "76": "汽车交易", "77": "日常养车", "78": "行车辅助", "79": "租房", "80": "买房", "81": "装修家居", "82": "电子产品",
+    "83": "问诊挂号", "84": "养生保健", "85": "医疗服务", "86": "减肥瘦身", "87": "美妆美业", "88": "菜谱", "89": "餐饮店", "90": "体育咨讯",
+    "91": "运动健身", "92": "支付", "93": "保险", "94": "股票", "95": "借贷", "96": "理财", "97": "彩票", "98": "记账", "99": "银行",
+    "100": "美颜", "101": "影像剪辑", "102": "摄影修图", "103": "相机", "104": "绘画", "105": "二手", "106": "电商", "107": "团购",
+    "108": "外卖", "109": "电影票务", "110": "社区超市", "111": "购物咨询", "112": "笔记", "113": "办公", "114": "日程管理", "115": "女性",
+    "116": "经营", "117": "收款", "118": "其他",
+}  # fmt: skip
+
 # Label orders follow paddlenlp's `clue` dataset so online (label index) and local (label text) data agree.
 TASKS = (
     SeqClsTask("afqmc", ("0", "1"), sentence_pair, pair=True),
     SeqClsTask("tnews", tuple(TNEWS_DESCRIPTIONS), single_sentence, label_descriptions=TNEWS_DESCRIPTIONS),
-    SeqClsTask("iflytek", tuple(str(i) for i in range(119)), single_sentence),
+    SeqClsTask("iflytek", tuple(IFLYTEK_DESCRIPTIONS), single_sentence, label_descriptions=IFLYTEK_DESCRIPTIONS),
     SeqClsTask("cmnli", ("contradiction", "entailment", "neutral"), sentence_pair, unlabeled_marker="-", pair=True),
     SeqClsTask("ocnli", ("entailment", "contradiction", "neutral"), sentence_pair, unlabeled_marker="-", pair=True),
     SeqClsTask("cluewsc2020", ("true", "false"), wsc_texts),

@@ -156,6 +156,16 @@ class TokenClsTask(Task):
         gold = [[self.labels[k] for k in example["labels"]] for example in examples]
         return chunk_scores(gold, [result["tags"] for result in results])
 
+    def class_report(self, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """Per entity type, entity-level (seqeval's classification report)."""
+        from seqeval.metrics import classification_report
+
+        gold = [[self.labels[k] for k in example["labels"]] for example in examples]
+        report = classification_report(gold, [list(r["tags"]) for r in results], output_dict=True, zero_division=0)
+        return [{"class": kind, "precision": float(row["precision"]), "recall": float(row["recall"]),
+                 "f1": float(row["f1-score"]), "support": int(row["support"])}
+                for kind, row in report.items() if not kind.endswith(" avg")]  # fmt: skip
+
     def answer(self, output: dict) -> Any:
         return tuple((entity["type"], entity["start"], entity["end"]) for entity in output["entities"])
 
