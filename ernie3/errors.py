@@ -1,20 +1,37 @@
 """One kind of error for things the user can fix, and the CLI wrapper that prints it as one line."""
 from __future__ import annotations
 
+import signal
 import sys
-from typing import Callable, NoReturn
+import threading
+from typing import Any, Callable, NoReturn
 
 
 class UserError(Exception):
     """Bad input or an environment problem the user can fix; printed as one line, no traceback."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every clean-up a command does on Ctrl-C (staging dirs, partial models)
+    runs on `kill` too."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def run_cli(main: Callable[[], object]) -> None:
-    """Run an entry point; turn `UserError` into `error: ...` on stderr and exit status 2."""
+    """Run an entry point; turn `UserError` into `error: ...` on stderr and exit status 2; Ctrl-C and SIGTERM
+    unwind the command (its clean-up runs) and exit 130 / 143."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
     except UserError as exc:
         fail(str(exc))
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

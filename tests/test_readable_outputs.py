@@ -74,3 +74,28 @@ def test_records_without_a_gold_label_are_counted_in_the_log(caplog):
         logger.logger.removeHandler(caplog.handler)
     assert len(examples) == 1
     assert "dev.json: left out 2 ocnli records without a gold label" in caplog.text
+
+
+def test_sigterm_runs_the_same_clean_up_as_ctrl_c(tmp_path):
+    """`kill` of any command unwinds it like Ctrl-C (bench's partial models, compress's staging dir are removed in
+    `finally` blocks), then exits 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker, started = tmp_path / "cleaned-up", tmp_path / "started"
+    code = ("import time\nfrom ernie3.errors import run_cli\n"
+            "def main():\n"
+            f"    open({str(started)!r}, 'w').close()\n"
+            "    try:\n        time.sleep(120)\n"
+            f"    finally:\n        open({str(marker)!r}, 'w').close()\n"
+            "run_cli(main)\n")  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143 and marker.exists()
+    assert err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
