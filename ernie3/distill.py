@@ -139,13 +139,16 @@ def requested_shape(teacher: StudentShape, dargs: DistillationArguments) -> Stud
 
 
 def check_not_larger(student: StudentShape, teacher: StudentShape, what: str) -> None:
+    larger = []
     for name, mine, theirs in (("layers", student.layers, teacher.layers), ("hidden size", student.hidden, teacher.hidden),
                                ("attention heads", student.heads, teacher.heads),
                                ("FFN size", student.intermediate, teacher.intermediate),
                                ("head size", student.hidden // student.heads, teacher.hidden // teacher.heads)):  # fmt: skip
         if mine > theirs:
-            raise UserError(f"{what} is larger than its teacher ({teacher.describe()}): {name} {mine} > {theirs}; "
-                            "a student must be at most as deep and wide as the fine-tuned model it learns from")  # fmt: skip
+            larger.append(f"{name} {mine} > {theirs}")
+    if larger:
+        raise UserError(f"{what} is larger than its teacher ({teacher.describe()}): {', '.join(larger)}; "
+                        "a student must be at most as deep and wide as the fine-tuned model it learns from")  # fmt: skip
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -417,8 +420,20 @@ def save_student(student: Any, tokenizer: Any, task: Task, directory: str, max_s
 
 
 def resolve_student_shape(teacher_config: dict, dargs: DistillationArguments) -> Optional[StudentShape]:
-    """The shape of a shape student (checked now, before any work); None for a pretrained student."""
+    """The shape of a shape student (checked now, before any work); None for a pretrained student, whose local
+    directory is checked now too (a hub name is checked when it loads)."""
     if dargs.student_model is not None:
+        from ernie3.modeling import MODEL_CONFIG_FILES, check_model_source
+
+        local = check_model_source(dargs.student_model, "--student_model")
+        if local is not None:
+            path = next(os.path.join(local, name) for name in MODEL_CONFIG_FILES if os.path.isfile(os.path.join(local, name)))
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    shape = teacher_shape(json.load(handle))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise UserError(f"--student_model: {path} is not a readable ERNIE config ({exc})") from None
+            check_not_larger(shape, teacher_shape(teacher_config), f"--student_model {dargs.student_model}")
         return None
     return requested_shape(teacher_shape(teacher_config), dargs)
 

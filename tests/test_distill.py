@@ -1,0 +1,215 @@
+"""compress --strategy distill*: a smaller student distilled from a fine-tuned tiny teacher, for every task type."""
+import copy
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import sample_file
+
+from ernie3.compress import run as compress
+from ernie3.errors import UserError
+from ernie3.modeling import build_tiny_model, generated_vocab, write_vocab
+from ernie3.tasks import TASKS
+from ernie3.tasks.base import soft_kl
+from ernie3.tasks.seq_cls import SeqClsTask
+
+# (task type, task name, flags) as the tiny exports of conftest: short windows for QA, short NER inputs
+TASK_FLAGS = {
+    "seq_cls": ("tnews", []),
+    "token_cls": ("msra_ner", ["--max_seq_length", "64"]),
+    "qa": ("cmrc2018", ["--max_seq_length", "64", "--doc_stride", "24", "--max_query_length", "24"]),
+}
+#: the teacher is conftest's tiny model (2 layers, hidden 64, 4 heads, FFN 256); the student half of it
+SHAPE = ["--student_layers", "1", "--student_hidden", "32", "--student_heads", "2"]
+
+
+def teacher_of(task_type, tiny_model_dir, output_dir):
+    """A tiny model fine-tuned for a few steps: a teacher with a head for the task."""
+    from ernie3.train import run
+
+    name, flags = TASK_FLAGS[task_type]
+    return run(task_type, [
+        "--task_name", name, "--model_name_or_path", tiny_model_dir, "--output_dir", str(output_dir),
+        "--train_file", sample_file(name, "train"), "--dev_file", sample_file(name, "dev"),
+        "--max_steps", "3", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
+        "--evaluation_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false", "--do_train",
+        *flags,
+    ])["best_model_dir"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def teachers(tiny_model_dir, tmp_path_factory):
+    return {kind: teacher_of(kind, tiny_model_dir, tmp_path_factory.mktemp(f"teacher-{kind}")) for kind in TASK_FLAGS}
+
+
+@pytest.fixture(scope="module")
+def small_pretrained(tmp_path_factory):
+    """A pretrained-style student directory: smaller than the teacher, same (generated) vocabulary."""
+    return build_tiny_model(str(tmp_path_factory.mktemp("small")), hidden_size=32, num_hidden_layers=1,
+                            num_attention_heads=2, intermediate_size=96, seed=7)  # fmt: skip
+
+
+def distill_argv(task_type, teacher, output_dir, *extra, strategy="distill"):
+    name, flags = TASK_FLAGS[task_type]
+    return [
+        "--task_name", name, "--model_name_or_path", teacher, "--output_dir", str(output_dir),
+        "--train_file", sample_file(name, "train"), "--dev_file", sample_file(name, "dev"), "--strategy", strategy,
+        "--max_steps", "2", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--engines", "paddle",
+        "--algo_list", "hist", "--batch_size_list", "4", *flags, *extra,
+    ]  # fmt: skip
+
+
+def student_config(report):
+    with open(os.path.join(report["best_dir"], "..", "student", "config.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def check_student_loads_on_its_own(task_type, report):
+    """The student candidate runs through infer.py alone, with the teacher's metric and the task's outputs."""
+    from ernie3.cli.infer import main as infer
+    from ernie3.data import load_examples
+    from ernie3.predict import Predictor
+
+    name, _ = TASK_FLAGS[task_type]
+    rows = {row["name"]: row for row in report["candidates"]}
+    student = rows["student"]
+    result = infer(["--model_path", student["path"], "--dev_file", sample_file(name, "dev"), "--task_name", name])
+    assert result["metrics"] == pytest.approx(student["metrics"])
+    examples = load_examples(TASKS[name], "dev", sample_file(name, "dev"))[:4]
+    mine = Predictor(student["path"]).predict(examples)
+    theirs = Predictor(rows["float"]["path"]).predict(examples)
+    assert [sorted(output) for output in mine] == [sorted(output) for output in theirs]
+
+
+@pytest.mark.parametrize("task_type", list(TASK_FLAGS))
+def test_a_shape_student_is_initialised_from_the_teacher_and_distilled(task_type, teachers, tmp_path):
+    report = compress(task_type, distill_argv(task_type, teachers[task_type], tmp_path / "out", *SHAPE))
+    config = student_config(report)
+    assert (config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"]) == (1, 32, 2)
+    assert config["intermediate_size"] == 128  # the teacher's FFN/hidden ratio
+    assert report["distillation"]["layer_map"] == [1]  # the last teacher layer
+    assert [row["name"] for row in report["candidates"] if row["precision"] != "bf16"] == ["float", "student"]
+    sizes = {row["name"]: row["size_mb"] for row in report["candidates"]}
+    assert sizes["student"] < sizes["float"] * 0.6
+    assert not os.path.exists(tmp_path / "out" / "distill_checkpoints")  # removed once the output is published
+    check_student_loads_on_its_own(task_type, report)
+
+
+@pytest.mark.parametrize("task_type", list(TASK_FLAGS))
+def test_a_pretrained_student_directory_is_distilled(task_type, teachers, small_pretrained, tmp_path):
+    report = compress(task_type, distill_argv(task_type, teachers[task_type], tmp_path / "out",
+                                              "--student_model", small_pretrained, "--distill_hidden_weight", "1"))  # fmt: skip
+    config = student_config(report)
+    assert (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]) == (1, 32, 96)
+    assert report["distillation"]["student"] == small_pretrained
+    check_student_loads_on_its_own(task_type, report)
+
+
+def test_distill_then_ptq_quantizes_the_student_and_reports_the_label_only_baseline(teachers, tmp_path):
+    report = compress("seq_cls", distill_argv("seq_cls", teachers["seq_cls"], tmp_path / "out", *SHAPE,
+                                              "--distill_baseline", strategy="distill+ptq"))  # fmt: skip
+    names = [row["name"] for row in report["candidates"] if row["precision"] != "bf16"]
+    assert names == ["float", "student", "student/hist4_1"]
+    models = report["distillation"]["models"]
+    assert set(models) == {"teacher", "student", "baseline"}
+    assert models["teacher"]["agreement_with_teacher"] == 1.0
+    assert all(0 <= row["agreement_with_teacher"] <= 1 for row in models.values())
+    assert "student_baseline" not in {row["name"] for row in report["candidates"]}  # compared, never picked
+    assert "| same student, labels only |" in report["markdown"]
+    with open(tmp_path / "out" / "report.json", encoding="utf-8") as handle:
+        assert json.load(handle)["distillation"]["models"]["baseline"]["candidate"] == "student_baseline"
+
+
+class SigmoidTnews(SeqClsTask):
+    """A test-only task whose head is read through sigmoids: it distils with BCE on the teacher's sigmoids."""
+
+    calls: list
+
+    def reads_models_of(self, task_name):
+        return task_name in ("tnews", self.name)
+
+    def distillation_loss(self, student_outputs, teacher_outputs, batch, temperature):
+        import paddle.nn.functional as F
+
+        student, teacher = student_outputs[0] / temperature, teacher_outputs[0] / temperature
+        loss = F.binary_cross_entropy_with_logits(student, F.sigmoid(teacher)) * temperature**2
+        softmax_kl = soft_kl(student_outputs[0], teacher_outputs[0], temperature)
+        self.calls.append((float(loss), float(softmax_kl)))
+        return loss
+
+
+def test_a_task_distils_through_its_own_loss(teachers, tmp_path, monkeypatch):
+    task = copy.copy(TASKS["tnews"])  # tnews' data and labels, read through sigmoids
+    task.__class__, task.name, task.calls = SigmoidTnews, "tnews_sigmoid", []
+    monkeypatch.setitem(TASKS, task.name, task)
+    argv = distill_argv("seq_cls", teachers["seq_cls"], tmp_path / "out", *SHAPE, "--distill_temperature", "2")
+    argv[argv.index("tnews")] = task.name
+    report = compress("seq_cls", argv)
+    assert len(task.calls) == 2  # one per training step (--max_steps 2): the trainer used the task's own loss
+    for bce, softmax_kl in task.calls:
+        assert np.isfinite(bce) and abs(bce - softmax_kl) > 1e-3
+    assert report["task"] == task.name and "student" in {row["name"] for row in report["candidates"]}
+
+
+def vocabulary_differs(tmp_path):
+    tokens = generated_vocab()
+    vocab = write_vocab(tokens[:5] + list(reversed(tokens[5:])), str(tmp_path / "vocab.txt"))  # same tokens, other ids
+    return build_tiny_model(str(tmp_path / "other-vocab"), vocab_file=vocab, hidden_size=32, num_hidden_layers=1,
+                            num_attention_heads=2, intermediate_size=128)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--student_size", "nano"], r"larger than its teacher \(2L-64H-4heads-256FFN\): layers 4 > 2, hidden size 312 > 64, attention heads 12 > 4"),
+        (["--student_layers", "3"], "larger than its teacher .*: layers 3 > 2"),
+        (["--student_hidden", "30", "--student_heads", "4"], "hidden size 30 is not divisible by its 4 attention heads"),
+        (["--student_hidden", "48", "--student_heads", "2"], "head size 24 > 16"),
+        (["--student_size", "tiny"], "--student_size: unknown size 'tiny'"),
+        ([], "--strategy distill needs a student"),
+        (["--student_layers", "0"], "--student_layers must be a positive integer"),
+        (["--student_layers", "1", "--distill_temperature", "nan"], "--distill_temperature must be a positive"),
+        (["--student_model", "x", "--student_layers", "1"], "--student_model takes its shape from the model"),
+        (["--student_model", "./no/such/dir"], "--student_model: directory not found"),
+    ],
+)
+def test_bad_students_fail_in_one_line_before_any_work(teachers, tmp_path, extra, message):
+    with pytest.raises(UserError, match=message):
+        compress("seq_cls", distill_argv("seq_cls", teachers["seq_cls"], tmp_path / "out", *extra))
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_student_flags_need_the_distill_strategy(teachers, tmp_path):
+    with pytest.raises(UserError, match="--student_layers applies to --strategy distill"):
+        compress("seq_cls", distill_argv("seq_cls", teachers["seq_cls"], tmp_path / "out", *SHAPE, strategy="ptq"))
+
+
+def test_a_student_with_another_vocabulary_is_refused(teachers, tmp_path):
+    student = vocabulary_differs(tmp_path)
+    with pytest.raises(UserError, match=f"--student_model: {student} has another vocabulary than the teacher"):
+        compress("seq_cls", distill_argv("seq_cls", teachers["seq_cls"], tmp_path / "out", "--student_model", student))
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_pretrained_student_larger_than_its_teacher_is_refused(teachers, tiny_model_dir, tmp_path):
+    big = build_tiny_model(str(tmp_path / "big"), hidden_size=64, num_hidden_layers=3, num_attention_heads=4)
+    with pytest.raises(UserError, match=f"--student_model {big} is larger than its teacher .*: layers 3 > 2"):
+        compress("seq_cls", distill_argv("seq_cls", teachers["seq_cls"], tmp_path / "out", "--student_model", big))
+
+
+def test_token_distillation_ignores_untagged_positions():
+    import paddle
+
+    from ernie3.tasks.base import IGNORE_INDEX
+
+    task = TASKS["msra_ner"]
+    student = paddle.to_tensor(np.random.RandomState(0).randn(1, 3, 4).astype("float32"))
+    teacher = paddle.to_tensor(np.random.RandomState(1).randn(1, 3, 4).astype("float32"))
+    changed = teacher.numpy().copy()
+    changed[0, 2] = 50.0 * np.arange(4)  # a padded position: whatever the teacher says there does not count
+    labels = paddle.to_tensor([[1, 2, IGNORE_INDEX]])
+    first = float(task.distillation_loss([student], [teacher], {"labels": labels}, 1.0))
+    second = float(task.distillation_loss([student], [paddle.to_tensor(changed)], {"labels": labels}, 1.0))
+    assert first == pytest.approx(second) and first > 0
+    assert first == pytest.approx(float(soft_kl(student[:, :2], teacher[:, :2], 1.0)), rel=1e-5)
