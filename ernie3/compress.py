@@ -481,7 +481,9 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     # paddlenlp's DynaBERT computes QA head importance on `eval_examples`: dev features with answer positions
     trainer.eval_examples = datasets["dev"]
     if args.strategy != "distill":
-        trainer.compress(custom_evaluate=make_dynamic_evaluator(task, examples["dev"], encoded["dev"]))
+        # DynaBERT distils the full-width model into each width with the task's own loss on the outputs
+        with compat.dynabert_logit_loss(lambda student, teacher: task.distillation_loss([student], [teacher], {}, 1.0)):
+            trainer.compress(custom_evaluate=make_dynamic_evaluator(task, examples["dev"], encoded["dev"]))
     compress_seconds = time.time() - started
     output_dir = args.output_dir = publish_staged_output(output_dir, final_output_dir, COMPRESS_LAYOUT)
 

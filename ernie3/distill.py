@@ -382,8 +382,9 @@ def checkpoint_dir_for(work_dir: str, settings: dict, overwrite: bool) -> str:
 def train_student(
     trainer_class: type, student: Any, training_args: Any, work_dir: str, data: Any, task: Task,
     max_seq_length: int, **trainer_kwargs: Any,
-) -> Any:
-    """Train `student` with checkpoints in `work_dir` (resumed from its last complete one); returns the best model."""
+) -> tuple[Any, Optional[str]]:
+    """Train `student` with checkpoints in `work_dir` (resumed from its last complete one); returns the best model
+    and the checkpoint it resumed from."""
     from paddlenlp.utils.log import logger
 
     from ernie3.train import checkpoint_total_loss, check_finite_loss, last_complete_checkpoint
@@ -406,7 +407,7 @@ def train_student(
     result = trainer.train(resume_from_checkpoint=checkpoint)
     check_finite_loss(result.metrics["train_loss"], trainer.state.global_step)
     trainer.log_metrics("train", result.metrics)
-    return trainer.model
+    return trainer.model, checkpoint
 
 
 def save_student(student: Any, tokenizer: Any, task: Task, directory: str, max_seq_length: int) -> str:
@@ -482,20 +483,21 @@ def distill(
 
         student.add_sublayer(PROJECTION_NAME, paddle.nn.Linear(shape.hidden, whole.hidden))
     work = checkpoint_dir_for(os.path.join(work_root, "student"), settings, overwrite)
-    student = train_student(distillation_trainer_class(), student, training_args, work, data, task, max_seq_length,
-                            teacher=teacher, settings=dargs, mapping=mapping)  # fmt: skip
+    student, resumed = train_student(distillation_trainer_class(), student, training_args, work, data, task,
+                                     max_seq_length, teacher=teacher, settings=dargs, mapping=mapping)  # fmt: skip
     student_dir = save_student(student, tokenizer, task, os.path.join(output_dir, STUDENT_DIR), max_seq_length)
     baseline_dir = None
     if dargs.distill_baseline:
         logger.info(f"Baseline: the same student {shape.describe()} fine-tuned on the labels alone")
         work = checkpoint_dir_for(os.path.join(work_root, "baseline"), {**settings, "baseline": True}, overwrite)
-        baseline = train_student(project_trainer_class(), make_student(), training_args, work, data, task,
-                                 max_seq_length)  # fmt: skip
+        baseline, _ = train_student(project_trainer_class(), make_student(), training_args, work, data, task,
+                                    max_seq_length)  # fmt: skip
         baseline_dir = save_student(baseline, tokenizer, task, os.path.join(output_dir, STUDENT_BASELINE_DIR),
                                     max_seq_length)  # fmt: skip
     summary = {"student": source, "shape": dataclasses.asdict(shape), "teacher_shape": dataclasses.asdict(whole),
                "layer_map": mapping, "temperature": dargs.distill_temperature,
-               "hidden_weight": dargs.distill_hidden_weight, "label_weight": dargs.distill_label_weight}  # fmt: skip
+               "hidden_weight": dargs.distill_hidden_weight, "label_weight": dargs.distill_label_weight,
+               "resumed_from": os.path.basename(resumed) if resumed else None}  # fmt: skip
     return DistillationResult(student, student_dir, baseline_dir, shape, source, summary)
 
 
