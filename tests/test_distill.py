@@ -243,3 +243,28 @@ def test_an_interrupted_distillation_resumes_from_its_last_checkpoint(teachers, 
     assert report["distillation"]["resumed_from"] == "checkpoint-2"
     assert task.steps == 2  # steps 3 and 4 only
     assert not os.path.exists(tmp_path / "out" / "distill_checkpoints")
+
+
+def test_the_pipeline_passes_distillation_flags_to_compression(tiny_model_dir, tmp_path):
+    from ernie3.cli.pipeline import StageFlags, main, route_flags
+    from ernie3.tasks import get_task
+
+    flags = ["--strategy", "distill+ptq", "--student_size", "nano", "--distill_hidden_weight", "0.5",
+             "--distill_baseline", "--compress_num_train_epochs", "2", "--num_train_epochs", "3"]  # fmt: skip
+    training, compression = route_flags(flags, StageFlags.of(get_task("tnews")))
+    assert training == ["--num_train_epochs", "3"]
+    assert compression == flags[:7] + ["--num_train_epochs", "2"]
+    common = ["--task_name", "tnews", "--model_name_or_path", tiny_model_dir, "--train_file", sample_file("tnews", "train"),
+              "--dev_file", sample_file("tnews", "dev"), "--max_steps", "2", "--engines", "paddle"]  # fmt: skip
+    with pytest.raises(UserError, match="larger than its teacher"):  # before fine-tuning, not after it
+        main([*common, "--output_dir", str(tmp_path / "refused"), *flags[:4]])
+    assert not (tmp_path / "refused").exists()
+    report = main([*common, "--output_dir", str(tmp_path / "out"), "--strategy", "distill+ptq", *SHAPE,
+                   "--algo_list", "hist", "--batch_size_list", "4", "--bench_min_seconds", "0", "--bench_examples", "8",
+                   "--bench_batch_size", "4"])  # fmt: skip
+    with open(tmp_path / "out" / "compress" / "report.json", encoding="utf-8") as handle:
+        compressed = json.load(handle)
+    assert compressed["distillation"]["shape"]["hidden"] == 32
+    assert {"student", "student/hist4_1"} <= {row["name"] for row in compressed["candidates"]}
+    benchmarked = {row["name"] for row in report["candidates"]}  # the pipeline benchmarks the student too
+    assert {"float", "student", "student/hist4_1"} <= benchmarked
