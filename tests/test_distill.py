@@ -268,3 +268,62 @@ def test_the_pipeline_passes_distillation_flags_to_compression(tiny_model_dir, t
     assert {"student", "student/hist4_1"} <= {row["name"] for row in compressed["candidates"]}
     benchmarked = {row["name"] for row in report["candidates"]}  # the pipeline benchmarks the student too
     assert {"float", "student", "student/hist4_1"} <= benchmarked
+
+
+def tiny_batch(task, tokenizer):
+    from ernie3.data import load_examples
+
+    examples = load_examples(task, "dev", sample_file("tnews", "dev"))[:8]
+    encoded = task.encode(examples, tokenizer, 64)
+    return task.data_collator(tokenizer)(encoded.features)
+
+
+def test_a_full_size_student_computes_what_its_teacher_computes(teachers):
+    """Reordering heads and neurons by importance keeps the function: a student of the teacher's own shape, built
+    with a non-trivial order, gives the teacher's logits; the measured importance has one score per head/neuron."""
+    import paddle
+
+    from ernie3.distill import head_neuron_importance, initialise_from_teacher, teacher_shape
+    from ernie3.modeling import load_model, load_tokenizer
+
+    task = TASKS["tnews"]
+    teacher = load_model(teachers["seq_cls"], task.model_class())
+    batch = tiny_batch(task, load_tokenizer(teachers["seq_cls"]))
+    heads, neurons = head_neuron_importance(teacher, [batch], task)
+    assert [h.shape for h in heads] == [(4,), (4,)] and [n.shape for n in neurons] == [(256,), (256,)]
+    assert all(np.isfinite(h).all() and (h >= 0).all() and h.sum() > 0 for h in heads + neurons)
+    order = np.random.RandomState(0)
+    shuffled = ([order.permutation(4).astype(float) for _ in heads], [order.permutation(256).astype(float) for _ in neurons])
+    student = initialise_from_teacher(teacher, teacher_shape(teacher.config), shuffled)
+    teacher.eval(), student.eval()
+    inputs = {"input_ids": batch["input_ids"], "token_type_ids": batch["token_type_ids"]}
+    with paddle.no_grad():
+        np.testing.assert_allclose(student(**inputs).numpy(), teacher(**inputs).numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(student.ernie.encoder.layers[0].linear1.weight.numpy(),
+                           teacher.ernie.encoder.layers[0].linear1.weight.numpy())  # fmt: skip
+
+
+def test_a_narrower_student_takes_the_most_important_heads_cut_to_its_head_size(teachers):
+    from ernie3.distill import StudentShape, initialise_from_teacher
+    from ernie3.modeling import load_model
+
+    teacher = load_model(teachers["seq_cls"], TASKS["tnews"].model_class())
+    heads = [np.array([0.0, 3.0, 1.0, 2.0])] * 2  # most important first: heads 1, 3, 2, 0
+    neurons = [np.arange(256, dtype=float)] * 2  # most important first: 255, 254, ...
+    student = initialise_from_teacher(teacher, StudentShape(1, 32, 4, 64), (heads, neurons))
+    assert student.config.num_hidden_layers == 1 and student.ernie.encoder.layers[0].self_attn.head_dim == 8
+    source = teacher.ernie.encoder.layers[1]  # the one student layer maps onto the last teacher layer
+    columns = np.concatenate([h * 16 + np.arange(8) for h in (1, 3, 2, 0)])
+    layer = student.ernie.encoder.layers[0]
+    np.testing.assert_array_equal(layer.self_attn.q_proj.weight.numpy(), source.self_attn.q_proj.weight.numpy()[:32, columns])
+    np.testing.assert_array_equal(layer.linear2.weight.numpy(), source.linear2.weight.numpy()[255:191:-1, :32])
+    np.testing.assert_array_equal(student.ernie.embeddings.word_embeddings.weight.numpy(),
+                                  teacher.ernie.embeddings.word_embeddings.weight.numpy()[:, :32])  # fmt: skip
+    np.testing.assert_array_equal(student.classifier.weight.numpy(), teacher.classifier.weight.numpy()[:32])
+
+
+@pytest.mark.parametrize("student_layers, teacher_layers, expected", [(4, 6, [1, 2, 4, 5]), (1, 2, [1]), (3, 12, [3, 7, 11]), (2, 2, [0, 1])])
+def test_layer_map_takes_every_kth_layer(student_layers, teacher_layers, expected):
+    from ernie3.distill import layer_map
+
+    assert layer_map(student_layers, teacher_layers) == expected
