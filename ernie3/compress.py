@@ -437,7 +437,9 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     distilling = "distill" in args.strategy
     check_compression_settings(args, pruned_model_config(model_config, args.strategy, distill_args), eval_args)
     output_dir = args.output_dir
-    data_files = [data_args.train_file, data_args.dev_file]
+    # inputs an --overwrite_output_dir must not delete (a pretrained student may be a previous run's student/)
+    student = distill_args.student_model if distilling else None
+    data_files = [data_args.train_file, data_args.dev_file, student if student and os.path.isdir(student) else None]
     prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
 
     splits = ["dev", "train"] if "dynabert" in args.strategy or distilling else ["dev"]

@@ -30,6 +30,8 @@ from ernie3.tasks import Task
 
 #: ERNIE 3.0 light-weight sizes (layers, hidden, heads); the FFN is 4 × hidden (STACK.md)
 STUDENT_SIZES = {"mini": (6, 384, 12), "micro": (4, 384, 12), "nano": (4, 312, 12)}
+#: above this every softened distribution is uniform to float32 and the T² factor only risks overflow
+MAX_TEMPERATURE = 100.0
 #: training batches whose label-loss gradients rank the teacher's heads and neurons (DynaBERT's importance)
 IMPORTANCE_BATCHES = 32
 #: the sub-layer that maps student hidden states to the teacher's width while distilling (dropped before saving)
@@ -111,8 +113,8 @@ def check_distillation_settings(strategy: str, dargs: DistillationArguments) -> 
         if value is not None and value < 1:
             raise UserError(f"--{name} must be a positive integer, got {value}")
     temperature = dargs.distill_temperature
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise UserError(f"--distill_temperature must be a positive finite number, got {temperature}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and 0 < temperature <= MAX_TEMPERATURE):
+        raise UserError(f"--distill_temperature must be in (0, {MAX_TEMPERATURE:g}], got {temperature}")
     for name in ("distill_hidden_weight", "distill_label_weight"):
         value = getattr(dargs, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):

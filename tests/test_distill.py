@@ -172,7 +172,7 @@ def vocabulary_differs(tmp_path):
         (["--student_size", "tiny"], "--student_size: unknown size 'tiny'"),
         ([], "--strategy distill needs a student"),
         (["--student_layers", "0"], "--student_layers must be a positive integer"),
-        (["--student_layers", "1", "--distill_temperature", "nan"], "--distill_temperature must be a positive"),
+        (["--student_layers", "1", "--distill_temperature", "nan"], "--distill_temperature must be in \\(0, 100\\]"),
         (["--student_model", "x", "--student_layers", "1"], "--student_model takes its shape from the model"),
         (["--student_model", "./no/such/dir"], "--student_model: directory not found"),
     ],
@@ -327,3 +327,13 @@ def test_layer_map_takes_every_kth_layer(student_layers, teacher_layers, expecte
     from ernie3.distill import layer_map
 
     assert layer_map(student_layers, teacher_layers) == expected
+
+
+def test_a_previous_student_inside_the_output_is_not_overwritten_by_its_own_run(teachers, tmp_path):
+    output = tmp_path / "out"
+    compress("seq_cls", distill_argv("seq_cls", teachers["seq_cls"], output, *SHAPE))
+    before = sorted(os.listdir(output / "student"))
+    with pytest.raises(UserError, match="student lies inside .*; move it first"):
+        compress("seq_cls", distill_argv("seq_cls", teachers["seq_cls"], output, "--student_model",
+                                         str(output / "student"), "--overwrite_output_dir"))  # fmt: skip
+    assert sorted(os.listdir(output / "student")) == before
