@@ -4,11 +4,12 @@ Each fix names the upstream problem it covers. Nothing else in the project works
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 def configure_environment() -> None:
@@ -170,3 +171,19 @@ def rotate_checkpoints_in_single_process(trainer) -> None:
         trainer.state.best_model_checkpoint = str(Path(local))
     # by step number, not mtime: a resumed run rewrites files, and mtimes of copied dirs mislead
     trainer._rotate_checkpoints(use_mtime=False, output_dir=args.output_dir)
+
+
+@contextlib.contextmanager
+def dynabert_logit_loss(loss: Callable[[Any, Any], Any]) -> Iterator[None]:
+    """Within the block, DynaBERT distils each output with `loss(student_logits, teacher_logits)`."""
+    # paddlenlp 2.8.1 `_dynabert_training` distils the logits with its module-level `soft_cross_entropy`, a softmax
+    # cross-entropy whatever the task's head: a head read through sigmoids (multi-label) would learn only the
+    # teacher's relative logits. The task's own distillation loss replaces it (same gradients for softmax heads).
+    from paddlenlp.trainer import trainer_compress
+
+    original = trainer_compress.soft_cross_entropy
+    trainer_compress.soft_cross_entropy = loss
+    try:
+        yield
+    finally:
+        trainer_compress.soft_cross_entropy = original

@@ -16,18 +16,22 @@ from typing import Any, Callable, Optional, Sequence
 
 from ernie3 import compat
 from ernie3.args import parse_arguments
+from ernie3.distill import DistillationArguments, check_distillation_settings, resolve_student_shape
 from ernie3.errors import UserError
 from ernie3.export import export_inference_model, write_task_info
 from ernie3.layout import (
     BEST_DIR,
     CANDIDATE_FILE,
     COMPRESS_LAYOUT,
+    DISTILL_CHECKPOINTS_DIR,
     FLOAT_DIR,
     ONNX_FILE,
     OPENVINO_IR_FILE,
     REPORT_JSON,
     REPORT_MD,
     STATIC_MODEL_PREFIX,
+    STUDENT_BASELINE_DIR,
+    STUDENT_DIR,
     TASK_INFO_FILE,
     Candidate,
     compress_candidates,
@@ -50,7 +54,7 @@ from ernie3.tasks import Task
 from ernie3.tasks.base import IGNORE_INDEX
 from ernie3.train import check_fine_tuned_model, command_for, load_run_data, model_settings
 
-STRATEGIES = ("dynabert+ptq", "ptq", "dynabert")
+STRATEGIES = ("dynabert+ptq", "ptq", "dynabert", "distill", "distill+ptq", "distill+dynabert", "distill+dynabert+ptq")
 PTQ_ALGOS = ("hist", "mse", "KL", "avg", "abs_max")
 ENGINES = ("paddle", "openvino", "onnxruntime")
 #: cheap and fast on CPU: Paddle (FP32/INT8 from PTQ, + BF16) and OpenVINO (BF16, NNCF INT8); ONNX Runtime's dynamic
@@ -82,6 +86,10 @@ class CandidateEvaluationArguments:
         check_engines(self.engines)
         if self.nncf_subset_size < 1:
             raise UserError("--nncf_subset_size must be at least 1")
+
+
+#: the compress commands' flag dataclasses beside model, data and Trainer flags (the pipeline parses them too)
+EXTRA_ARGUMENTS = (CandidateEvaluationArguments, DistillationArguments)
 
 
 def parse_width(text: str) -> Fraction:
@@ -130,6 +138,16 @@ def check_compression_settings(args: Any, model_config: dict, eval_args: Any = N
                 )
 
 
+def pruned_model_config(model_config: dict, strategy: str, distill_args: DistillationArguments) -> dict:
+    """The config of the model DynaBERT will prune: the student's shape after distillation (a pretrained student's
+    is known only once loaded), else the model's own. Checks the distillation flags on the way."""
+    check_distillation_settings(strategy, distill_args)
+    shape = resolve_student_shape(model_config, distill_args) if "distill" in strategy else None
+    if shape is None:
+        return model_config
+    return {**model_config, "num_attention_heads": shape.heads, "intermediate_size": shape.intermediate}
+
+
 def read_model_config(model_dir: str) -> dict:
     path = os.path.join(model_dir, "config.json")
     try:
@@ -163,6 +181,8 @@ def prepare_compress_output(
         )
     if not (os.path.isdir(output_dir) and os.listdir(output_dir)):
         return
+    if not overwrite and os.listdir(output_dir) == [DISTILL_CHECKPOINTS_DIR]:
+        return  # an interrupted distillation, which this run resumes
     if not overwrite:
         raise UserError(f"--output_dir: {output_dir} is not empty; pass --overwrite_output_dir to replace it")
     kind = compress_kind(task.task_type)
@@ -403,9 +423,9 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     from paddlenlp.trainer import Trainer, set_seed
     from paddlenlp.utils.log import logger
 
-    arguments = parse_arguments(argv, task_type, extra_dataclasses=[CandidateEvaluationArguments], for_compression=True)
+    arguments = parse_arguments(argv, task_type, extra_dataclasses=EXTRA_ARGUMENTS, for_compression=True)
     model_args, data_args, args = arguments.model, arguments.data, arguments.training
-    eval_args = arguments.extra[CandidateEvaluationArguments]
+    eval_args, distill_args = arguments.extra[CandidateEvaluationArguments], arguments.extra[DistillationArguments]
     set_seed(args.seed)
     model_dir = model_args.model_name_or_path
     if check_model_source(model_dir) is None:
@@ -414,12 +434,15 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     # the model's own max_seq_length and task options (QA windows), unless a flag overrides them
     task, data_args.max_seq_length = model_settings(arguments)
     model_config = read_model_config(model_dir)
-    check_compression_settings(args, model_config, eval_args)
+    distilling = "distill" in args.strategy
+    check_compression_settings(args, pruned_model_config(model_config, args.strategy, distill_args), eval_args)
     output_dir = args.output_dir
-    data_files = [data_args.train_file, data_args.dev_file]
+    # inputs an --overwrite_output_dir must not delete (a pretrained student may be a previous run's student/)
+    student = distill_args.student_model if distilling else None
+    data_files = [data_args.train_file, data_args.dev_file, student if student and os.path.isdir(student) else None]
     prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
 
-    splits = ["dev", "train"] if "dynabert" in args.strategy else ["dev"]
+    splits = ["dev", "train"] if "dynabert" in args.strategy or distilling else ["dev"]
     data = load_run_data(task, model_dir, data_args.max_seq_length, data_args, splits,
                          model_config.get("max_position_embeddings"))  # fmt: skip
     tokenizer, examples, encoded, datasets = data.tokenizer, data.examples, data.encoded, data.datasets
@@ -439,8 +462,15 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
 
     started = time.time()
     export_inference_model(model, tokenizer, task, os.path.join(output_dir, FLOAT_DIR), data_args.max_seq_length)
-    if args.strategy == "ptq":
-        args.input_infer_model_path = os.path.join(output_dir, FLOAT_DIR, STATIC_MODEL_PREFIX)
+    distillation = None
+    if distilling:  # the student replaces the teacher for the rest of the strategy; the teacher stays as float/
+        from ernie3.distill import distill
+
+        distillation = distill(task, model, model_dir, data, args, distill_args, output_dir, final_output_dir,
+                               data_args.max_seq_length)  # fmt: skip
+        model = distillation.student
+    if "ptq" in args.strategy and "dynabert" not in args.strategy:
+        args.input_infer_model_path = os.path.join(output_dir, STUDENT_DIR if distilling else FLOAT_DIR, STATIC_MODEL_PREFIX)
     trainer = Trainer(
         model=model,
         args=args,
@@ -452,7 +482,10 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     )
     # paddlenlp's DynaBERT computes QA head importance on `eval_examples`: dev features with answer positions
     trainer.eval_examples = datasets["dev"]
-    trainer.compress(custom_evaluate=make_dynamic_evaluator(task, examples["dev"], encoded["dev"]))
+    if args.strategy != "distill":
+        # DynaBERT distils the full-width model into each width with the task's own loss on the outputs
+        with compat.dynabert_logit_loss(lambda student, teacher: task.distillation_loss([student], [teacher], {}, 1.0)):
+            trainer.compress(custom_evaluate=make_dynamic_evaluator(task, examples["dev"], encoded["dev"]))
     compress_seconds = time.time() - started
     output_dir = args.output_dir = publish_staged_output(output_dir, final_output_dir, COMPRESS_LAYOUT)
 
@@ -461,10 +494,15 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     float_candidates = [c for c in candidates if c.source is None]
     candidates += build_engine_candidates(float_candidates, eval_args.engines, task, tokenizer, examples["dev"],
                                           data_args.max_seq_length, eval_args, args.per_device_eval_batch_size)  # fmt: skip
-    logger.info(f"Evaluating {len(candidates)} candidates on {len(examples['dev'])} dev examples")
+    compared = []  # evaluated beside the candidates, never picked: the label-only baseline of distillation
+    if distillation is not None and distillation.baseline_dir:
+        compared.append(Candidate(STUDENT_BASELINE_DIR, os.path.join(output_dir, STUDENT_BASELINE_DIR),
+                                  STATIC_MODEL_PREFIX + ".pdmodel"))  # fmt: skip
+    logger.info(f"Evaluating {len(candidates) + len(compared)} models on {len(examples['dev'])} dev examples")
     results = evaluate_candidates(
-        task, candidates, examples["dev"], args.per_device_eval_batch_size, eval_args.num_threads
+        task, candidates + compared, examples["dev"], args.per_device_eval_batch_size, eval_args.num_threads
     )
+    results, compared_results = results[: len(candidates)], results[len(candidates) :]
     best = pick_best(results, eval_args.max_metric_drop)
     best_dir = copy_best(best, output_dir)
     settings = {
@@ -478,6 +516,12 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         "candidates": results, "best": best["name"], "best_dir": best_dir,
     }  # fmt: skip
     markdown = markdown_report(task, results, best, settings)
+    if distillation is not None:
+        from ernie3.distill import distillation_markdown, distillation_report
+
+        baseline = compared_results[0] if compared_results else None
+        report["distillation"] = distillation_report(results, baseline, distillation.settings, task.metric_name)
+        markdown += distillation_markdown(report["distillation"])
     write_json_atomic(os.path.join(output_dir, REPORT_JSON), report)
     write_text_atomic(os.path.join(output_dir, REPORT_MD), markdown)
     logger.info(f"Compression report written to {os.path.join(output_dir, REPORT_MD)}\n{markdown}")

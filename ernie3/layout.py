@@ -3,7 +3,7 @@
     TRAIN_OUT/checkpoint-*/  best/  export/  predict/<task>_predict.json  *_results.json  eval_per_class.{json,md}
               runs/ (VisualDL logs)  ernie3_run.json
     PIPELINE_OUT/train/ (a TRAIN_OUT)  compress/ (a COMPRESS_OUT)  pipeline_report.{md,json,png}
-    COMPRESS_OUT/float/  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel  <float or width>/<engine>-<precision>/
+    COMPRESS_OUT/float/  student/ (+ student_baseline/)  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel  <float or width>/<engine>-<precision>/
                  best/ (+ candidate.json)  report.json  report.md
 A model directory holds model.pdmodel/.pdiparams (or int8.*, model.onnx, model.xml) and ernie3_task.json.
 """
@@ -42,11 +42,18 @@ TRAIN_LAYOUT = ("checkpoint-*", BEST_DIR, EXPORT_DIR, PREDICT_DIR, "runs", "*_re
 
 # -- compress output -----------------------------------------------------------------------------------------------
 FLOAT_DIR = "float"
+#: the distilled student (--strategy distill*): a model directory (weights, tokenizer) that is also a float candidate
+STUDENT_DIR = "student"
+#: the same student fine-tuned on the labels alone (--distill_baseline), for comparison; not a candidate
+STUDENT_BASELINE_DIR = "student_baseline"
+#: distillation checkpoints, kept in the final output dir while the run lasts so that a killed run resumes
+DISTILL_CHECKPOINTS_DIR = "distill_checkpoints"
 WIDTH_DIR_PATTERN = "width_mult_*"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 #: what a compress run writes into its output dir (a later --overwrite_output_dir deletes only these)
-COMPRESS_LAYOUT = (FLOAT_DIR, WIDTH_DIR_PATTERN, BEST_DIR, REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")
+COMPRESS_LAYOUT = (FLOAT_DIR, STUDENT_DIR, STUDENT_BASELINE_DIR, DISTILL_CHECKPOINTS_DIR, WIDTH_DIR_PATTERN, BEST_DIR,
+                   REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")
 
 
 # -- pipeline output (fine-tune → compress → benchmark → report) -------------------------------------------------------
@@ -102,9 +109,12 @@ class Candidate:
 
 
 def float_candidates(output_dir: str) -> list[Candidate]:
-    """The float models of a compress output: the unpruned `float/` first, then each pruned width."""
+    """The float models of a compress output: the unpruned `float/` first, the distilled student, each pruned width."""
     model_file = STATIC_MODEL_PREFIX + ".pdmodel"
     found = [Candidate(FLOAT_DIR, os.path.join(output_dir, FLOAT_DIR), model_file)]
+    student = os.path.join(output_dir, STUDENT_DIR)
+    if os.path.isfile(os.path.join(student, model_file)):
+        found.append(Candidate(STUDENT_DIR, student, model_file))
     for pruned in sorted(glob.glob(os.path.join(output_dir, WIDTH_DIR_PATTERN))):
         if os.path.isfile(os.path.join(pruned, model_file)):
             found.append(Candidate(os.path.basename(pruned), pruned, model_file))

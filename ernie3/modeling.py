@@ -15,17 +15,17 @@ def looks_like_path(name_or_path: str) -> bool:
     return os.path.isabs(name_or_path) or name_or_path.startswith(".") or os.sep in name_or_path
 
 
-def check_model_source(name_or_path: str) -> Optional[str]:
+def check_model_source(name_or_path: str, flag: str = "--model_name_or_path") -> Optional[str]:
     """The local directory to load from, or None for a hub name; clear errors for unusable directories."""
     if os.path.isdir(name_or_path):
         if not any(os.path.isfile(os.path.join(name_or_path, f)) for f in MODEL_CONFIG_FILES):
             raise UserError(
-                f"--model_name_or_path: {name_or_path} is not a model directory (no config.json); "
+                f"{flag}: {name_or_path} is not a model directory (no config.json); "
                 "pass a directory written by save_pretrained or a hub name such as ernie-3.0-medium-zh"
             )
         return name_or_path
     if looks_like_path(name_or_path) or os.path.exists(name_or_path):
-        raise UserError(f"--model_name_or_path: directory not found: {name_or_path}")
+        raise UserError(f"{flag}: directory not found: {name_or_path}")
     return None
 
 
@@ -53,8 +53,8 @@ def short_reason(exc: BaseException, limit: int = 200) -> str:
     return cut + " …"
 
 
-def _from_pretrained(loader: Any, name_or_path: str, what: str, **kwargs: Any) -> Any:
-    local_dir = check_model_source(name_or_path)
+def _from_pretrained(loader: Any, name_or_path: str, what: str, flag: str = "--model_name_or_path", **kwargs: Any) -> Any:
+    local_dir = check_model_source(name_or_path, flag)
     try:
         return loader.from_pretrained(name_or_path, **kwargs)
     except Exception as exc:  # paddlenlp raises OSError/ValueError/requests errors; all mean "cannot load"
@@ -62,20 +62,20 @@ def _from_pretrained(loader: Any, name_or_path: str, what: str, **kwargs: Any) -
         if local_dir is None:
             raise UserError(
                 f"could not load {what} '{name_or_path}' from the model hub ({reason}); without network, "
-                "pass a local model directory with --model_name_or_path"
+                f"pass a local model directory with {flag}"
             ) from None
         raise UserError(f"could not load {what} from {local_dir}: {reason}") from None
 
 
-def load_tokenizer(name_or_path: str) -> Any:
+def load_tokenizer(name_or_path: str, flag: str = "--model_name_or_path") -> Any:
     from paddlenlp.transformers import AutoTokenizer
 
-    return _from_pretrained(AutoTokenizer, name_or_path, "the tokenizer")
+    return _from_pretrained(AutoTokenizer, name_or_path, "the tokenizer", flag)
 
 
-def load_model(name_or_path: str, model_class: Any, **kwargs: Any) -> Any:
+def load_model(name_or_path: str, model_class: Any, flag: str = "--model_name_or_path", **kwargs: Any) -> Any:
     """`model_class.from_pretrained` with errors that say what to do (e.g. pass a local directory offline)."""
-    return _from_pretrained(model_class, name_or_path, "the model", **kwargs)
+    return _from_pretrained(model_class, name_or_path, "the model", flag, **kwargs)
 
 
 def generated_vocab() -> list[str]:

@@ -99,11 +99,11 @@ class StageFlags:
         from paddlenlp.trainer import CompressionArguments, TrainingArguments
 
         from ernie3.args import DataArguments, ModelArguments
-        from ernie3.compress import CandidateEvaluationArguments
+        from ernie3.compress import EXTRA_ARGUMENTS
 
         trainer = field_names(TrainingArguments)
         both = field_names(DataArguments) | field_names(task.options_class) | set(SHARED_TRAINER_FLAGS)
-        compress_only = (field_names(CompressionArguments) - trainer) | field_names(CandidateEvaluationArguments)
+        compress_only = (field_names(CompressionArguments) - trainer).union(*map(field_names, EXTRA_ARGUMENTS))
         return cls(both, (trainer | field_names(ModelArguments)) - both, compress_only)
 
 
@@ -195,15 +195,19 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
     """Parse both stages' flags now (with the input model standing in for the not yet fine-tuned one), so that a
     bad flag or setting fails before fine-tuning rather than after it."""
     from ernie3.args import parse_arguments
-    from ernie3.compress import CandidateEvaluationArguments, check_compression_settings, read_model_config
+    from ernie3.compress import (EXTRA_ARGUMENTS, CandidateEvaluationArguments, check_compression_settings,
+                                 pruned_model_config, read_model_config)  # fmt: skip
+    from ernie3.distill import DistillationArguments, check_distillation_settings
     from ernie3.modeling import check_model_source
 
     with quiet_library_logs():
         training = parse_arguments(training_argv, None)
-        compression = parse_arguments(compression_argv, None, [CandidateEvaluationArguments], for_compression=True)
+        compression = parse_arguments(compression_argv, None, EXTRA_ARGUMENTS, for_compression=True)
+    distillation = compression.extra[DistillationArguments]
+    check_distillation_settings(compression.training.strategy, distillation)
     if check_model_source(model_dir) is not None:  # a local model: its shape decides which widths keep whole heads
-        check_compression_settings(compression.training, read_model_config(model_dir),
-                                   compression.extra[CandidateEvaluationArguments])  # fmt: skip
+        config = pruned_model_config(read_model_config(model_dir), compression.training.strategy, distillation)
+        check_compression_settings(compression.training, config, compression.extra[CandidateEvaluationArguments])
     return Plan(training.task, training, compression)
 
 
@@ -242,7 +246,7 @@ def expected_candidates(compression: Any) -> int:
     bf16 = cpu_has_native_bf16()
     per_float = ("paddle" in evaluation.engines and bf16) + ("openvino" in evaluation.engines)
     unpruned_only = ("openvino" in evaluation.engines) * (bf16 + evaluation.nncf_accuracy_control)
-    floats = 1 + widths
+    floats = 1 + widths + ("distill" in args.strategy)  # the distilled student is a float candidate too
     return floats * (1 + per_float) + ptq_sources * ptq + unpruned_only + ("onnxruntime" in evaluation.engines)
 
 
@@ -270,6 +274,8 @@ def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], ben
     train_minutes = training * 3 * per_example
     # DynaBERT distillation: the teacher's forward pass on top of the student's forward and backward
     distilled = examples_seen(compression, train_examples) if "dynabert" in compression.strategy else 0
+    if "distill" in compression.strategy:  # task distillation: the teacher's forward beside the student's training
+        distilled += examples_seen(compression, train_examples)
     compress_minutes = distilled * 4 * per_example + candidates * SECONDS_PER_CANDIDATE / 60
     bench_minutes = candidates * 2 * (bench.bench_min_seconds + SECONDS_PER_PREDICTOR) / 60
     size_mb = (parameters + model_config_size(model_dir)) * 4 / 2**20

@@ -90,6 +90,21 @@ def output_list(predictions: Any) -> list[np.ndarray]:
     return [np.asarray(predictions)]
 
 
+def soft_kl(student_logits: Any, teacher_logits: Any, temperature: float, mask: Any = None) -> Any:
+    """KL(teacher ‖ student) of the softmax over the last axis at `temperature`, × temperature², averaged over the
+    rows (all leading axes) where `mask` (the leading axes' shape) is true."""
+    import paddle
+    import paddle.nn.functional as F
+
+    log_student = F.log_softmax(student_logits / temperature, axis=-1)
+    log_teacher = F.log_softmax(teacher_logits / temperature, axis=-1)
+    per_row = (log_teacher.exp() * (log_teacher - log_student)).sum(axis=-1) * temperature**2
+    if mask is None:
+        return per_row.mean()
+    weight = mask.astype(per_row.dtype)
+    return (per_row * weight).sum() / paddle.clip(weight.sum(), min=1.0)
+
+
 class Task(abc.ABC):
     """A task: how raw records become examples and features, its labels, its metric, its outputs.
 
@@ -292,6 +307,20 @@ class Task(abc.ABC):
         """Per-class precision, recall, F1 and support of decoded results against gold labels, one row per class
         ({"class", "precision", "recall", "f1", "support"}, optionally "name"); None for tasks without classes."""
         return None
+
+    def distillation_loss(self, student_outputs: Sequence[Any], teacher_outputs: Sequence[Any], batch: Mapping[str, Any],
+                          temperature: float) -> Any:
+        """Loss that makes the student's outputs match the teacher's (compress --strategy distill).
+
+        `student_outputs` / `teacher_outputs`: the model outputs as tensors, in the model's order (classification
+        logits; QA start and end logits); `batch`: the training batch (inputs and labels). The default suits a head
+        read through a softmax over the last axis: KL(teacher ‖ student) of the temperature-softened
+        distributions, × temperature² (Hinton et al.), averaged over the outputs. A task whose head is read
+        otherwise overrides it, e.g. a sigmoid multi-label head:
+        `F.binary_cross_entropy_with_logits(student / T, F.sigmoid(teacher / T)) * T * T`.
+        """
+        losses = [soft_kl(s, t, temperature) for s, t in zip(student_outputs, teacher_outputs)]
+        return sum(losses) / len(losses)
 
     @abc.abstractmethod
     def answer(self, output: dict) -> Any:

@@ -8,7 +8,7 @@ import numpy as np
 from ernie3.errors import UserError
 from ernie3.files import read_lines
 from ernie3.metrics import chunk_scores, tag_entities
-from ernie3.tasks.base import IGNORE_INDEX, Encoded, RecordError, RecordLocation, Task, check_text
+from ernie3.tasks.base import IGNORE_INDEX, Encoded, RecordError, RecordLocation, Task, check_text, soft_kl
 
 #: label of positions the loss and the metric skip: special tokens, padding, word pieces after the first
 #: paddlenlp's MSRA format: characters joined by \x02, a TAB, tags joined by \x02
@@ -27,6 +27,14 @@ class TokenClsTask(Task):
         from paddlenlp.transformers import AutoModelForTokenClassification
 
         return AutoModelForTokenClassification
+
+    def distillation_loss(self, student_outputs: Sequence[Any], teacher_outputs: Sequence[Any], batch: Mapping[str, Any],
+                          temperature: float) -> Any:
+        """Per-token KL over the tags, on the tokens that carry a tag (each word's first piece): padding, [CLS],
+        [SEP] and later word pieces (IGNORE_INDEX) are never decoded, so they are not distilled either."""
+        labels = batch.get("labels")
+        mask = labels != IGNORE_INDEX if labels is not None else None
+        return soft_kl(student_outputs[0], teacher_outputs[0], temperature, mask)
 
     def data_collator(self, tokenizer: Any) -> Any:
         from paddlenlp.data import DataCollatorForTokenClassification
