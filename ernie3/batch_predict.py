@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterator, Optional
 
 from ernie3.errors import UserError
+from ernie3.files import json_error_text
 from ernie3.tasks import RecordError, Task
 from ernie3.tasks.base import RecordLocation
 
@@ -113,7 +114,7 @@ def example_from_line(task: Task, input_format: str, line: str) -> dict:
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise RecordError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+        raise RecordError(json_error_text(exc)) from None
     return example_from_record(task, input_format, value)
 
 

@@ -13,13 +13,20 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 from ernie3.errors import UserError
 
 
+def json_error_text(exc: json.JSONDecodeError) -> str:
+    """'malformed JSON (Expecting value at column 3)'; some of json's messages end in "at" already
+    ("Unterminated string starting at", "Invalid control character at")."""
+    where = "column" if exc.msg.endswith(" at") else "at column"
+    return f"malformed JSON ({exc.msg} {where} {exc.colno})"
+
+
 def read_json_lines(path: str, flag: str) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object) for each non-blank line of a JSON-lines file."""
     for line_number, line in read_lines(path, flag):
         try:
             yield line_number, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{line_number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            raise UserError(f"{path}:{line_number}: {json_error_text(exc)}") from None
 
 
 def read_lines(path: str, flag: str, keep_blank: bool = False) -> Iterator[tuple[int, str]]:
