@@ -7,6 +7,7 @@ import fnmatch
 import json
 import os
 import shutil
+import stat
 import tempfile
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
@@ -209,12 +210,47 @@ def check_output_location(path: str, flag: str) -> None:
         existing = parent
     if not os.path.isdir(existing):
         raise UserError(f"{flag}: cannot create {path}: {existing} is not a directory")
+    probe_writable(existing, flag)
+
+
+def probe_writable(directory: str, flag: str) -> None:
+    """Refuse a directory this process cannot create files in."""
     try:  # a real probe: permission bits say nothing for root, read-only file systems or quotas
-        handle, probe = tempfile.mkstemp(prefix=".ernie3-write-probe-", dir=existing)
+        handle, probe = tempfile.mkstemp(prefix=".ernie3-write-probe-", dir=directory)
         os.close(handle)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"{flag}: cannot write to {existing}: {exc.strerror or exc}") from None
+        raise UserError(f"{flag}: cannot write to {directory}: {exc.strerror or exc}") from None
+
+
+def same_file(first: str, second: str) -> bool:
+    """Whether two paths name one file: the same path once symlinks are resolved, or the same inode (hard links)."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def resolve_output_path(path: str, flag: str) -> str:
+    """Where an output named `path` really goes: its directory as the OS resolves it, which must exist and be
+    writable. A `..` after a missing or non-directory component fails here as it would on open (os.path.abspath
+    would silently drop it); symlinks are resolved, so that later checks compare real places."""
+    stripped = path.rstrip(os.sep) or path
+    directory, name = os.path.split(stripped)
+    if name in ("", ".", ".."):
+        raise UserError(f"{flag}: {path} names no file or directory of its own; give a name")
+    directory = directory or "."
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError as exc:
+        raise UserError(f"{flag}: {path}: cannot use the directory {directory}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"{flag}: {path}: {directory} is not a directory")
+    real_directory = os.path.realpath(directory)
+    probe_writable(real_directory, flag)
+    return os.path.join(real_directory, name)
 
 
 #: the record every run leaves in its output directory: which kind of run wrote it, so that a later
