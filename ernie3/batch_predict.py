@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterator, Optional, Sequence, Union
 
 from ernie3.errors import UserError
-from ernie3.files import json_error_text, paths_overlap, resolve_output_path, same_file
+from ernie3.files import json_error_text, resolve_output_path, same_file
 from ernie3.layout import enclosing_model_dir
 from ernie3.tasks import RecordError, Task
 from ernie3.tasks.base import RecordLocation
@@ -227,19 +227,27 @@ def check_apart_from_input_and_model(output: str, given: str, input_file: str, m
             what = "is" if path == output else f"would write {path}, which is"
             raise UserError(f"--output_file {given} {what} the --input_file {input_file} (the same file); "
                             "choose another output name")  # fmt: skip
-    if paths_overlap(input_file, output):  # the input inside an output directory (--engine ray)
+    if _within(input_file, output):  # the input inside an output directory (--engine ray)
         raise UserError(f"--output_file {given}: the --input_file {input_file} lies inside it; choose another output name")
+    if not os.path.isdir(model_path):  # a model given as a file: neither it nor its companions (.pdiparams, .bin)
+        stem = os.path.splitext(os.path.realpath(model_path))[0]
+        for path in writes:
+            if os.path.splitext(path)[0] == stem:
+                raise UserError(f"--output_file {given} would replace a file of the model {model_path}; choose another output name")
     model_dir = enclosing_model_dir(output if os.path.isdir(output) else os.path.dirname(output))
-    if model_dir is None and os.path.isdir(model_path) and paths_overlap(output, model_path):
-        model_dir = model_path  # a model directory without the usual file names
+    if model_dir is None and os.path.isdir(model_path) and _within(output, model_path):
+        model_dir = model_path  # the model being run, even without the usual file names
     if model_dir is not None:
         raise UserError(f"--output_file {given} lies in the model directory {model_dir}; write predictions outside "
                         "model directories")  # fmt: skip
-    if not os.path.isdir(model_path):
-        stem = os.path.splitext(os.path.realpath(model_path))[0]
-        for path in writes:  # a model given as a file: neither it nor its companions (.pdiparams, .bin)
-            if paths_overlap(model_path, path) or os.path.splitext(os.path.realpath(path))[0] == stem:
-                raise UserError(f"--output_file {given} would replace a file of the model {model_path}; choose another output name")
+    if _within(model_path, output):  # a model inside an output directory (--engine ray replaces it whole)
+        raise UserError(f"--output_file {given} holds the model {model_path}; choose another output name")
+
+
+def _within(path: str, directory: str) -> bool:
+    """Whether `path` is `directory` or lies inside it (symlinks resolved)."""
+    inner, outer = os.path.realpath(path), os.path.realpath(directory)
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
 def file_identity(path: str) -> dict:
@@ -289,13 +297,14 @@ def check_output(settings: BatchSettings, model_path: str) -> OutputPaths:
     for path, key in ((paths.final, "output"), (paths.skipped, "skipped")):
         if not os.path.lexists(path):
             continue
+        which = f"--output_file {given}" + ("" if path == paths.final else f": {path}")
         if not written_by_job(path, record, key):
-            raise UserError(f"--output_file {given}: {path} exists and is not the output of a finished batch prediction "
-                            f"(no matching {os.path.basename(paths.record)}); it is left alone: move it away or choose "
-                            "another output name")  # fmt: skip
+            raise UserError(f"{which} exists and is not the output of a finished batch prediction (no matching "
+                            f"{os.path.basename(paths.record)}); it is left alone: move it away or choose another "
+                            "output name")  # fmt: skip
         if not settings.overwrite:
-            raise UserError(f"--output_file {given}: {path} holds the output of an earlier run; pass --overwrite to "
-                            "replace it, or choose another output name")  # fmt: skip
+            raise UserError(f"{which} holds the output of an earlier run; pass --overwrite to replace it, or choose "
+                            "another output name")  # fmt: skip
     if not os.path.exists(paths.progress):
         for path in (paths.partial, paths.skipped_partial):
             if os.path.lexists(path):
