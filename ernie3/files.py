@@ -129,6 +129,28 @@ def check_output_file(path: str, flag: str) -> str:
     return path
 
 
+def check_report_file(path: str, flag: str, keys: Sequence[str]) -> str:
+    """A JSON report's path (e.g. infer.py's metrics), as `check_output_file`, and checked before any work: never in a
+    model directory, never over an existing file other than an earlier report of the same kind (a JSON object with
+    all of `keys`), which a new one replaces."""
+    from ernie3.layout import enclosing_model_dir
+
+    check_output_file(path, flag)
+    model_dir = enclosing_model_dir(os.path.dirname(os.path.abspath(path)))
+    if model_dir is not None:
+        raise UserError(f"{flag} {path} lies in the model directory {model_dir}; write reports outside model directories")
+    if os.path.lexists(path):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                earlier = json.load(handle)
+        except (OSError, ValueError):
+            earlier = None
+        if os.path.islink(path) or not (isinstance(earlier, dict) and all(key in earlier for key in keys)):
+            raise UserError(f"{flag} {path} exists and is not a report of this command; it is left alone: move it "
+                            "away or choose another name")  # fmt: skip
+    return path
+
+
 def write_json_lines_atomic(path: str, records: Iterable[dict]) -> None:
     """Write JSON lines to a temporary file and move it into place only when complete."""
     with atomic_file(path) as handle:

@@ -331,3 +331,23 @@ def test_json_error_wording(model, tmp_path):
     with pytest.raises(UserError, match=r":1: malformed JSON \(Unterminated string starting at column 1\)"):
         run_infer(infer_argv(model, input_file, tmp_path / "preds.jsonl"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_metrics_report_output_never_replaces_a_model_or_a_foreign_file(model, tmp_path):
+    """infer.py without --input_file writes its metrics report to --output_file: the same protection."""
+    dev = sample_file("tnews", "dev")
+    base = ["--model_path", model, "--dev_file", dev, "--num_threads", "1", "--max_examples", "8"]
+    weights = os.path.join(model, "model.pdiparams")
+    before = snapshot(model)
+    with pytest.raises(UserError, match="lies in the model directory"):
+        run_infer([*base, "--output_file", weights])
+    assert snapshot(model) == before
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": true}')
+    with pytest.raises(UserError, match=r"notes\.json exists and is not a report of this command"):
+        run_infer([*base, "--output_file", str(notes)])
+    assert notes.read_text() == '{"mine": true}'
+    report = tmp_path / "report.json"
+    run_infer([*base, "--output_file", str(report)])
+    first = json.loads(report.read_text())
+    assert run_infer([*base, "--output_file", str(report)])["metrics"] == first["metrics"]  # its own report: replaced
