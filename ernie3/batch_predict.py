@@ -215,6 +215,10 @@ def predict_chunk(
 # -- where a job may write ------------------------------------------------------------------------------------------
 
 
+#: the files of a model given as a file (`model.pdmodel` + `model.pdiparams`, `model.xml` + `model.bin`, ...)
+MODEL_EXTENSIONS = (".pdmodel", ".pdiparams", ".onnx", ".xml", ".bin")
+
+
 def model_dir_of(model_path: str) -> str:
     return model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
 
@@ -232,7 +236,7 @@ def check_apart_from_input_and_model(output: str, given: str, input_file: str, m
     if not os.path.isdir(model_path):  # a model given as a file: neither it nor its companions (.pdiparams, .bin)
         stem = os.path.splitext(os.path.realpath(model_path))[0]
         for path in writes:
-            if os.path.splitext(path)[0] == stem:
+            if os.path.splitext(path)[0] == stem and os.path.splitext(path)[1] in MODEL_EXTENSIONS:
                 raise UserError(f"--output_file {given} would replace a file of the model {model_path}; choose another output name")
     model_dir = enclosing_model_dir(output if os.path.isdir(output) else os.path.dirname(output))
     if model_dir is None and os.path.isdir(model_path) and _within(output, model_path):
@@ -457,6 +461,8 @@ def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], N
     """Run (or resume) one batch prediction job; returns its summary. The output file appears only when complete."""
     task = predictor.task
     paths = check_output(settings, predictor.model_file)
+    if os.path.exists(paths.progress) and not os.path.exists(paths.partial) and written_by_job(paths.final, read_job_record(paths.record), "output"):
+        os.unlink(paths.progress)  # a kill right after the output took its name: the job was finished
     fingerprint = job_fingerprint(settings, predictor)
     progress = load_progress(paths, fingerprint)
     if progress is None:

@@ -296,6 +296,10 @@ def test_overwrite_replaces_only_a_finished_output_of_the_tool(model, small_inpu
     assert summary["predicted"] == 20 and len(output.read_text().splitlines()) == 20
     assert not (tmp_path / "preds.jsonl.skipped.jsonl").exists()  # the earlier run's log would describe another input
     assert leftovers(output) == []
+    # a kill right after the output took its name leaves the manifest: the job is finished, not refused as broken
+    (tmp_path / "preds.jsonl.progress.json").write_text("{}")
+    assert run_infer(infer_argv(model, small_input, output, "--overwrite"))["predicted"] == 20
+    assert leftovers(output) == []
 
     with open(output, "a", encoding="utf-8") as handle:  # edited since: no longer what the tool wrote
         handle.write('{"line": 99, "note": "hand-made"}\n')

@@ -48,15 +48,18 @@ def test_ray_data_predictions_identical_to_local_engine(model, ray_session, tmp_
 
     input_file = tmp_path / "in.jsonl"
     write_api_lines(input_file, 700, blank_every=50, bad={100: "{not json"})
+    with open(input_file, "ab") as handle:  # a line that is not UTF-8: the same skipped entry from both engines
+        handle.write(b'"caf\xe9"\n')
     local = tmp_path / "local.jsonl"
     predict_file(Predictor(model, num_threads=1, batch_size=BATCH), settings(input_file, local, skip_invalid=True), log=lambda _: None)
 
     options = RayOptions(num_workers=2, threads_per_worker=1, shard_records=300)
     summary = predict_on_ray(settings(input_file, tmp_path / "ray", skip_invalid=True),
                              {"model_path": model, "batch_size": BATCH}, options, log=lambda _: None)  # fmt: skip
-    assert summary["predicted"] == 700 and summary["skipped"] == 1 and summary["shards"] == 3
+    assert summary["predicted"] == 700 and summary["skipped"] == 2 and summary["shards"] == 3
     assert "".join(read_shards(str(tmp_path / "ray"))) == local.read_text(encoding="utf-8")
     assert (tmp_path / "ray" / "skipped.jsonl").read_text() == (tmp_path / "local.jsonl.skipped.jsonl").read_text()
+    assert "not UTF-8 text" in (tmp_path / "ray" / "skipped.jsonl").read_text().splitlines()[-1]
     manifest = json.loads((tmp_path / "ray" / MANIFEST).read_text())
     assert [s["records"] for s in manifest["shards"]] == [300, 300, 100]
 
