@@ -8,8 +8,9 @@ output they gave, and a fingerprint of the input and of every setting that can c
 with the same command truncates `OUT.partial` to the last committed chunk and goes on from there; `OUT` appears only
 when every record is done (os.replace of the partial file), with `OUT.job.json` beside it: the record that says
 this tool wrote `OUT` (and its skipped-record log), so that a later run may replace them with --overwrite. Any other
-existing file, the input, and anything in a model directory are refused as outputs before any work starts. The Ray Data engine (ernie3/ray_batch.py) reads and
-converts lines with the same functions, so both engines write the same bytes for the same input.
+existing file, the input, and anything in a model directory are refused as outputs before any work starts. The Ray
+Data engine (ernie3/ray_batch.py) reads and converts lines with the same functions, so both engines write the same
+bytes for the same input.
 """
 from __future__ import annotations
 
@@ -99,7 +100,9 @@ class OutputPaths:
 # -- reading and converting inputs (shared with the Ray engine) --------------------------------------------------
 
 
-def numbered_lines(read: Callable[[int], bytes], first_line: int = 1, offset: int = 0) -> Iterator[tuple[int, Union[str, bytes], int]]:
+def numbered_lines(
+    read: Callable[[int], bytes], first_line: int = 1, offset: int = 0
+) -> Iterator[tuple[int, Union[str, bytes], int]]:
     """(line number, text, byte offset just after the line) of each non-blank line of a UTF-8 byte stream.
 
     Lines are split on "\\n" only, so every engine numbers them the same way; `read(n)` returns up to n bytes, b""
@@ -223,7 +226,9 @@ def model_dir_of(model_path: str) -> str:
     return model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
 
 
-def check_apart_from_input_and_model(output: str, given: str, input_file: str, model_path: str, writes: Sequence[str]) -> None:
+def check_apart_from_input_and_model(
+    output: str, given: str, input_file: str, model_path: str, writes: Sequence[str]
+) -> None:
     """Refuse an output (`output`: resolved; `writes`: every file the job may write) that is or would replace the
     input, or lies in a model directory (the model being run, or any directory holding model files)."""
     for path in writes:
@@ -237,7 +242,8 @@ def check_apart_from_input_and_model(output: str, given: str, input_file: str, m
         stem = os.path.splitext(os.path.realpath(model_path))[0]
         for path in writes:
             if os.path.splitext(path)[0] == stem and os.path.splitext(path)[1] in MODEL_EXTENSIONS:
-                raise UserError(f"--output_file {given} would replace a file of the model {model_path}; choose another output name")
+                raise UserError(f"--output_file {given} would replace a file of the model {model_path}; "
+                                "choose another output name")  # fmt: skip
     model_dir = enclosing_model_dir(output if os.path.isdir(output) else os.path.dirname(output))
     if model_dir is None and os.path.isdir(model_path) and _within(output, model_path):
         model_dir = model_path  # the model being run, even without the usual file names
@@ -461,7 +467,8 @@ def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], N
     """Run (or resume) one batch prediction job; returns its summary. The output file appears only when complete."""
     task = predictor.task
     paths = check_output(settings, predictor.model_file)
-    if os.path.exists(paths.progress) and not os.path.exists(paths.partial) and written_by_job(paths.final, read_job_record(paths.record), "output"):
+    finished = written_by_job(paths.final, read_job_record(paths.record), "output")
+    if finished and os.path.exists(paths.progress) and not os.path.exists(paths.partial):
         os.unlink(paths.progress)  # a kill right after the output took its name: the job was finished
     fingerprint = job_fingerprint(settings, predictor)
     progress = load_progress(paths, fingerprint)

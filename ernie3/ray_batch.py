@@ -7,8 +7,9 @@ directory; the directory appears under its name only when complete. Lines are nu
 the same functions as the local engine, and each Ray batch is one local chunk, so the shards concatenated are
 byte-identical to the local engine's output file.
 
-Locally it starts its own Ray (`ray.init(num_cpus=workers × threads + 1)`: the actors, and the reading); with `--ray_address` it joins a cluster
-(refused within CONNECT_TIMEOUT_S when nothing answers there: ray.init itself would retry forever).
+Locally it starts its own Ray (`ray.init(num_cpus=workers × threads + 1)`: the actors, and the reading); with
+`--ray_address` it joins a cluster (refused within CONNECT_TIMEOUT_S when no gRPC server answers there: ray.init
+itself would retry forever).
 """
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ def check_cluster_reachable(address: str, flag: str = "--ray_address") -> None:
     an address forever. "auto" is looked up as Ray looks it up (RAY_ADDRESS, the last `ray start`)."""
     if address == "local":  # a new local cluster: nothing to reach
         return
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]  # what ray.init takes "auto" to mean first
     if address == "auto":
         try:  # Ray's own lookup (a private function: without it, the address is left to ray.init)
             from ray._private.services import canonicalize_bootstrap_address_or_die
