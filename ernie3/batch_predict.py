@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterator, Optional, Sequence, Union
 
 from ernie3.errors import UserError
-from ernie3.files import json_error_text, resolve_output_path, same_file
+from ernie3.files import json_error_text, resolve_output_path, same_file, write_errors_as_user_errors
 from ernie3.layout import enclosing_model_dir
 from ernie3.tasks import RecordError, Task
 from ernie3.tasks.base import RecordLocation
@@ -296,7 +296,7 @@ def check_output(settings: BatchSettings, model_path: str) -> OutputPaths:
     given = settings.output_file
     if given.endswith(os.sep) or os.path.isdir(given):
         raise UserError(f"--output_file {given} is a directory; give a file name (--engine ray writes a directory)")
-    paths = OutputPaths(resolve_output_path(given, "--output_file"))
+    paths = OutputPaths(resolve_output_path(given, "--output_file", suffix_room=len(".skipped.jsonl.partial")))
     if os.path.isdir(paths.final):
         raise UserError(f"--output_file {given} is a directory; give a file name (--engine ray writes a directory)")
     check_apart_from_input_and_model(paths.final, given, settings.input_file, model_path, paths.all())
@@ -465,8 +465,14 @@ def record_chunks(task: Task, path: str, records_done: int, size: int) -> Iterat
 
 def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], None] = print) -> dict:
     """Run (or resume) one batch prediction job; returns its summary. The output file appears only when complete."""
-    task = predictor.task
     paths = check_output(settings, predictor.model_file)
+    # a disk that fills up (or is made read-only) mid-run: one line naming the output; committed chunks stay resumable
+    with write_errors_as_user_errors(paths.final):
+        return _predict_into(predictor, settings, paths, log)
+
+
+def _predict_into(predictor: Any, settings: BatchSettings, paths: OutputPaths, log: Callable[[str], None]) -> dict:
+    task = predictor.task
     finished = written_by_job(paths.final, read_job_record(paths.record), "output")
     if finished and os.path.exists(paths.progress) and not os.path.exists(paths.partial):
         os.unlink(paths.progress)  # a kill right after the output took its name: the job was finished

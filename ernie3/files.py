@@ -255,10 +255,11 @@ def same_file(first: str, second: str) -> bool:
         return False
 
 
-def resolve_output_path(path: str, flag: str) -> str:
+def resolve_output_path(path: str, flag: str, suffix_room: int = 0) -> str:
     """Where an output named `path` really goes: its directory as the OS resolves it, which must exist and be
     writable. A `..` after a missing or non-directory component fails here as it would on open (os.path.abspath
-    would silently drop it); symlinks are resolved, so that later checks compare real places."""
+    would silently drop it); symlinks are resolved, so that later checks compare real places. `suffix_room`: the
+    longest suffix the output's own files add to its name (they must fit the file system's name length too)."""
     stripped = path.rstrip(os.sep) or path
     directory, name = os.path.split(stripped)
     if name in ("", ".", ".."):
@@ -272,6 +273,13 @@ def resolve_output_path(path: str, flag: str) -> str:
         raise UserError(f"{flag}: {path}: {directory} is not a directory")
     real_directory = os.path.realpath(directory)
     probe_writable(real_directory, flag)
+    try:
+        name_max = os.pathconf(real_directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(name)) + suffix_room > name_max:
+        raise UserError(f"{flag}: {path}: file name too long ({len(os.fsencode(name))} bytes; at most "
+                        f"{name_max - suffix_room} here)")  # fmt: skip
     return os.path.join(real_directory, name)
 
 

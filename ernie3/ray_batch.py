@@ -354,7 +354,7 @@ def check_ray_output(settings: BatchSettings, model_path: str) -> str:
     existing one only if empty, or if it is a finished --engine ray output (its manifest names every file in it)
     and --overwrite is given."""
     given = settings.output_file
-    output_dir = resolve_output_path(given, "--output_file")
+    output_dir = resolve_output_path(given, "--output_file", suffix_room=len(".partial-12345678") + 1)  # its staging dir
     if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
         raise UserError(f"--output_file {given} is a file; --engine ray writes a directory of shards")
     check_apart_from_input_and_model(output_dir, given, settings.input_file, model_path, [output_dir])

@@ -259,6 +259,8 @@ def test_missing_or_unwritable_directory_is_refused(model, small_input, tmp_path
             match=r"cannot use the directory .*missing/\.\.: No such file or directory")  # fmt: skip
     refused(model, small_input, tmp_path / "in.jsonl" / "preds.jsonl", match=r"in\.jsonl is not a directory")
     refused(model, small_input, tmp_path / "a" / "b" / "preds.jsonl", match=r"No such file or directory")
+    # a name that fits, but not with the suffixes of the job's own files (OUT.skipped.jsonl.partial)
+    refused(model, small_input, tmp_path / ("预测" * 40), match=r"file name too long \(240 bytes; at most 233 here\)")
     # a place even root cannot create files in (tests run as root, so permission bits would not do)
     try:
         open("/sys/ernie3-probe", "w").close()
