@@ -357,3 +357,12 @@ def test_metrics_report_output_never_replaces_a_model_or_a_foreign_file(model, t
     run_infer([*base, "--output_file", str(report)])
     first = json.loads(report.read_text())
     assert run_infer([*base, "--output_file", str(report)])["metrics"] == first["metrics"]  # its own report: replaced
+
+
+def test_deploy_output_file_needs_an_input_file(model, tmp_path):
+    """deploy/python prints results of --text inputs: an --output_file it would silently ignore is refused."""
+    from ernie3.cli.predict import main as deploy_main
+
+    with pytest.raises(UserError, match="--output_file needs --input_file"):
+        deploy_main("cpu", ["--model_path", model, "--text", "球队赢了", "--output_file", str(tmp_path / "out.jsonl")])
+    assert list(tmp_path.iterdir()) == []
