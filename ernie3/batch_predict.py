@@ -6,19 +6,25 @@ Memory holds one chunk at a time whatever the file size. Output is committed chu
 to `OUT.partial` and fsynced, then `OUT.progress.json` records how many input records are done, how many bytes of
 output they gave, and a fingerprint of the input and of every setting that can change a result. A run started again
 with the same command truncates `OUT.partial` to the last committed chunk and goes on from there; `OUT` appears only
-when every record is done (os.replace of the partial file). The Ray Data engine (ernie3/ray_batch.py) reads and
-converts lines with the same functions, so both engines write the same bytes for the same input.
+when every record is done (os.replace of the partial file), with `OUT.job.json` beside it: the record that says
+this tool wrote `OUT` (and its skipped-record log), so that a later run may replace them with --overwrite. Any other
+existing file, the input, and anything in a model directory are refused as outputs before any work starts. The Ray
+Data engine (ernie3/ray_batch.py) reads and converts lines with the same functions, so both engines write the same
+bytes for the same input.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import stat
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO, Callable, Iterator, Optional
+from typing import Any, BinaryIO, Callable, Iterator, Optional, Sequence, Union
 
 from ernie3.errors import UserError
+from ernie3.files import json_error_text, resolve_output_path, same_file, write_errors_as_user_errors
+from ernie3.layout import enclosing_model_dir
 from ernie3.tasks import RecordError, Task
 from ernie3.tasks.base import RecordLocation
 
@@ -30,6 +36,8 @@ DEFAULT_CHUNK_SIZE = 1024
 #: bytes read at a time when splitting lines (and hashed at each end of the input for its fingerprint)
 READ_BLOCK = 1 << 20
 MANIFEST_VERSION = 1
+#: the kind of job a finished output's record names (OUT.job.json, the Ray engine's manifest.json)
+JOB_KIND = "batch_predict"
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class BatchSettings:
     skip_invalid: bool = False
     #: show a tqdm progress bar (on stderr)
     progress: bool = True
+    #: replace the finished output of an earlier job (only an output this tool wrote)
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.input_format not in INPUT_FORMATS:
@@ -76,15 +86,28 @@ class OutputPaths:
     def skipped_partial(self) -> str:
         return self.skipped + ".partial"
 
+    @property
+    def record(self) -> str:
+        """What a finished job leaves beside its output: the job record that says this tool wrote it."""
+        return self.final + ".job.json"
+
+    def all(self) -> list[str]:
+        """Every file a job may write or replace (the manifest's staging copy included)."""
+        return [self.final, self.partial, self.progress, self.progress + ".tmp", self.skipped, self.skipped_partial,
+                self.record, self.record + ".tmp"]  # fmt: skip
+
 
 # -- reading and converting inputs (shared with the Ray engine) --------------------------------------------------
 
 
-def numbered_lines(read: Callable[[int], bytes], first_line: int = 1, offset: int = 0) -> Iterator[tuple[int, str, int]]:
+def numbered_lines(
+    read: Callable[[int], bytes], first_line: int = 1, offset: int = 0
+) -> Iterator[tuple[int, Union[str, bytes], int]]:
     """(line number, text, byte offset just after the line) of each non-blank line of a UTF-8 byte stream.
 
     Lines are split on "\\n" only, so every engine numbers them the same way; `read(n)` returns up to n bytes, b""
-    at the end; `first_line` and `offset` say where the stream starts in its file.
+    at the end; `first_line` and `offset` say where the stream starts in its file. A line that is not UTF-8 comes
+    as its raw bytes (never decoded with U+FFFD replacements): converting it says what is wrong (`line_text`).
     """
     number, pending = first_line - 1, b""
     for block in iter(lambda: read(READ_BLOCK), b""):
@@ -92,12 +115,32 @@ def numbered_lines(read: Callable[[int], bytes], first_line: int = 1, offset: in
         pending = lines.pop()
         for raw in lines:
             number += 1
+            text = _decode_line(raw, at_start=offset == 0)
             offset += len(raw) + 1
-            text = raw.rstrip(b"\r").decode("utf-8", errors="replace")
-            if text.strip():
+            if not isinstance(text, str) or text.strip():
                 yield number, text, offset
     if pending.strip():
-        yield number + 1, pending.rstrip(b"\r").decode("utf-8", errors="replace"), offset + len(pending)
+        yield number + 1, _decode_line(pending, at_start=offset == 0), offset + len(pending)
+
+
+def _decode_line(raw: bytes, at_start: bool) -> Union[str, bytes]:
+    if at_start and raw.startswith(b"\xef\xbb\xbf"):  # a BOM (Windows editors), accepted as by every other reader
+        raw = raw[3:]
+    raw = raw.rstrip(b"\r")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def line_text(line: Union[str, bytes]) -> str:
+    """The text of a line from `numbered_lines`; RecordError for one that is not UTF-8."""
+    if isinstance(line, str):
+        return line
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)") from None
 
 
 def reads_json_lines(task: Task) -> bool:
@@ -106,14 +149,15 @@ def reads_json_lines(task: Task) -> bool:
     return type(task).read_records is Task.read_records
 
 
-def example_from_line(task: Task, input_format: str, line: str) -> dict:
+def example_from_line(task: Task, input_format: str, line: Union[str, bytes]) -> dict:
     """The example of one input line; RecordError says what is wrong with it."""
+    line = line_text(line)
     if input_format == "text":
         return task.example_from_text(task.input_from_line(line))
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise RecordError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+        raise RecordError(json_error_text(exc)) from None
     return example_from_record(task, input_format, value)
 
 
@@ -171,6 +215,114 @@ def predict_chunk(
     return ChunkResult(output, "".join(skipped), len(items), len(examples), len(skipped))
 
 
+# -- where a job may write ------------------------------------------------------------------------------------------
+
+
+#: the files of a model given as a file (`model.pdmodel` + `model.pdiparams`, `model.xml` + `model.bin`, ...)
+MODEL_EXTENSIONS = (".pdmodel", ".pdiparams", ".onnx", ".xml", ".bin")
+
+
+def model_dir_of(model_path: str) -> str:
+    return model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+
+
+def check_apart_from_input_and_model(
+    output: str, given: str, input_file: str, model_path: str, writes: Sequence[str]
+) -> None:
+    """Refuse an output (`output`: resolved; `writes`: every file the job may write) that is or would replace the
+    input, or lies in a model directory (the model being run, or any directory holding model files)."""
+    for path in writes:
+        if same_file(path, input_file):
+            what = "is" if path == output else f"would write {path}, which is"
+            raise UserError(f"--output_file {given} {what} the --input_file {input_file} (the same file); "
+                            "choose another output name")  # fmt: skip
+    if _within(input_file, output):  # the input inside an output directory (--engine ray)
+        raise UserError(f"--output_file {given}: the --input_file {input_file} lies inside it; choose another output name")
+    if not os.path.isdir(model_path):  # a model given as a file: neither it nor its companions (.pdiparams, .bin)
+        stem = os.path.splitext(os.path.realpath(model_path))[0]
+        for path in writes:
+            if os.path.splitext(path)[0] == stem and os.path.splitext(path)[1] in MODEL_EXTENSIONS:
+                raise UserError(f"--output_file {given} would replace a file of the model {model_path}; "
+                                "choose another output name")  # fmt: skip
+    model_dir = enclosing_model_dir(output if os.path.isdir(output) else os.path.dirname(output))
+    if model_dir is None and os.path.isdir(model_path) and _within(output, model_path):
+        model_dir = model_path  # the model being run, even without the usual file names
+    if model_dir is not None:
+        raise UserError(f"--output_file {given} lies in the model directory {model_dir}; write predictions outside "
+                        "model directories")  # fmt: skip
+    if _within(model_path, output):  # a model inside an output directory (--engine ray replaces it whole)
+        raise UserError(f"--output_file {given} holds the model {model_path}; choose another output name")
+
+
+def _within(path: str, directory: str) -> bool:
+    """Whether `path` is `directory` or lies inside it (symlinks resolved)."""
+    inner, outer = os.path.realpath(path), os.path.realpath(directory)
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def file_identity(path: str) -> dict:
+    """What tells that a file is still the one a job wrote: size and modification time (kept by a rename)."""
+    status = os.lstat(path)
+    return {"file": os.path.basename(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
+def read_job_record(path: str) -> Optional[dict]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("kind") == JOB_KIND else None
+
+
+def written_by_job(path: str, record: Optional[dict], key: str) -> bool:
+    """Whether `path` is the regular file a finished job's record describes under `key`, unchanged since."""
+    entry = (record or {}).get(key)
+    if not isinstance(entry, dict):
+        return False
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return False
+    return (stat.S_ISREG(status.st_mode) and entry.get("file") == os.path.basename(path)
+            and entry.get("size") == status.st_size and entry.get("mtime_ns") == status.st_mtime_ns)  # fmt: skip
+
+
+def check_output(settings: BatchSettings, model_path: str) -> OutputPaths:
+    """The local engine's output files, once it is certain that writing them destroys nothing: refused (before any
+    model is loaded) are the input and anything in a model directory, a directory, a directory that does not exist or
+    cannot be written, and any existing file this tool did not write; an earlier finished output of this tool only
+    with --overwrite; an unfinished job (OUT.partial with its OUT.progress.json) resumes."""
+    given = settings.output_file
+    if given.endswith(os.sep) or os.path.isdir(given):
+        raise UserError(f"--output_file {given} is a directory; give a file name (--engine ray writes a directory)")
+    paths = OutputPaths(resolve_output_path(given, "--output_file", suffix_room=len(".skipped.jsonl.partial")))
+    if os.path.isdir(paths.final):
+        raise UserError(f"--output_file {given} is a directory; give a file name (--engine ray writes a directory)")
+    check_apart_from_input_and_model(paths.final, given, settings.input_file, model_path, paths.all())
+    record = read_job_record(paths.record)
+    if record is None and os.path.lexists(paths.record):
+        raise UserError(f"--output_file {given}: {paths.record} exists and is not a job record of this tool; "
+                        "it is left alone: move it away or choose another output name")  # fmt: skip
+    for path, key in ((paths.final, "output"), (paths.skipped, "skipped")):
+        if not os.path.lexists(path):
+            continue
+        which = f"--output_file {given}" + ("" if path == paths.final else f": {path}")
+        if not written_by_job(path, record, key):
+            raise UserError(f"{which} exists and is not the output of a finished batch prediction (no matching "
+                            f"{os.path.basename(paths.record)}); it is left alone: move it away or choose another "
+                            "output name")  # fmt: skip
+        if not settings.overwrite:
+            raise UserError(f"{which} holds the output of an earlier run; pass --overwrite to replace it, or choose "
+                            "another output name")  # fmt: skip
+    if not os.path.exists(paths.progress):
+        for path in (paths.partial, paths.skipped_partial):
+            if os.path.lexists(path):
+                raise UserError(f"--output_file {given}: {path} exists but no {os.path.basename(paths.progress)} says "
+                                "which run wrote it; it is left alone: move it away or choose another output name")  # fmt: skip
+    return paths
+
+
 # -- the resumable local engine ------------------------------------------------------------------------------------
 
 
@@ -206,7 +358,7 @@ def predictor_fingerprint(predictor: Any) -> dict:
 
 
 def job_fingerprint(settings: BatchSettings, predictor: Any) -> dict:
-    job = {k: v for k, v in asdict(settings).items() if k not in ("progress", "input_file", "output_file")}
+    job = {k: v for k, v in asdict(settings).items() if k not in ("progress", "overwrite", "input_file", "output_file")}
     return {"input": file_fingerprint(settings.input_file), "job": job, "predictor": predictor_fingerprint(predictor)}
 
 
@@ -270,7 +422,7 @@ def load_progress(paths: OutputPaths, fingerprint: dict) -> Optional[Progress]:
             f"{paths.progress}: an unfinished run with another {'/'.join(changed)} wrote to --output_file "
             f"{paths.final}; rerun that command to finish it, or delete {paths.partial} and {paths.progress} to start over"
         )
-    if not os.path.isfile(paths.partial) or os.path.getsize(paths.partial) < progress.output_bytes:
+    if progress.output_bytes and (not os.path.isfile(paths.partial) or os.path.getsize(paths.partial) < progress.output_bytes):
         raise UserError(f"{paths.partial} is missing or shorter than {paths.progress} says; delete {paths.progress} to start over")
     return progress
 
@@ -313,13 +465,23 @@ def record_chunks(task: Task, path: str, records_done: int, size: int) -> Iterat
 
 def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], None] = print) -> dict:
     """Run (or resume) one batch prediction job; returns its summary. The output file appears only when complete."""
+    paths = check_output(settings, predictor.model_file)
+    # a disk that fills up (or is made read-only) mid-run: one line naming the output; committed chunks stay resumable
+    with write_errors_as_user_errors(paths.final):
+        return _predict_into(predictor, settings, paths, log)
+
+
+def _predict_into(predictor: Any, settings: BatchSettings, paths: OutputPaths, log: Callable[[str], None]) -> dict:
     task = predictor.task
-    paths = OutputPaths(settings.output_file)
-    os.makedirs(os.path.dirname(os.path.abspath(paths.final)), exist_ok=True)
+    finished = written_by_job(paths.final, read_job_record(paths.record), "output")
+    if finished and os.path.exists(paths.progress) and not os.path.exists(paths.partial):
+        os.unlink(paths.progress)  # a kill right after the output took its name: the job was finished
     fingerprint = job_fingerprint(settings, predictor)
     progress = load_progress(paths, fingerprint)
     if progress is None:
         progress = Progress(fingerprint)
+        # the manifest comes first: a partial file is never without the manifest that says which job wrote it
+        _write_json_durably(paths.progress, asdict(progress))
     else:
         log(f"resuming {paths.final}: {progress.records_done} input records already done ({progress.chunks} chunks)")
     line_based = settings.input_format != "dataset" or reads_json_lines(task)
@@ -362,10 +524,12 @@ def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], N
             first_chunk_seconds = first_chunk_seconds or time.perf_counter() - started
             bar.update((next_line - 1 - bar.n) if line_based else result.records)
     except BaseException:
-        if progress.chunks == 0:  # nothing committed: the empty files this run created are of no use to a rerun
+        if progress.chunks == 0:  # nothing committed: the files of this job are of no use to a rerun
             for path in (paths.partial, paths.skipped_partial):
                 if os.path.exists(path) and os.path.getsize(path) == 0:
                     os.unlink(path)
+            if not any(os.path.exists(path) for path in (paths.partial, paths.skipped_partial)):
+                os.unlink(paths.progress)
         raise
     finally:
         bar.close()
@@ -374,13 +538,26 @@ def predict_file(predictor: Any, settings: BatchSettings, log: Callable[[str], N
             skipped.close()
         chunks.close()
     if progress.records_done == 0:
+        for path in (paths.partial, paths.skipped_partial, paths.progress):
+            if os.path.exists(path):
+                os.unlink(path)
         raise UserError(f"--input_file: {settings.input_file} holds no input records")
-    # finished: the skipped-record log and the output take their final names, the manifest goes
-    if skipped is not None:
-        if progress.skipped:
-            os.replace(paths.skipped_partial, paths.skipped)
-        else:
+    # finished: the skipped-record log and the output take their final names (with the record that says this tool
+    # wrote them, written first: a kill in between leaves the job resumable), the manifest goes
+    previous = read_job_record(paths.record)
+    if skipped is not None and progress.skipped:
+        os.replace(paths.skipped_partial, paths.skipped)
+    else:
+        if skipped is not None:
             os.unlink(paths.skipped_partial)
+        if written_by_job(paths.skipped, previous, "skipped"):  # an earlier run's log (--overwrite): not this run's
+            os.unlink(paths.skipped)
+    _write_json_durably(paths.record, {
+        "kind": JOB_KIND, "engine": "local", "input_file": os.path.abspath(settings.input_file),
+        "model": predictor.model_file, "records": progress.records_done, "predicted": progress.predicted,
+        "skipped_records": progress.skipped, "output": {**file_identity(paths.partial), "file": os.path.basename(paths.final)},
+        "skipped": file_identity(paths.skipped) if progress.skipped else None,
+    })  # fmt: skip
     os.replace(paths.partial, paths.final)
     os.unlink(paths.progress)
     seconds = time.perf_counter() - started

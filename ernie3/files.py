@@ -8,10 +8,18 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from ernie3.errors import UserError
+
+
+def json_error_text(exc: json.JSONDecodeError) -> str:
+    """'malformed JSON (Expecting value at column 3)'; some of json's messages end in "at" already
+    ("Unterminated string starting at", "Invalid control character at")."""
+    where = "column" if exc.msg.endswith(" at") else "at column"
+    return f"malformed JSON ({exc.msg} {where} {exc.colno})"
 
 
 def read_json_lines(path: str, flag: str) -> Iterator[tuple[int, Any]]:
@@ -20,7 +28,7 @@ def read_json_lines(path: str, flag: str) -> Iterator[tuple[int, Any]]:
         try:
             yield line_number, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{line_number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            raise UserError(f"{path}:{line_number}: {json_error_text(exc)}") from None
 
 
 def read_lines(path: str, flag: str, keep_blank: bool = False) -> Iterator[tuple[int, str]]:
@@ -122,6 +130,28 @@ def check_output_file(path: str, flag: str) -> str:
     return path
 
 
+def check_report_file(path: str, flag: str, keys: Sequence[str]) -> str:
+    """A JSON report's path (e.g. infer.py's metrics), as `check_output_file`, and checked before any work: never in a
+    model directory, never over an existing file other than an earlier report of the same kind (a JSON object with
+    all of `keys`), which a new one replaces."""
+    from ernie3.layout import enclosing_model_dir
+
+    check_output_file(path, flag)
+    model_dir = enclosing_model_dir(os.path.dirname(os.path.abspath(path)))
+    if model_dir is not None:
+        raise UserError(f"{flag} {path} lies in the model directory {model_dir}; write reports outside model directories")
+    if os.path.lexists(path):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                earlier = json.load(handle)
+        except (OSError, ValueError):
+            earlier = None
+        if os.path.islink(path) or not (isinstance(earlier, dict) and all(key in earlier for key in keys)):
+            raise UserError(f"{flag} {path} exists and is not a report of this command; it is left alone: move it "
+                            "away or choose another name")  # fmt: skip
+    return path
+
+
 def write_json_lines_atomic(path: str, records: Iterable[dict]) -> None:
     """Write JSON lines to a temporary file and move it into place only when complete."""
     with atomic_file(path) as handle:
@@ -203,12 +233,55 @@ def check_output_location(path: str, flag: str) -> None:
         existing = parent
     if not os.path.isdir(existing):
         raise UserError(f"{flag}: cannot create {path}: {existing} is not a directory")
+    probe_writable(existing, flag)
+
+
+def probe_writable(directory: str, flag: str) -> None:
+    """Refuse a directory this process cannot create files in."""
     try:  # a real probe: permission bits say nothing for root, read-only file systems or quotas
-        handle, probe = tempfile.mkstemp(prefix=".ernie3-write-probe-", dir=existing)
+        handle, probe = tempfile.mkstemp(prefix=".ernie3-write-probe-", dir=directory)
         os.close(handle)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"{flag}: cannot write to {existing}: {exc.strerror or exc}") from None
+        raise UserError(f"{flag}: cannot write to {directory}: {exc.strerror or exc}") from None
+
+
+def same_file(first: str, second: str) -> bool:
+    """Whether two paths name one file: the same path once symlinks are resolved, or the same inode (hard links)."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def resolve_output_path(path: str, flag: str, suffix_room: int = 0) -> str:
+    """Where an output named `path` really goes: its directory as the OS resolves it, which must exist and be
+    writable. A `..` after a missing or non-directory component fails here as it would on open (os.path.abspath
+    would silently drop it); symlinks are resolved, so that later checks compare real places. `suffix_room`: the
+    longest suffix the output's own files add to its name (they must fit the file system's name length too)."""
+    stripped = path.rstrip(os.sep) or path
+    directory, name = os.path.split(stripped)
+    if name in ("", ".", ".."):
+        raise UserError(f"{flag}: {path} names no file or directory of its own; give a name")
+    directory = directory or "."
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError as exc:
+        raise UserError(f"{flag}: {path}: cannot use the directory {directory}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"{flag}: {path}: {directory} is not a directory")
+    real_directory = os.path.realpath(directory)
+    probe_writable(real_directory, flag)
+    try:
+        name_max = os.pathconf(real_directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(name)) + suffix_room > name_max:
+        raise UserError(f"{flag}: {path}: file name too long ({len(os.fsencode(name))} bytes; at most "
+                        f"{name_max - suffix_room} here)")  # fmt: skip
+    return os.path.join(real_directory, name)
 
 
 #: the record every run leaves in its output directory: which kind of run wrote it, so that a later

@@ -28,6 +28,10 @@ ONNX_FILE = "model.onnx"
 OPENVINO_IR_FILE = "model.xml"
 #: which backend and precision run a compress candidate (written into candidates derived for another engine, and best/)
 CANDIDATE_FILE = "candidate.json"
+#: files that make a directory a model directory (anything written into one could replace a part of a model)
+MODEL_FILES = (TASK_INFO_FILE, f"{STATIC_MODEL_PREFIX}.pdmodel", f"{STATIC_MODEL_PREFIX}.pdiparams",
+               f"{QUANTIZED_PREFIX}.pdmodel", f"{QUANTIZED_PREFIX}.pdiparams", ONNX_FILE, "model.int8.onnx",
+               OPENVINO_IR_FILE, "model.bin")  # fmt: skip
 
 # -- training output -----------------------------------------------------------------------------------------------
 BEST_DIR = "best"
@@ -66,6 +70,18 @@ PIPELINE_PLOT = "pipeline_report.png"
 PIPELINE_REPORTS = (PIPELINE_REPORT_MD, PIPELINE_REPORT_JSON, PIPELINE_PLOT)
 #: what a pipeline run writes into its output dir (a later --overwrite_output_dir replaces only these)
 PIPELINE_LAYOUT = (PIPELINE_TRAIN_DIR, PIPELINE_COMPRESS_DIR, *PIPELINE_REPORTS)
+
+def enclosing_model_dir(path: str) -> Optional[str]:
+    """The nearest directory at or above `path` (symlinks resolved) that holds a model, or None."""
+    directory = os.path.realpath(path)
+    while True:
+        if os.path.isdir(directory) and any(os.path.isfile(os.path.join(directory, name)) for name in MODEL_FILES):
+            return directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
 
 def predictions_file(output_dir: str, task_name: str) -> str:
     return os.path.join(output_dir, PREDICT_DIR, f"{task_name}_predict.json")

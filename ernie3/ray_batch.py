@@ -7,12 +7,15 @@ directory; the directory appears under its name only when complete. Lines are nu
 the same functions as the local engine, and each Ray batch is one local chunk, so the shards concatenated are
 byte-identical to the local engine's output file.
 
-Locally it starts its own Ray (`ray.init(num_cpus=workers × threads + 1)`: the actors, and the reading); with `--ray_address` it joins a cluster.
+Locally it starts its own Ray (`ray.init(num_cpus=workers × threads + 1)`: the actors, and the reading); with
+`--ray_address` it joins a cluster (refused within CONNECT_TIMEOUT_S when no gRPC server answers there: ray.init
+itself would retry forever).
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -20,15 +23,21 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from ernie3.batch_predict import BatchSettings, example_from_line, numbered_lines, prediction_line, reads_json_lines, skipped_line
+from ernie3.batch_predict import (JOB_KIND, BatchSettings, check_apart_from_input_and_model, example_from_line, line_text,
+                                  model_dir_of, numbered_lines, prediction_line, reads_json_lines, skipped_line)  # fmt: skip
 from ernie3.errors import UserError
-from ernie3.files import atomic_directory
+from ernie3.files import atomic_directory, resolve_output_path
+from ernie3.tasks import RecordError
 
 MANIFEST = "manifest.json"
 SHARD_NAME = "part-{:05d}.jsonl"
 #: input records per output shard
 DEFAULT_SHARD_RECORDS = 100_000
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: seconds a cluster address gets to accept a connection before it is refused
+CONNECT_TIMEOUT_S = 10
+#: the port of a Ray client server (ray://HOST) when the address names none
+RAY_CLIENT_PORT = 10001
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,81 @@ class RayOptions:
             raise UserError("shard size must be at least 1 record")
 
 
-def start_ray(address: Optional[str], num_cpus: int, object_store_mb: int = 256) -> bool:
+def cluster_endpoint(address: str, flag: str = "--ray_address") -> tuple[str, int]:
+    """(host, port) of HOST:PORT, [IPv6]:PORT or ray://HOST[:PORT]; anything else is refused in one line."""
+    client = address.startswith("ray://")
+    rest = address[len("ray://"):] if client else address
+    default_port = str(RAY_CLIENT_PORT) if client else ""
+    if rest.startswith("["):
+        host, _, after = rest[1:].partition("]")
+        port = after[1:] if after.startswith(":") else ("" if after else default_port)
+    elif ":" in rest:
+        host, port = rest.rsplit(":", 1)
+    else:
+        host, port = rest, default_port
+    bad_host = not host or any(c in host for c in "/ \t") or (":" in host and not rest.startswith("["))
+    if bad_host or not (port.isdigit() and 0 < int(port) < 65536):
+        raise UserError(f"{flag} {address!r}: expected auto, HOST:PORT (the head node's GCS, e.g. 10.0.0.5:6379) or "
+                        "ray://HOST[:PORT]")  # fmt: skip
+    return host, int(port)
+
+
+def check_cluster_reachable(address: str, flag: str = "--ray_address") -> None:
+    """Refuse, within CONNECT_TIMEOUT_S, a cluster address where nothing accepts a connection: ray.init retries such
+    an address forever. "auto" is looked up as Ray looks it up (RAY_ADDRESS, the last `ray start`)."""
+    if address == "local":  # a new local cluster: nothing to reach
+        return
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]  # what ray.init takes "auto" to mean first
+    if address == "auto":
+        try:  # Ray's own lookup (a private function: without it, the address is left to ray.init)
+            from ray._private.services import canonicalize_bootstrap_address_or_die
+        except ImportError:
+            return
+        try:
+            address = canonicalize_bootstrap_address_or_die("auto")
+        except (ConnectionError, ValueError) as exc:
+            raise UserError(f"{flag} auto: {str(exc).split('. ')[0]}") from None
+    endpoints = [cluster_endpoint(address, flag)]
+    if not address.startswith("ray://"):
+        try:  # ray.init connects to the node's own IP where the address names this host (127.0.0.1 → 10.x.y.z)
+            from ray._private.services import canonicalize_bootstrap_address
+
+            host, port = (canonicalize_bootstrap_address(address) or "").rsplit(":", 1)
+            endpoints.append((host.strip("[]"), int(port)))
+        except (ImportError, ValueError, OSError):
+            pass
+    for host, port in dict.fromkeys(endpoints):
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as connection:
+                answer = _http2_answer(connection)
+        except OSError as exc:
+            reason = f"no answer within {CONNECT_TIMEOUT_S} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            raise UserError(f"{flag} {address}: no Ray cluster reachable at {host}:{port} ({reason}); start one with "
+                            f"`ray start --head`, or leave {flag} out to run a local Ray") from None  # fmt: skip
+        if not answer and os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true"):
+            raise UserError(f"{flag} {address}: {host}:{port} answers, but not as a Ray cluster (its GCS, or a Ray "
+                            "client server, speaks gRPC); check the port (`ray status` on the head node shows it)")  # fmt: skip
+
+
+#: what an HTTP/2 client sends first (the connection preface, then its SETTINGS frame, empty)
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _http2_answer(connection: socket.socket) -> bool:
+    """Whether the server answers the HTTP/2 preface with a SETTINGS frame, as every gRPC server (Ray's GCS and client
+    server) must: a port that accepts connections but is something else would have ray.init retry forever."""
+    connection.sendall(HTTP2_PREFACE)
+    header = b""
+    while len(header) < 9:
+        block = connection.recv(9 - len(header))
+        if not block:
+            return False
+        header += block
+    return header[3] == 4  # frame type 4: SETTINGS
+
+
+def start_ray(address: Optional[str], num_cpus: int, object_store_mb: int = 256, flag: str = "--ray_address") -> bool:
     """Connect this process to Ray (unless it already is); True if this call started it (and should stop it).
 
     `address`: join that cluster, shipping this package to its nodes (the venv with paddle must be there already);
@@ -61,7 +144,11 @@ def start_ray(address: Optional[str], num_cpus: int, object_store_mb: int = 256)
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address, runtime_env={"py_modules": [PACKAGE_DIR]}, log_to_driver=False)
+        check_cluster_reachable(address, flag)
+        try:
+            ray.init(address=address, runtime_env={"py_modules": [PACKAGE_DIR]}, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise UserError(f"{flag} {address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     else:
         ray.init(
             num_cpus=num_cpus,
@@ -83,14 +170,20 @@ def numbered_lines_datasource(path: str, rows_per_block: int) -> Any:
         def _read_stream(self, f: "pyarrow.NativeFile", path: str) -> Iterator[Any]:
             lines: list[int] = []
             texts: list[str] = []
-            for number, text, _ in numbered_lines(f.read):
+            errors: list[str] = []  # a line that is not UTF-8 travels as what is wrong with it (strings only)
+            for number, line, _ in numbered_lines(f.read):
                 lines.append(number)
-                texts.append(text)
+                try:
+                    texts.append(line_text(line))
+                    errors.append("")
+                except RecordError as exc:
+                    texts.append("")
+                    errors.append(str(exc))
                 if len(lines) == rows_per_block:
-                    yield pyarrow.table({"line": lines, "text": texts})
-                    lines, texts = [], []
+                    yield pyarrow.table({"line": lines, "text": texts, "error": errors})
+                    lines, texts, errors = [], [], []
             if lines:
-                yield pyarrow.table({"line": lines, "text": texts})
+                yield pyarrow.table({"line": lines, "text": texts, "error": errors})
 
     return NumberedLines([path])
 
@@ -125,8 +218,10 @@ class ChunkPredictor:
         from ernie3.tasks import RecordError
 
         lines = [int(n) for n in batch["line"]]
-        examples, positions, errors = [], [], [""] * len(lines)
+        examples, positions, errors = [], [], [str(error) for error in batch["error"]]
         for position, text in enumerate(batch["text"]):
+            if errors[position]:
+                continue
             try:
                 examples.append(example_from_line(self.predictor.task, self.input_format, str(text)))
                 positions.append(position)
@@ -174,12 +269,11 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
     from ernie3.export import task_of_model_dir
 
     model_path = predictor_options["model_path"]
-    model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+    output_dir = check_ray_output(settings, model_path)
+    model_dir = model_dir_of(model_path)
     task = task_of_model_dir(model_dir)
     if settings.input_format == "dataset" and not reads_json_lines(task):
         raise UserError(f"--engine ray reads JSON lines; {task.name} dataset files are not (use --input_format api)")
-    if os.path.isfile(settings.output_file):
-        raise UserError(f"--output_file {settings.output_file} is a file; --engine ray writes a directory of shards")
     options_for_actor = {**predictor_options, "num_threads": options.threads_per_worker}
     # one CPU more than the actors take, for the read task that feeds them (else the job waits forever)
     started_ray = start_ray(options.address, options.num_workers * options.threads_per_worker + 1, options.object_store_mb)
@@ -200,7 +294,7 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
         )
         counts = {"records": 0, "predicted": 0, "skipped": 0}
         first_chunk_seconds = None
-        with atomic_directory(settings.output_file) as staging:
+        with atomic_directory(output_dir) as staging:
             writer = ShardWriter(staging, options.shard_records)
             skipped_file = open(os.path.join(staging, "skipped.jsonl"), "w", encoding="utf-8") if settings.skip_invalid else None
             bar = tqdm(unit=" records", disable=not settings.progress, desc=f"predict (ray, {options.num_workers} workers)")
@@ -230,6 +324,7 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
                 raise UserError(f"--input_file: {settings.input_file} holds no input records")
             seconds = time.perf_counter() - started
             manifest = {
+                "kind": JOB_KIND,
                 "engine": "ray",
                 "input_file": os.path.abspath(settings.input_file),
                 "model_path": model_path,
@@ -237,7 +332,7 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
                 **counts,
                 "shards": writer.shards,
                 "skipped_file": "skipped.jsonl" if counts["skipped"] else None,
-                "settings": {k: v for k, v in asdict(settings).items() if k != "progress"},
+                "settings": {k: v for k, v in asdict(settings).items() if k not in ("progress", "overwrite")},
                 "ray": {**asdict(options), "address": options.address or "local"},
                 "seconds": round(seconds, 3),
             }
@@ -251,6 +346,37 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
     return {**counts, "output_file": settings.output_file, "seconds": round(seconds, 3),
             "first_chunk_seconds": round(first_chunk_seconds or seconds, 3),
             "records_per_second": round(counts["records"] / seconds, 2), "shards": len(manifest["shards"])}  # fmt: skip
+
+
+def check_ray_output(settings: BatchSettings, model_path: str) -> str:
+    """The output directory (resolved), once it is certain that writing it destroys nothing: as the local engine's
+    checks (ernie3/batch_predict.py `check_output`), for a directory that replaces any earlier one as a whole: an
+    existing one only if empty, or if it is a finished --engine ray output (its manifest names every file in it)
+    and --overwrite is given."""
+    given = settings.output_file
+    output_dir = resolve_output_path(given, "--output_file", suffix_room=len(".partial-12345678") + 1)  # its staging dir
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
+        raise UserError(f"--output_file {given} is a file; --engine ray writes a directory of shards")
+    check_apart_from_input_and_model(output_dir, given, settings.input_file, model_path, [output_dir])
+    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+        return output_dir
+    try:
+        with open(os.path.join(output_dir, MANIFEST), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+        ours = {MANIFEST, *(shard["file"] for shard in manifest["shards"])} | ({manifest["skipped_file"]} - {None})
+        if manifest["engine"] != "ray":
+            raise ValueError("another engine")
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--output_file {given} is a directory that holds no --engine ray output (no {MANIFEST} of "
+                        "one); it is left alone: choose another output name") from None  # fmt: skip
+    foreign = sorted(set(os.listdir(output_dir)) - ours)
+    if foreign:
+        raise UserError(f"--output_file {given} holds files no --engine ray run wrote ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}); it is left alone: choose another output name")  # fmt: skip
+    if not settings.overwrite:
+        raise UserError(f"--output_file {given} holds the output of an earlier --engine ray run; pass --overwrite to "
+                        "replace it, or choose another output name")  # fmt: skip
+    return output_dir
 
 
 def read_shards(directory: str) -> Iterator[str]:

@@ -65,7 +65,9 @@ def main() -> None:
     if not os.path.isfile(input_file):
         write_input(args.texts_file, args.lines, input_file)
     output = os.path.join(args.work_dir, f"out-{args.engine}-{args.workers}x{args.threads}-{args.lines}")
-    settings = BatchSettings(input_file, output + (".jsonl" if args.engine == "local" else ""), chunk_size=args.chunk_size, progress=False)
+    # a rerun measures again: it replaces the previous run's output (only an output of this tool)
+    settings = BatchSettings(input_file, output + (".jsonl" if args.engine == "local" else ""), chunk_size=args.chunk_size,
+                             progress=False, overwrite=True)  # fmt: skip
     sampler = MemorySampler()
     sampler.start()
     started = time.perf_counter()

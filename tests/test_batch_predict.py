@@ -85,8 +85,9 @@ def reference(model, big_input, tmp_path_factory):
 
 
 def leftovers(output):
-    """Files beside the output that belong to it (partial output, progress manifest, skipped-record log)."""
-    return sorted(p.name for p in output.parent.iterdir() if p.name.startswith(output.name + "."))
+    """Files beside the output that belong to it (partial output, progress manifest, skipped-record log), but for
+    the job record every finished job leaves."""
+    return sorted(p.name for p in output.parent.iterdir() if p.name.startswith(output.name + ".") and p.name != output.name + ".job.json")
 
 
 def test_streaming_output_equals_predictor_in_input_order(model, big_input, reference):
@@ -181,3 +182,187 @@ def test_dataset_format_and_deploy_script(model, tmp_path):
                                   "--input_format", "text", "--num_threads", "1", "--no_progress"])  # fmt: skip
     assert summary["predicted"] == 50
     assert [json.loads(line)["line"] for line in deploy_output.read_text().splitlines()] == list(range(1, 51))
+
+
+# -- outputs that would destroy something are refused before any work (issue 18) ---------------------------------
+
+
+def snapshot(*roots) -> dict:
+    """Every file under the roots: its bytes (symlinks: their target), to show that a refused run changed nothing."""
+    found = {}
+    for root in map(str, roots):
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(directory, name)
+                found[path] = os.readlink(path) if os.path.islink(path) else open(path, "rb").read()
+    return found
+
+
+@pytest.fixture
+def small_input(tmp_path):
+    path = tmp_path / "in.jsonl"
+    write_api_lines(path, 20)
+    return path
+
+
+def refused(model, input_file, output, *extra, match, roots=()):
+    """The run is refused with `match` and leaves every file under tmp_path (and `roots`) as it was."""
+    before = snapshot(input_file.parent, *roots)
+    with pytest.raises(UserError, match=match):
+        run_infer(infer_argv(model, input_file, output, *extra))
+    assert snapshot(input_file.parent, *roots) == before
+
+
+def test_output_that_is_the_input_is_refused(model, small_input, tmp_path):
+    original = small_input.read_bytes()
+    refused(model, small_input, small_input, match=r"is the --input_file .* \(the same file\)")
+    (tmp_path / "sub").mkdir()
+    refused(model, small_input, tmp_path / "sub" / ".." / "in.jsonl", match="the same file")  # another spelling
+    os.symlink(small_input, tmp_path / "link.jsonl")
+    refused(model, small_input, tmp_path / "link.jsonl", match="the same file")
+    os.link(small_input, tmp_path / "hard.jsonl")  # another name, the same inode
+    refused(model, small_input, tmp_path / "hard.jsonl", match="the same file")
+    # an input named like one of the output's own files would be truncated as its partial file
+    partial_named = tmp_path / "p.jsonl.partial"
+    partial_named.write_bytes(original)
+    refused(model, partial_named, tmp_path / "p.jsonl", match=r"would write .*p\.jsonl\.partial, which is the --input_file")
+    assert small_input.read_bytes() == original
+
+
+def test_output_inside_a_model_directory_is_refused(model, small_input, tmp_path):
+    weights = os.path.join(model, "model.pdiparams")
+    refused(model, small_input, weights, match=r"lies in the model directory", roots=[model])
+    refused(model, small_input, os.path.join(model, "preds.jsonl"), match=r"lies in the model directory", roots=[model])
+    # any directory holding a model, at any depth above the output, not only the one being run
+    other = tmp_path / "other_model"
+    (other / "sub").mkdir(parents=True)
+    (other / "model.onnx").write_bytes(b"onnx")
+    refused(model, small_input, other / "sub" / "preds.jsonl", match=rf"lies in the model directory {other};")
+    # through the deploy script too
+    from ernie3.cli.predict import main as deploy_main
+
+    with pytest.raises(UserError, match="lies in the model directory"):
+        deploy_main("cpu", ["--model_path", model, "--input_file", str(small_input), "--output_file", weights, "--no_progress"])
+    assert not os.path.exists(weights + ".partial")
+
+
+def test_directory_output_is_refused(model, small_input, tmp_path):
+    (tmp_path / "preds").mkdir()
+    refused(model, small_input, tmp_path / "preds", match=r"is a directory; give a file name")
+    refused(model, small_input, str(tmp_path / "new") + os.sep, match=r"is a directory; give a file name")
+    assert not (tmp_path / "new").exists()
+
+
+def test_missing_or_unwritable_directory_is_refused(model, small_input, tmp_path):
+    # `missing/..` is resolved as open() would resolve it (os.path.abspath would drop it and write beside)
+    refused(model, small_input, tmp_path / "missing" / ".." / "preds.jsonl",
+            match=r"cannot use the directory .*missing/\.\.: No such file or directory")  # fmt: skip
+    refused(model, small_input, tmp_path / "in.jsonl" / "preds.jsonl", match=r"in\.jsonl is not a directory")
+    refused(model, small_input, tmp_path / "a" / "b" / "preds.jsonl", match=r"No such file or directory")
+    # a name that fits, but not with the suffixes of the job's own files (OUT.skipped.jsonl.partial)
+    refused(model, small_input, tmp_path / ("预测" * 40), match=r"file name too long \(240 bytes; at most 233 here\)")
+    # a place even root cannot create files in (tests run as root, so permission bits would not do)
+    try:
+        open("/sys/ernie3-probe", "w").close()
+        pytest.skip("/sys is writable here")
+    except OSError:
+        pass
+    with pytest.raises(UserError, match=r"^--output_file: cannot write to /sys: "):
+        run_infer(infer_argv(model, small_input, "/sys/preds.jsonl"))
+
+
+def test_existing_file_not_written_by_the_tool_is_left_alone(model, small_input, tmp_path):
+    precious = tmp_path / "notes.txt"
+    precious.write_text("three weeks of annotations\n")
+    for extra in ((), ("--overwrite",)):  # not even with --overwrite
+        refused(model, small_input, precious, *extra, match=r"notes\.txt exists and is not the output of a finished batch")
+    # nor the files beside an output that no job of this tool announced
+    (tmp_path / "preds.jsonl.partial").write_text("someone else's\n")
+    refused(model, small_input, tmp_path / "preds.jsonl", match=r"preds\.jsonl\.partial exists but no preds\.jsonl\.progress")
+    (tmp_path / "preds.jsonl.partial").unlink()
+    (tmp_path / "preds.jsonl.skipped.jsonl").write_text("mine\n")
+    refused(model, small_input, tmp_path / "preds.jsonl", "--skip_invalid_records", match=r"skipped\.jsonl exists and is not")
+
+
+def test_overwrite_replaces_only_a_finished_output_of_the_tool(model, small_input, tmp_path):
+    output = tmp_path / "preds.jsonl"
+    bad_input = tmp_path / "bad.jsonl"
+    write_api_lines(bad_input, 10, bad={4: "{not json"})
+    run_infer(infer_argv(model, bad_input, output, "--skip_invalid_records"))
+    first = output.read_bytes()
+    assert (tmp_path / "preds.jsonl.skipped.jsonl").exists() and (tmp_path / "preds.jsonl.job.json").exists()
+    refused(model, small_input, output, match=r"holds the output of an earlier run; pass --overwrite")
+    assert output.read_bytes() == first
+
+    summary = run_infer(infer_argv(model, small_input, output, "--overwrite"))
+    assert summary["predicted"] == 20 and len(output.read_text().splitlines()) == 20
+    assert not (tmp_path / "preds.jsonl.skipped.jsonl").exists()  # the earlier run's log would describe another input
+    assert leftovers(output) == []
+    # a kill right after the output took its name leaves the manifest: the job is finished, not refused as broken
+    (tmp_path / "preds.jsonl.progress.json").write_text("{}")
+    assert run_infer(infer_argv(model, small_input, output, "--overwrite"))["predicted"] == 20
+    assert leftovers(output) == []
+
+    with open(output, "a", encoding="utf-8") as handle:  # edited since: no longer what the tool wrote
+        handle.write('{"line": 99, "note": "hand-made"}\n')
+    edited = output.read_bytes()
+    refused(model, small_input, output, "--overwrite", match="exists and is not the output of a finished batch")
+    assert output.read_bytes() == edited
+
+
+def test_binary_input_is_refused_naming_file_and_line(model, tmp_path):
+    binary = tmp_path / "image.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8)
+    output = tmp_path / "preds.jsonl"
+    with pytest.raises(UserError, match=rf"^{binary}:1: not UTF-8 text \(invalid start byte at byte 0 of the line\)"):
+        run_infer(infer_argv(model, binary, output, "--input_format", "text"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.png"]  # nothing created
+
+    # one bad line among good ones: skipped with its line number like any invalid record; a BOM is not text
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_bytes("\ufeff球队赢了\n".encode() + b"caf\xe9\n" + "新手机上市\n".encode())
+    summary = run_infer(infer_argv(model, mixed, output, "--input_format", "text", "--skip_invalid_records"))
+    assert (summary["predicted"], summary["skipped"]) == (2, 1)
+    skipped = json.loads((tmp_path / "preds.jsonl.skipped.jsonl").read_text())
+    assert skipped == {"line": 2, "error": "not UTF-8 text (unexpected end of data at byte 3 of the line)"}
+    from ernie3.predict import Predictor
+
+    expected = Predictor(model, num_threads=1, batch_size=BATCH).predict_texts(["球队赢了", "新手机上市"])
+    assert [{k: v for k, v in json.loads(line).items() if k != "line"} for line in output.read_text().splitlines()] == expected
+
+
+def test_json_error_wording(model, tmp_path):
+    input_file = tmp_path / "in.jsonl"
+    input_file.write_text('"unterminated\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r":1: malformed JSON \(Unterminated string starting at column 1\)"):
+        run_infer(infer_argv(model, input_file, tmp_path / "preds.jsonl"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_metrics_report_output_never_replaces_a_model_or_a_foreign_file(model, tmp_path):
+    """infer.py without --input_file writes its metrics report to --output_file: the same protection."""
+    dev = sample_file("tnews", "dev")
+    base = ["--model_path", model, "--dev_file", dev, "--num_threads", "1", "--max_examples", "8"]
+    weights = os.path.join(model, "model.pdiparams")
+    before = snapshot(model)
+    with pytest.raises(UserError, match="lies in the model directory"):
+        run_infer([*base, "--output_file", weights])
+    assert snapshot(model) == before
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": true}')
+    with pytest.raises(UserError, match=r"notes\.json exists and is not a report of this command"):
+        run_infer([*base, "--output_file", str(notes)])
+    assert notes.read_text() == '{"mine": true}'
+    report = tmp_path / "report.json"
+    run_infer([*base, "--output_file", str(report)])
+    first = json.loads(report.read_text())
+    assert run_infer([*base, "--output_file", str(report)])["metrics"] == first["metrics"]  # its own report: replaced
+
+
+def test_deploy_output_file_needs_an_input_file(model, tmp_path):
+    """deploy/python prints results of --text inputs: an --output_file it would silently ignore is refused."""
+    from ernie3.cli.predict import main as deploy_main
+
+    with pytest.raises(UserError, match="--output_file needs --input_file"):
+        deploy_main("cpu", ["--model_path", model, "--text", "球队赢了", "--output_file", str(tmp_path / "out.jsonl")])
+    assert list(tmp_path.iterdir()) == []

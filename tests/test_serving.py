@@ -175,14 +175,19 @@ def test_outputs_equal_the_predictor_on_the_same_model(server, predictors, task_
 BAD_REQUESTS = [
     # (model, body, expected status, part of the error message)
     ("tnews", {"data": b"{not json"}, 400, "malformed JSON"),
-    ("tnews", {"data": b"\xff\xfe\xff"}, 400, "malformed JSON"),
+    ("tnews", {"data": b"\xff\xfe\xff"}, 400, "the request body is not UTF-8 (invalid start byte at byte 0)"),
+    # UTF-16 (json.loads alone would take it): the API is UTF-8 only
+    ("tnews", {"data": json.dumps({"texts": ["球队"]}).encode("utf-16")}, 400, "the request body is not UTF-8"),
+    ("tnews", {"data": b'{"texts": ["unterminated]}'}, 400, "Unterminated string starting at: line 1 column 12"),
     ("tnews", {"data": b""}, 400, "empty request body"),
     ("tnews", {"json": ["a"]}, 422, "must be a JSON object"),
     ("tnews", {"json": {}}, 422, "missing field 'texts'"),
     ("tnews", {"json": {"text": ["a"]}}, 422, "unknown field 'text'"),
     ("tnews", {"json": {"texts": "球队赢了"}}, 422, "field 'texts' must be a list, got str"),
     ("tnews", {"json": {"texts": []}}, 422, "field 'texts' is empty"),
-    ("tnews", {"json": {"texts": ["球队", 3]}}, 422, "texts[1]: tnews classifies single texts"),
+    ("tnews", {"json": {"texts": ["球队", 3]}}, 422, "texts[1]: tnews classifies single texts: expected a text string, not a number"),
+    ("tnews", {"json": {"texts": [None]}}, 422, "texts[0]: tnews classifies single texts: expected a text string, not null"),
+    ("tnews", {"json": {"texts": [{"text": "a"}]}}, 422, "expected a text string, not an object"),
     ("tnews", {"json": {"texts": ["  "]}}, 422, "texts[0]: text 1 is empty"),
     ("tnews", {"json": {"texts": [["球队", "冠军"]]}}, 422, "texts[0]: tnews classifies single texts: expected a text string, not a pair"),
     ("tnews", {"json": {"texts": ["长" * 201]}}, 422, "texts[0] has 201 characters; at most 200"),
@@ -719,6 +724,12 @@ def test_pair_tasks_refuse_single_texts_naming_the_index():
         (afqmc, [["a", "b"], "单独一句"], "texts[1]: afqmc classifies pairs of texts"),
         (afqmc, [["a", "\u200b"]], "texts[0]: text 2 is empty"),
         (tnews, ["a", "b", ["c", "d"]], "texts[2]: tnews classifies single texts"),
+        # what was given is named, not assumed to be a pair
+        (afqmc, [["a", 3]], "texts[0]: afqmc classifies pairs of texts: expected a [text, text_pair] pair of strings, "
+                            "not a pair of a string and a number"),
+        (afqmc, [None], "not null"),
+        (tnews, [7], "texts[0]: tnews classifies single texts: expected a text string, not a number"),
+        (tnews, [{"text": "a"}], "expected a text string, not an object"),
     ]:
         with pytest.raises(RequestError, match=re.escape(message)) as refused:
             parse_predict_request({"texts": texts}, task, ServingLimits())
@@ -825,3 +836,17 @@ def test_a_warm_up_that_fails_stops_start_up_with_one_line():
     with pytest.raises(UserError, match=re.escape("model 'm' failed its warm-up: bucket 4x64 failed")):
         worker.start()
     assert not worker.alive
+
+
+def test_only_utf8_bodies_are_decoded():
+    """json.loads would take UTF-16/32 bytes; the API says UTF-8 (a UTF-8 BOM is still UTF-8)."""
+    from ernie3.serving.protocol import RequestError, decode_json
+
+    body = {"texts": ["球队赢了"]}
+    assert decode_json(json.dumps(body, ensure_ascii=False).encode("utf-8")) == body
+    assert decode_json(b"\xef\xbb\xbf" + json.dumps(body).encode()) == body
+    for encoding in ("utf-16", "utf-16-le", "utf-32"):
+        with pytest.raises(RequestError) as refused:
+            decode_json(json.dumps(body, ensure_ascii=False).encode(encoding))
+        assert refused.value.status == 400
+        assert "not UTF-8" in refused.value.message or "malformed JSON" in refused.value.message

@@ -7,7 +7,7 @@ import os
 from typing import Any, Optional
 
 from ernie3.backends import TensorRTOptions
-from ernie3.batch_predict import DEFAULT_CHUNK_SIZE, INPUT_FORMATS, BatchSettings, predict_file
+from ernie3.batch_predict import DEFAULT_CHUNK_SIZE, INPUT_FORMATS, BatchSettings, check_output, predict_file
 from ernie3.errors import UserError
 
 
@@ -51,6 +51,8 @@ def add_batch_arguments(parser: Any, input_file: bool = True, output_file: bool 
     group.add_argument("--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE, help="inputs per committed (resumable) chunk")
     group.add_argument("--skip_invalid_records", action="store_true", help="log invalid lines to OUTPUT.skipped.jsonl and go on")
     group.add_argument("--no_progress", action="store_true", help="no progress bar")
+    group.add_argument("--overwrite", action="store_true", help="replace the output of an earlier finished run (only "
+                       "an output this tool wrote; any other existing file or directory is refused)")  # fmt: skip
     group.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: Ray Data with an actor pool")
     group.add_argument("--ray_address", help="join this Ray cluster (e.g. auto); default: start a local Ray")
     group.add_argument("--num_workers", type=int, default=1, help="--engine ray: predictor actors")
@@ -62,6 +64,15 @@ def run_batch_job(args: Any, predictor_options: dict) -> dict:
     """The prediction mode of infer.py / deploy/python: `predictor_options` are the Predictor's keyword arguments."""
     if not args.output_file:
         raise UserError("--input_file needs --output_file (where the predictions go)")
+    settings = BatchSettings(args.input_file, args.output_file, args.input_format, args.chunk_size,
+                             args.skip_invalid_records, progress=not args.no_progress, overwrite=args.overwrite)  # fmt: skip
+    # the output is checked before anything else: a refused output costs no model loading and creates nothing
+    if args.engine == "ray":
+        from ernie3.ray_batch import check_ray_output
+
+        check_ray_output(settings, predictor_options["model_path"])
+    else:
+        check_output(settings, predictor_options["model_path"])
     if getattr(args, "task_name", None):
         from ernie3.export import task_of_model_dir
         from ernie3.tasks import get_task
@@ -70,8 +81,6 @@ def run_batch_job(args: Any, predictor_options: dict) -> dict:
         model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
         if get_task(args.task_name).name != task_of_model_dir(model_dir).name:
             raise UserError(f"--task_name {args.task_name}: {model_path} was fine-tuned for {task_of_model_dir(model_dir).name}")
-    settings = BatchSettings(args.input_file, args.output_file, args.input_format, args.chunk_size,
-                             args.skip_invalid_records, progress=not args.no_progress)  # fmt: skip
     if args.engine == "ray":
         from ernie3.ray_batch import RayOptions, predict_on_ray
 

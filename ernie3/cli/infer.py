@@ -9,10 +9,14 @@ from typing import Optional, Sequence
 
 from ernie3.cli.common import add_batch_arguments, check_positive, run_batch_job, tensorrt_options
 from ernie3.errors import UserError
-from ernie3.files import check_output_file, write_json_atomic
+from ernie3.files import check_report_file, write_json_atomic
 from ernie3.layout import resolve_model_path
 from ernie3.logs import set_verbose
 from ernie3.timing import measure_predictor
+
+
+#: what every metrics report holds: an existing --output_file without them is not one, and is never replaced
+REPORT_KEYS = ("task", "model", "backend", "metrics")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             tensorrt=tensorrt_options(args),
         ))  # fmt: skip
     if args.output_file:
-        check_output_file(args.output_file, "--output_file")
+        check_report_file(args.output_file, "--output_file", REPORT_KEYS)
     predictor = Predictor(
         model_path,
         backend=args.backend,

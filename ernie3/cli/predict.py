@@ -70,6 +70,8 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
             trt_min_shape=[1, 1], trt_opt_shape=[args.batch_size, 128], trt_max_shape=[args.batch_size, 512],
             trt_shape_file=None,
         ))  # fmt: skip
+    if args.output_file and not args.input_file:
+        raise UserError("--output_file needs --input_file (the file to predict into it); without one, results go to stdout")
     if args.input_file and args.output_file:
         return run_batch_job(args, dict(
             model_path=resolve_model_path(args.model_path), backend=args.backend, device=device,

@@ -115,8 +115,15 @@ def decode_json(body: bytes) -> Any:
     if not body.strip():
         raise RequestError(400, 'empty request body; send JSON: {"texts": [...]}')
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        # decoded here, not by json.loads, which would also take UTF-16 and UTF-32 bodies (the API is UTF-8 only;
+        # a UTF-8 BOM is still UTF-8)
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"the request body is not UTF-8 ({exc.reason} at byte {exc.start}); "
+                                "send JSON encoded as UTF-8") from None  # fmt: skip
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise RequestError(400, f"malformed JSON: {reason}") from None
 

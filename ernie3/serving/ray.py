@@ -272,6 +272,6 @@ def start(config: ServingConfig, ray_section: RaySection, host: str, port: int) 
     """Start Ray Serve's HTTP proxy on host:port and deploy the application; returns its handle."""
     from ernie3.ray_batch import start_ray
 
-    start_ray(ray_section.address, cpus_needed(config, ray_section))
+    start_ray(ray_section.address, cpus_needed(config, ray_section), flag="the Ray address (--address, ray.address)")
     serve.start(http_options={"host": host, "port": port})
     return serve.run(build_app(config, ray_section), name=APP_NAME, route_prefix="/")

@@ -23,6 +23,26 @@ class RecordError(ValueError):
     """A record that does not fit the task's format; the message names the field."""
 
 
+def kind_of(value: Any) -> str:
+    """What a raw input is, in JSON's words: messages say what was given, not only what was expected."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        if len(value) == 2:
+            kinds = [kind_of(item) for item in value]
+            return "a pair" if kinds == ["a string"] * 2 else f"a pair of {kinds[0]} and {kinds[1]}"
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
 #: characters that show nothing: format characters (zero-width space and joiners, BOM, direction marks, soft hyphen)
 #: and controls, besides the fillers Unicode classes as letters or symbols
 INVISIBLE_CATEGORIES = ("Cf", "Cc")

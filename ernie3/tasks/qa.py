@@ -11,9 +11,9 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from ernie3.errors import UserError
-from ernie3.files import write_json_atomic
+from ernie3.files import json_error_text, write_json_atomic
 from ernie3.metrics import cmrc_scores
-from ernie3.tasks.base import Encoded, RecordError, RecordLocation, Task, text_field
+from ernie3.tasks.base import Encoded, RecordError, RecordLocation, Task, kind_of, text_field
 
 #: CMRC2018's answer_start for a reference answer that is not a span of the context (193 answers of the dev set):
 #: it still counts for EM/F1 but cannot be a training target
@@ -134,7 +134,7 @@ class QATask(Task):
         elif isinstance(text, (list, tuple)) and len(text) == 2:
             question, context = text
         else:
-            raise RecordError("expected {'question': ..., 'context': ...} or a (question, context) pair")
+            raise RecordError(f"expected {{'question': ..., 'context': ...}} or a (question, context) pair, not {kind_of(text)}")
         example = self.parse_record({"id": "-", "question": question, "context": context}, with_label=False)
         return {**example, "id": None}
 
@@ -262,7 +262,7 @@ def load_json_document(path: str, flag: str) -> Any:
         with open(path, encoding="utf-8-sig") as handle:  # a BOM is accepted, as for every other format
             return json.load(handle)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        raise UserError(f"{path}:{exc.lineno}: {json_error_text(exc)}") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 

@@ -5,7 +5,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ernie3.tasks.base import Encoded, RecordError, Task, check_text, text_field
+from ernie3.tasks.base import Encoded, RecordError, Task, check_text, kind_of, text_field
 
 TextReader = Callable[[Mapping[str, Any]], tuple[str, Optional[str]]]
 
@@ -73,12 +73,13 @@ class SeqClsTask(Task):
         """An example from raw input: a string, or a [text, text_pair] pair for pair tasks."""
         if self.pair:
             if not (isinstance(text, (list, tuple)) and len(text) == 2 and all(isinstance(t, str) for t in text)):
-                raise RecordError(f"{self.name} classifies pairs of texts: expected a [text, text_pair] pair of strings")
+                raise RecordError(f"{self.name} classifies pairs of texts: expected a [text, text_pair] pair of strings, "
+                                  f"not {kind_of(text)}")
             pieces: tuple = tuple(text)
         elif isinstance(text, str):
             pieces = (text, None)
         else:
-            raise RecordError(f"{self.name} classifies single texts: expected a text string, not a pair")
+            raise RecordError(f"{self.name} classifies single texts: expected a text string, not {kind_of(text)}")
         for position, piece in enumerate(pieces):
             if piece is not None:
                 check_text(piece, f"text {position + 1}")

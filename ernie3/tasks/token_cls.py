@@ -8,7 +8,16 @@ import numpy as np
 from ernie3.errors import UserError
 from ernie3.files import read_lines
 from ernie3.metrics import chunk_scores, tag_entities
-from ernie3.tasks.base import IGNORE_INDEX, Encoded, RecordError, RecordLocation, Task, check_text, soft_kl
+from ernie3.tasks.base import (
+    IGNORE_INDEX,
+    Encoded,
+    RecordError,
+    RecordLocation,
+    Task,
+    check_text,
+    kind_of,
+    soft_kl,
+)
 
 #: label of positions the loss and the metric skip: special tokens, padding, word pieces after the first
 #: paddlenlp's MSRA format: characters joined by \x02, a TAB, tags joined by \x02
@@ -87,7 +96,7 @@ class TokenClsTask(Task):
     def example_from_text(self, text: Any) -> dict:
         """An example from a raw sentence: each character is a token."""
         if not isinstance(text, str):
-            raise RecordError("expected a text string")
+            raise RecordError(f"expected a text string, not {kind_of(text)}")
         check_text(text, "the text")
         return {"id": None, "tokens": list(text), "text": text, "labels": None}
 
