@@ -2,10 +2,12 @@
 console script is installed, and nothing edits the import path (tests/test_layers.py: the library never imports
 the command line)."""
 import os
+import re
 import subprocess
+import sys
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, sample_file
 
 from ernie3.cli.main import COMMANDS, main
 
@@ -84,3 +86,31 @@ def test_tiny_model_refuses_a_file_or_a_folder_with_other_files(tmp_path, capsys
             main(["tiny-model", "--output_dir", str(output_dir)])
         assert message in capsys.readouterr().err
     assert a_file.read_text() == "x"
+
+
+GLOG_INFO_LINE = re.compile(r"^I\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ", re.MULTILINE)
+
+
+def run_infer_process(export_dir: str, *flags: str) -> subprocess.CompletedProcess:
+    """`ernie3 infer` in a fresh process (glog's level is read when paddle loads), environment as a user has it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GLOG_minloglevel", "GLOG_v", "ERNIE3_VERBOSE")}
+    env["PYTHONPATH"] = REPO_ROOT
+    command = [sys.executable, "-m", "ernie3.cli", "infer", "--model_path", export_dir, "--dev_file",
+               sample_file("tnews", "dev"), "--max_examples", "4", "--precision", "bf16", *flags]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_native_glog_lines_only_with_verbose(tiny_exports):
+    # a bf16 config makes paddle log `Hardware support for BFLOAT16 is enabled` through glog at INFO
+    from ernie3.backends import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native BF16 (the bf16 config is what logs the glog INFO line)")
+    quiet = run_infer_process(tiny_exports["seq_cls"])
+    assert quiet.returncode == 0, quiet.stderr
+    assert "dev accuracy" in quiet.stdout
+    assert not GLOG_INFO_LINE.search(quiet.stderr), quiet.stderr
+    assert "Hardware support for BFLOAT16" not in quiet.stderr
+    verbose = run_infer_process(tiny_exports["seq_cls"], "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Hardware support for BFLOAT16 is enabled" in verbose.stdout + verbose.stderr
