@@ -161,7 +161,7 @@ COMPRESS_CASES = [
     ("seq_cls", ["--strategy", "dynabert", "--width_mult_list", "3/4", "0.75"], "--width_mult_list: a width is listed twice"),
     ("seq_cls", ["--algo_list", "hist", "hist"], "--algo_list: an algorithm is listed twice"),
     ("token_cls", ["--algo_list", "fancy"], "--algo_list: unknown algorithm 'fancy'"),
-    ("seq_cls", ["--batch_size_list", "0"], "--batch_size_list and --batch_num_list take positive numbers"),
+    ("seq_cls", ["--batch_size_list", "0"], "--batch_size_list takes positive numbers, got [0]"),
     ("seq_cls", ["--num_threads", "0"], "--num_threads must be at least 1"),
     ("qa", ["--learning_rate", "nan"], "--learning_rate must be a positive finite number"),
     ("seq_cls", ["--max_seq_length", "1024"], "--max_seq_length 1024 is larger than the model's max_position_embeddings"),
