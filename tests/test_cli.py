@@ -114,3 +114,50 @@ def test_native_glog_lines_only_with_verbose(tiny_exports):
     verbose = run_infer_process(tiny_exports["seq_cls"], "--verbose")
     assert verbose.returncode == 0, verbose.stderr
     assert "Hardware support for BFLOAT16 is enabled" in verbose.stdout + verbose.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--minutes", "nan"], "--minutes must be a finite number > 0 and <= 10080, got nan"),
+    (["--minutes", "inf"], "--minutes must be a finite number > 0 and <= 10080, got inf"),
+    (["--minutes", "-1"], "--minutes must be a finite number > 0"),
+    (["--interval", "nan"], "--interval must be a finite number > 0 and <= 3600, got nan"),
+    (["--interval", "0"], "--interval must be a finite number > 0"),
+    (["--num_threads", "0"], "--num_threads must be at least 1, got 0"),
+    (["--clients", "-2"], "--clients must be at least 1, got -2"),
+])  # fmt: skip
+def test_soak_flags_are_checked_and_nothing_is_written(tmp_path, capsys, flags, message):
+    from ernie3.cli.soak import main as soak_main
+    from ernie3.errors import run_cli
+
+    output = tmp_path / "soak_output"
+    output.mkdir()
+    earlier = output / "soak.json"
+    earlier.write_text('{"earlier": {}}', encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: soak_main(["--model_path", str(tmp_path), "--output_dir", str(output), *flags]))
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}")
+    assert sorted(os.listdir(output)) == ["soak.json"] and earlier.read_text(encoding="utf-8") == '{"earlier": {}}'
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--min_seconds", "nan"], "--min_seconds must be a finite number >= 0 and <= 3600, got nan"),
+    (["--min_seconds", "-1"], "--min_seconds must be a finite number >= 0"),
+    (["--num_threads", "0"], "--num_threads must be at least 1, got 0"),
+    (["--iterations", "0"], "--iterations must be at least 1, got 0"),
+    (["--vocab_size", "-5"], "--vocab_size must be at least 1, got -5"),
+    (["--seq_lengths", "128", "4096"], "--seq_lengths: the random model holds 512 positions, got 4096"),
+    (["--hidden_size", "100"], "--hidden_size 100 must be a multiple of --num_attention_heads 12"),
+])  # fmt: skip
+def test_bench_flags_are_checked_before_any_work(tmp_path, capsys, flags, message):
+    from ernie3.cli.bench import main as bench_main
+    from ernie3.errors import run_cli
+
+    output = tmp_path / "bench_output"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: bench_main(["--output_dir", str(output), *flags]))
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}")
+    assert not output.exists()
