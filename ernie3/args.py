@@ -45,7 +45,9 @@ class DataArguments:
     )
     config: str = field(
         default=DEFAULT_CONFIG,
-        metadata={"help": "YAML file of per-task defaults, read after the project's config.yml (its values win at every level)."},
+        metadata={
+            "help": "YAML per-task defaults, read after the project's config.yml (its values win at every level)."
+        },
     )
     config_replace: bool = field(
         default=False, metadata={"help": "Use --config instead of the project's config.yml, not layered over it."}
@@ -225,9 +227,16 @@ def parse_arguments(
         problem = setting_problem(key, converted)
         if problem:
             raise UserError(f"{where}: '{key}' {problem}, got {value!r}")
+        options_class = task.options_class
+        if options_class is not None and key in {f.name for f in dataclasses.fields(options_class)}:
+            try:  # the task's own checks, on this value with the others at their defaults
+                options_class(**{key: converted})
+            except ValueError as exc:
+                raise UserError(f"{where}: {exc}") from None
         return converted
 
-    for key, (value, file, section) in load_config_defaults(known.config, task, for_compression, replace, check).items():
+    merged = load_config_defaults(known.config, task, for_compression, replace, check)
+    for key, (value, file, section) in merged.items():
         defaults[key] = value
         sources[key] = f"{config_label(file)} [{section}]"
     cli = given_on_command_line(argv)
@@ -306,7 +315,8 @@ SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "warmup_ratio": (lambda v: _finite(v) and 0 <= v <= 1, "must be between 0 and 1"),
     **{name: (_at_least_zero, "must be a finite number >= 0")
        for name in ("warmup_steps", "seed", "max_grad_norm", "dataloader_num_workers", "weight_decay")},
-    **{name: (_at_least_zero, "must be a number of steps >= 0") for name in ("eval_steps", "save_steps", "logging_steps")},
+    **{name: (_at_least_zero, "must be a number of steps >= 0")
+       for name in ("eval_steps", "save_steps", "logging_steps")},
     "max_seq_length": (_positive_count, "must be a positive number of tokens"),
     "save_total_limit": (_at_least_zero, "must be >= 0"),
     **{name: (lambda v: isinstance(v, list) and all(_positive_count(x) for x in v), "takes positive numbers")
@@ -314,10 +324,14 @@ SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }  # fmt: skip
 
 
+#: settings whose default is None (unset); any other setting given as `null` in a config file is an error
+NULLABLE_SETTINGS = {"eval_steps", "save_total_limit", "batch_size_list", "batch_num_list"}
+
+
 def setting_problem(name: str, value: Any) -> Optional[str]:
-    """What is wrong with one setting's value on its own ("must be ..."), or None (None values are unset)."""
+    """What is wrong with one setting's value on its own ("must be ..."), or None if nothing is."""
     rule = SETTING_RULES.get(name)
-    if rule is None or value is None:
+    if rule is None or (value is None and name in NULLABLE_SETTINGS):
         return None
     accepts, requirement = rule
     return None if accepts(value) else requirement

@@ -210,3 +210,17 @@ def test_effective_settings_name_the_file_and_section_of_each_value(tmp_path, mo
     assert "(shipped config.yml [seq_cls])" in lines["per_device_train_batch_size"]
     assert "(command line)" in lines["seed"]
     assert "(default)" in lines["max_steps"]
+
+
+def test_task_option_values_are_checked_in_every_section(tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text("common:\n  doc_stride: -1\nqa:\n  doc_stride: 64\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"mine.yml \[common\]: --doc_stride must be a positive integer, got -1"):
+        parse_arguments(["--task_name", "cmrc2018", "--config", str(config)], "qa")
+
+
+def test_null_is_refused_where_the_flag_has_a_value(tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text("common:\n  learning_rate: null\n  save_total_limit: null\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"\[common\]: 'learning_rate' must be a positive finite number, got None"):
+        parse("--task_name", "tnews", "--config", str(config))
