@@ -7,7 +7,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
@@ -45,15 +45,20 @@ class DataArguments:
     )
     config: str = field(
         default=DEFAULT_CONFIG,
-        metadata={"help": "YAML file of per-task defaults, layered over the project's config.yml (its sections win)."},
+        metadata={
+            "help": "YAML per-task defaults, read after the project's config.yml (its values win at every level)."
+        },
     )
     config_replace: bool = field(
         default=False, metadata={"help": "Use --config instead of the project's config.yml, not layered over it."}
     )
 
 
-# config.yml sections applied in this order, later ones winning: all tasks, the task type, the task itself.
-# A `compress:` mapping inside any of them holds settings of the compress scripts only, applied after the rest.
+# config.yml sections, read in this order, later ones winning: all tasks, the task type, the task itself (a task
+# may name more: Task.config_sections). The project's config.yml is read whole first, then the user's --config file
+# whole, so a user value wins over a shipped one at every level (the user's [common] over the shipped [seq_cls]).
+# A `compress:` mapping inside any section holds settings of the compress scripts only, applied after the rest
+# in the same order (shipped, then the user's).
 COMMON_SECTION = "common"
 COMPRESS_KEY = "compress"
 
@@ -80,29 +85,39 @@ def config_files(path: str, replace: bool = False) -> list[str]:
     return [DEFAULT_CONFIG, path]
 
 
-def load_config_defaults(
-    path: str, task: Task, for_compression: bool = False, replace: bool = False
-) -> dict[str, Any]:
-    """Merged defaults for `task`: {flag: (value, where it came from)}.
-
-    Sections apply in the order common → task type → task name; within each section, a --config file's keys win
-    over the project's config.yml (unless `replace`), so a file with one task section keeps every other default.
-    """
+def config_layers(path: str, task: Task, for_compression: bool = False, replace: bool = False) -> list[tuple]:
+    """(file, section, {flag: value}) for every section that applies to `task`, in order, later ones winning."""
     configs = [(file, read_config_file(file)) for file in config_files(path, replace)]
-    merged: dict[str, Any] = {}
-    compress_sections = []
-    for section in (COMMON_SECTION, *task.config_sections()):
-        for file, config in configs:
+    layers, compress_layers = [], []
+    for file, config in configs:
+        for section in (COMMON_SECTION, *task.config_sections()):
             values = config.get(section) or {}
             if not isinstance(values, dict):
                 raise UserError(f"{file}: section '{section}' must be a mapping of flag names to values")
-            compress_sections.append((file, f"{section}.{COMPRESS_KEY}", values.get(COMPRESS_KEY) or {}))
-            merged.update({key: (value, file, section) for key, value in values.items() if key != COMPRESS_KEY})
-    if for_compression:
-        for file, section, values in compress_sections:
-            if not isinstance(values, dict):
-                raise UserError(f"{file}: '{section}' must be a mapping of flag names to values")
-            merged.update({key: (value, file, section) for key, value in values.items()})
+            layers.append((file, section, {key: value for key, value in values.items() if key != COMPRESS_KEY}))
+            compress = values.get(COMPRESS_KEY) or {}
+            if for_compression and not isinstance(compress, dict):
+                raise UserError(f"{file}: '{section}.{COMPRESS_KEY}' must be a mapping of flag names to values")
+            compress_layers.append((file, f"{section}.{COMPRESS_KEY}", compress))
+    return layers + compress_layers if for_compression else layers
+
+
+def load_config_defaults(
+    path: str,
+    task: Task,
+    for_compression: bool = False,
+    replace: bool = False,
+    check: Optional[Callable[[str, Any, str, str], Any]] = None,
+) -> dict[str, Any]:
+    """Merged defaults for `task`: {flag: (value, file, section)}, in the order of `config_layers`.
+
+    `check(key, value, file, section)` sees every value of every section read, also those a later one overrides,
+    and returns the value to use (converted) or raises a UserError naming the file and section.
+    """
+    merged: dict[str, Any] = {}
+    for file, section, values in config_layers(path, task, for_compression, replace):
+        for key, value in values.items():
+            merged[key] = (check(key, value, file, section) if check else value, file, section)
     return merged
 
 
@@ -203,12 +218,27 @@ def parse_arguments(
 
     defaults = task_dependent_defaults(task, for_compression)
     sources = {key: "built-in" for key in defaults}
-    for key, (value, file, section) in load_config_defaults(known.config, task, for_compression, replace).items():
+
+    def check(key: str, value: Any, file: str, section: str) -> Any:
         where = f"{file} [{section}]"
         if key not in actions or key in ("task_name", "config", "config_replace", "help"):
             raise UserError(f"{where}: unknown setting '{key}' (settings are the scripts' flag names)")
-        defaults[key] = _checked_value(actions[key], key, value, where)
-        sources[key] = f"{os.path.basename(file)} [{section}]"
+        converted = _checked_value(actions[key], key, value, where)
+        problem = setting_problem(key, converted)
+        if problem:
+            raise UserError(f"{where}: '{key}' {problem}, got {value!r}")
+        options_class = task.options_class
+        if options_class is not None and key in {f.name for f in dataclasses.fields(options_class)}:
+            try:  # the task's own checks, on this value with the others at their defaults
+                options_class(**{key: converted})
+            except ValueError as exc:
+                raise UserError(f"{where}: {exc}") from None
+        return converted
+
+    merged = load_config_defaults(known.config, task, for_compression, replace, check)
+    for key, (value, file, section) in merged.items():
+        defaults[key] = value
+        sources[key] = f"{config_label(file)} [{section}]"
     cli = given_on_command_line(argv)
     if not for_compression:
         current = {key: defaults.get(key, action.default) for key, action in actions.items()}
@@ -262,38 +292,60 @@ def best_model_settings(task: Task, defaults: dict[str, Any], cli: set[str]) -> 
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_count(value: Any) -> bool:
+    return _finite(value) and value > 0
+
+
+def _at_least_zero(value: Any) -> bool:
+    return _finite(value) and value >= 0
+
+
+#: flag → (accepts the value, what it must be): checked on every value of every config section read and on the
+#: final settings, so a bad value fails with one line wherever it is written, even if something overrides it
+SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{name: (_positive_count, "must be a positive integer")
+       for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps")},
+    "learning_rate": (_positive_count, "must be a positive finite number"),
+    "num_train_epochs": (_at_least_zero, "must be a finite number >= 0"),
+    "max_steps": (lambda v: _finite(v) and (v == -1 or v > 0),
+                  "must be a positive number of steps (or -1 to train --num_train_epochs)"),
+    "warmup_ratio": (lambda v: _finite(v) and 0 <= v <= 1, "must be between 0 and 1"),
+    **{name: (_at_least_zero, "must be a finite number >= 0")
+       for name in ("warmup_steps", "seed", "max_grad_norm", "dataloader_num_workers", "weight_decay")},
+    **{name: (_at_least_zero, "must be a number of steps >= 0")
+       for name in ("eval_steps", "save_steps", "logging_steps")},
+    "max_seq_length": (_positive_count, "must be a positive number of tokens"),
+    "save_total_limit": (_at_least_zero, "must be >= 0"),
+    **{name: (lambda v: isinstance(v, list) and all(_positive_count(x) for x in v), "takes positive numbers")
+       for name in ("batch_size_list", "batch_num_list")},
+}  # fmt: skip
+
+
+#: settings whose default is None (unset); any other setting given as `null` in a config file is an error
+NULLABLE_SETTINGS = {"eval_steps", "save_total_limit", "batch_size_list", "batch_num_list"}
+
+
+def setting_problem(name: str, value: Any) -> Optional[str]:
+    """What is wrong with one setting's value on its own ("must be ..."), or None if nothing is."""
+    rule = SETTING_RULES.get(name)
+    if rule is None or (value is None and name in NULLABLE_SETTINGS):
+        return None
+    accepts, requirement = rule
+    return None if accepts(value) else requirement
 
 
 def check_training_settings(namespace: argparse.Namespace, for_compression: bool = False) -> None:
     """Reject settings that would crash late, train nothing, or train a NaN model; one line naming the flag."""
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+    for name in SETTING_RULES:
         value = getattr(namespace, name, None)
-        if value is not None and value <= 0:
-            raise UserError(f"--{name} must be a positive integer, got {value}")
-    rate = namespace.learning_rate
-    if not _finite(rate) or rate <= 0:
-        raise UserError(f"--learning_rate must be a positive finite number, got {rate}")
-    epochs, max_steps = namespace.num_train_epochs, namespace.max_steps
-    if not _finite(epochs) or epochs < 0:
-        raise UserError(f"--num_train_epochs must be a finite number >= 0, got {epochs}")
-    if max_steps == 0 or max_steps < -1:
-        raise UserError(
-            f"--max_steps must be a positive number of steps (or -1 to train --num_train_epochs), got {max_steps}"
-        )
-    if max_steps == -1 and epochs == 0 and namespace.do_train:
+        problem = setting_problem(name, value)
+        if problem:
+            raise UserError(f"--{name} {problem}, got {value}")
+    if namespace.max_steps == -1 and namespace.num_train_epochs == 0 and namespace.do_train:
         raise UserError("--num_train_epochs 0 trains nothing; give a positive number of epochs or --max_steps")
-    for name in ("warmup_ratio",):
-        value = getattr(namespace, name, None)
-        if value is not None and (not _finite(value) or not 0 <= value <= 1):
-            raise UserError(f"--{name} must be between 0 and 1, got {value}")
-    for name in ("warmup_steps", "seed", "max_grad_norm", "dataloader_num_workers"):
-        value = getattr(namespace, name, None)
-        if value is not None and (not _finite(value) or value < 0):
-            raise UserError(f"--{name} must be a finite number >= 0, got {value}")
-    decay = getattr(namespace, "weight_decay", 0.0)
-    if not _finite(decay) or decay < 0:
-        raise UserError(f"--weight_decay must be a finite number >= 0, got {decay}")
     strategies = {
         "evaluation_strategy": "eval_steps", "save_strategy": "save_steps", "logging_strategy": "logging_steps"
     }  # fmt: skip
@@ -302,10 +354,6 @@ def check_training_settings(namespace: argparse.Namespace, for_compression: bool
         by_steps = str(getattr(namespace, strategy, "")) in ("steps", "IntervalStrategy.STEPS")
         if by_steps and steps is not None and steps <= 0:
             raise UserError(f"--{steps_flag} must be a positive number of steps with --{strategy} steps, got {steps}")
-    if namespace.max_seq_length <= 0:
-        raise UserError(f"--max_seq_length must be a positive number of tokens, got {namespace.max_seq_length}")
-    if getattr(namespace, "save_total_limit", None) is not None and namespace.save_total_limit < 0:
-        raise UserError(f"--save_total_limit must be >= 0, got {namespace.save_total_limit}")
 
 
 def check_max_seq_length(max_seq_length: int, tokenizer: Any, max_positions: Optional[int]) -> None:
@@ -335,6 +383,13 @@ def check_device(device: str) -> None:
         raise UserError(f"--device {device}: this paddle build is CPU-only (install paddlepaddle-gpu for GPUs)")
     if not (device == "cpu" or device.startswith("gpu")):
         raise UserError(f"--device {device}: choose cpu or gpu (gpu:N for one card)")
+
+
+def config_label(file: str) -> str:
+    """How the settings table names a config file: the shipped one as such, the user's by the path given."""
+    if os.path.abspath(file) == os.path.abspath(DEFAULT_CONFIG):
+        return "shipped config.yml"
+    return file
 
 
 SHOWN_SETTINGS = (

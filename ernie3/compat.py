@@ -14,6 +14,11 @@ from typing import Any, Callable, Iterator, Optional
 
 def configure_environment() -> None:
     """Environment settings that must be in place before paddle is first imported."""
+    from ernie3.logs import quiet_native_logs
+
+    # paddle 3.1 logs glog INFO lines to stderr at every static run and bf16 config (`New Executor is Running`,
+    # `Hardware support for BFLOAT16 is enabled`), unasked; its Python API has no switch for glog's level.
+    quiet_native_logs()
     if "paddle" not in sys.modules:
         # paddle 3.x exports PIR `model.json` by default; paddlenlp/paddleslim PTQ and
         # `enable_memory_optim()` need the legacy `model.pdmodel` program format.

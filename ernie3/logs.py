@@ -5,6 +5,11 @@ straight to the process's stderr from C++, past `Config.disable_glog_info()` and
 and Polygraphy print to stdout. The only lever that reaches them is the file descriptors themselves, so native
 calls that chatter run inside `native_output_captured()`, which sends fd 1 and 2 to a temporary file and shows
 what was captured only with `--verbose` / ERNIE3_VERBOSE=1 (or in the error when the call fails).
+
+Paddle's glog INFO lines (`New Executor is Running`, `Hardware support for BFLOAT16 is enabled`, ...) come from
+anywhere in paddle, also outside those calls; glog reads its level from GLOG_minloglevel once, when paddle's library
+loads, so `quiet_native_logs()` sets it before the first `import paddle` (ernie3/__init__.py) and `--verbose` takes
+it back when paddle is not loaded yet (the entry points parse their flags before importing paddle).
 """
 from __future__ import annotations
 
@@ -17,21 +22,38 @@ import threading
 from typing import Iterator
 
 VERBOSE_ENV = "ERNIE3_VERBOSE"
+#: glog's level: 0 INFO, 1 WARNING (warnings and errors still shown)
+GLOG_LEVEL_ENV = "GLOG_minloglevel"
 #: characters of captured native output kept for an error message when the call fails
 SHOWN_ON_FAILURE = 2000
 
 _lock = threading.Lock()
 _log = logging.getLogger("ernie3.native")
+#: whether GLOG_minloglevel is this module's setting (a level the user set is theirs and stays)
+_glog_quieted = False
 
 
 def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def quiet_native_logs() -> None:
+    """Before paddle loads: glog's INFO lines off, unless verbose or the user chose a glog level."""
+    global _glog_quieted
+    if verbose() or GLOG_LEVEL_ENV in os.environ or "paddle" in sys.modules:
+        return
+    os.environ[GLOG_LEVEL_ENV] = "1"
+    _glog_quieted = True
+
+
 def set_verbose(enabled: bool) -> None:
     """`--verbose` of an entry point: native logs and library INFO lines are shown."""
+    global _glog_quieted
     if enabled:
         os.environ[VERBOSE_ENV] = "1"
+        if _glog_quieted:  # takes effect if paddle loads after this (and in child processes)
+            os.environ.pop(GLOG_LEVEL_ENV, None)
+            _glog_quieted = False
     quiet_library_loggers()
 
 

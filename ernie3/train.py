@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -22,12 +24,15 @@ from ernie3.layout import (
 )
 from ernie3.files import (
     LEFTOVER_PATTERNS,
+    STAGING_MARK,
+    WRITE_ERRNOS,
     atomic_directory,
     check_output_location,
     foreign_entries,
     paths_overlap,
     read_run_record,
     remove_previous_outputs,
+    write_error,
     write_errors_as_user_errors,
     write_json_atomic,
     write_run_record,
@@ -191,13 +196,56 @@ def project_trainer_class() -> type:
             running = float(self._running_loss.item()) if self._running_loss is not None else 0.0
             total = self._total_loss_scalar + running + (self.loss_before_resume or 0.0)
             check_finite_loss(total, self.state.global_step)
-            super()._save_checkpoint(model, metrics)
-            path = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            if self.args.should_save:
-                write_task_info(path, self.task, self.max_seq_length)
-                done = {"global_step": self.state.global_step, "total_loss": total}
-                write_json_atomic(os.path.join(path, CHECKPOINT_DONE_FILE), done)
+            done = {"global_step": self.state.global_step, "total_loss": total}
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            if self.args.world_size > 1 or not self.args.should_save:
+                # several processes write one checkpoint (and upstream rotates it on rank 0): written in place,
+                # its done file last, so that an interrupted one is skipped on resume
+                super()._save_checkpoint(model, metrics)
+                if self.args.should_save:
+                    self._mark_complete(os.path.join(self.args.output_dir, name), done)
+            else:
+                self._save_checkpoint_atomically(model, metrics, name, done)
             compat.rotate_checkpoints_in_single_process(self)
+
+        def _mark_complete(self, path: str, done: dict) -> None:
+            write_task_info(path, self.task, self.max_seq_length)
+            write_json_atomic(os.path.join(path, CHECKPOINT_DONE_FILE), done)
+
+        def _save_checkpoint_atomically(self, model: Any, metrics: Optional[dict], name: str, done: dict) -> None:
+            """Upstream writes `<output_dir>/checkpoint-N` file by file; here it writes into a staging folder
+            (`.checkpoint-N.partial-*`, a leftover pattern), renamed to `checkpoint-N` once complete: a full disk
+            or a kill never leaves a truncated checkpoint under its final name."""
+            from paddlenlp.trainer.trainer import TRAINER_STATE_NAME
+
+            run_dir = self.args.output_dir
+            final = os.path.join(run_dir, name)
+            try:
+                staging = tempfile.mkdtemp(prefix=f".{name}{STAGING_MARK}", dir=run_dir)
+            except OSError as exc:
+                raise write_error(final, exc) from None
+            staged = os.path.join(staging, name)
+            try:
+                self.args.output_dir = staging  # upstream names the checkpoint folder after args.output_dir
+                try:
+                    super()._save_checkpoint(model, metrics)
+                finally:
+                    self.args.output_dir = run_dir
+                if self.state.best_model_checkpoint == staged:
+                    # upstream records the path it wrote; the state (and its copy in the checkpoint, read on
+                    # resume) must name the checkpoint where it will live
+                    self.state.best_model_checkpoint = final
+                    self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+                self._mark_complete(staged, done)
+                if os.path.lexists(final):  # an interrupted checkpoint of an older run at this step: replaced
+                    os.replace(final, os.path.join(staging, f"{name}.old"))
+                os.replace(staged, final)
+            except BaseException as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+                    raise write_error(final, exc) from None
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
 
         def save_metrics(self, split, metrics, combined=True):
             if not self.is_world_process_zero():

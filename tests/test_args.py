@@ -141,3 +141,86 @@ def test_config_yml_holds_only_what_recipes_change():
                     repeats.add(f"[{name}.compress] {key}: {value}")
                 effective[key] = value
     assert not repeats, f"config.yml repeats defaults: {sorted(repeats)}"
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("learning_rate: abc", r"\[common\]: invalid value 'abc' for 'learning_rate'"),
+        ("num_train_epochs: [1, 2]", r"\[common\]: invalid value \[1, 2\] for 'num_train_epochs' \(expected a single"),
+        ("per_device_eval_batch_size: -4", r"\[common\]: 'per_device_eval_batch_size' must be a positive integer, got -4"),
+        ("learning_rate: .nan", r"\[common\]: 'learning_rate' must be a positive finite number, got nan"),
+    ],
+)  # fmt: skip
+def test_common_section_bad_values_are_caught_though_overridden(tmp_path, line, message):
+    key = line.split(":")[0]
+    good = {"learning_rate": "1.0e-4", "num_train_epochs": "2", "per_device_eval_batch_size": "8"}[key]
+    config = tmp_path / "mine.yml"
+    # the task's own section and the command line both override the bad value: it is still an error, naming the file
+    config.write_text(f"common:\n  {line}\ntnews:\n  {key}: {good}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=message) as error:
+        parse("--task_name", "tnews", "--config", str(config), f"--{key}", good)
+    assert str(error.value).startswith(f"{config} [common]") and "\n" not in str(error.value)
+
+
+def test_bad_value_in_another_file_section_is_caught(tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text("seq_cls:\n  warmup_ratio: 3\ntnews:\n  warmup_ratio: 0.2\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"mine.yml \[seq_cls\]: 'warmup_ratio' must be between 0 and 1, got 3"):
+        parse("--task_name", "tnews", "--config", str(config))
+
+
+def test_user_common_beats_shipped_seq_cls(tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text("common:\n  learning_rate: 1.0e-4\n  per_device_eval_batch_size: 8\n  num_train_epochs: 7\n"
+                      "tnews:\n  num_train_epochs: 4\n", encoding="utf-8")  # fmt: skip
+    _, _, _, training_args = parse("--task_name", "tnews", "--config", str(config), "--per_device_eval_batch_size", "2")
+    assert training_args.learning_rate == pytest.approx(1e-4)  # my [common] over config.yml's [seq_cls] 3e-5
+    assert training_args.num_train_epochs == 4  # my [tnews] over my [common]
+    assert training_args.per_device_eval_batch_size == 2  # the command line over both files
+    assert training_args.per_device_train_batch_size == 32  # config.yml's [seq_cls] where my file says nothing
+
+
+def test_user_compress_settings_beat_shipped_ones(tmp_path):
+    from ernie3.args import DEFAULT_CONFIG, load_config_defaults
+    from ernie3.tasks import get_task
+
+    config = tmp_path / "mine.yml"
+    config.write_text("common:\n  learning_rate: 1.0e-4\n  compress:\n    learning_rate: 5.0e-5\n", encoding="utf-8")
+    merged = load_config_defaults(str(config), get_task("tnews"), for_compression=True)
+    assert merged["learning_rate"] == (5.0e-5, str(config), "common.compress")  # over config.yml's common.compress
+    assert merged["num_train_epochs"] == (1, DEFAULT_CONFIG, "common.compress")
+    training = load_config_defaults(str(config), get_task("tnews"))
+    assert training["learning_rate"] == (1.0e-4, str(config), "common")
+
+
+def test_effective_settings_name_the_file_and_section_of_each_value(tmp_path, monkeypatch):
+    import io
+
+    from paddlenlp.utils.log import logger
+
+    # paddlenlp's log handler holds the stderr of the test that imported it first: read the table from the handler
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.handler, "stream", stream)
+    config = tmp_path / "mine.yml"
+    config.write_text("common:\n  learning_rate: 1.0e-4\n", encoding="utf-8")
+    parse("--task_name", "tnews", "--config", str(config), "--seed", "3")
+    lines = {line.split("=")[0].strip(): line for line in stream.getvalue().splitlines() if " = " in line}
+    assert f"({config} [common])" in lines["learning_rate"]
+    assert "(shipped config.yml [seq_cls])" in lines["per_device_train_batch_size"]
+    assert "(command line)" in lines["seed"]
+    assert "(default)" in lines["max_steps"]
+
+
+def test_task_option_values_are_checked_in_every_section(tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text("common:\n  doc_stride: -1\nqa:\n  doc_stride: 64\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"mine.yml \[common\]: --doc_stride must be a positive integer, got -1"):
+        parse_arguments(["--task_name", "cmrc2018", "--config", str(config)], "qa")
+
+
+def test_null_is_refused_where_the_flag_has_a_value(tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text("common:\n  learning_rate: null\n  save_total_limit: null\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"\[common\]: 'learning_rate' must be a positive finite number, got None"):
+        parse("--task_name", "tnews", "--config", str(config))

@@ -161,7 +161,7 @@ COMPRESS_CASES = [
     ("seq_cls", ["--strategy", "dynabert", "--width_mult_list", "3/4", "0.75"], "--width_mult_list: a width is listed twice"),
     ("seq_cls", ["--algo_list", "hist", "hist"], "--algo_list: an algorithm is listed twice"),
     ("token_cls", ["--algo_list", "fancy"], "--algo_list: unknown algorithm 'fancy'"),
-    ("seq_cls", ["--batch_size_list", "0"], "--batch_size_list and --batch_num_list take positive numbers"),
+    ("seq_cls", ["--batch_size_list", "0"], "--batch_size_list takes positive numbers, got [0]"),
     ("seq_cls", ["--num_threads", "0"], "--num_threads must be at least 1"),
     ("qa", ["--learning_rate", "nan"], "--learning_rate must be a positive finite number"),
     ("seq_cls", ["--max_seq_length", "1024"], "--max_seq_length 1024 is larger than the model's max_position_embeddings"),
@@ -318,26 +318,42 @@ def test_a_full_disk_during_export_keeps_the_previous_export(capsys, fine_tuned,
     assert sorted(os.listdir(tmp_path)) == ["ernie3_run.json", "export"]  # no staging leftovers
 
 
-def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_resume_skips_it(capsys, tiny_model_dir, tmp_path,
-                                                                                  monkeypatch):
+def test_a_full_disk_while_writing_a_checkpoint_leaves_no_checkpoint_and_resume_takes_the_last(
+    capsys, tiny_model_dir, tmp_path, monkeypatch
+):
     import paddle
 
     argv = train_argv("seq_cls", tiny_model_dir, tmp_path, "--max_steps", "10", "--do_train")
     original = paddle.save
 
     def save(obj, path, *args, **kwargs):
-        if "checkpoint-10" in str(path) and str(path).endswith(".pdopt"):
+        if "checkpoint-10" in str(path) and str(path).endswith("model_state.pdparams"):  # the weights, half written
+            with open(path, "wb") as handle:
+                handle.write(b"\0" * 100)
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return original(obj, path, *args, **kwargs)
 
     monkeypatch.setattr(paddle, "save", save)
     line = cli_error(capsys, train_entry("seq_cls"), argv)
-    assert line.startswith(f"error: could not write {tmp_path / 'checkpoint-10'}") and "No space left" in line
-    assert not (tmp_path / "best").exists()
+    assert line == f"error: could not write {tmp_path / 'checkpoint-10'}: No space left on device"
+    assert not (tmp_path / "checkpoint-10").exists() and not (tmp_path / "best").exists()
+    # checkpoint-5 complete, nothing half written left beside it (the staging folder is gone)
+    assert sorted(e for e in os.listdir(tmp_path) if e.startswith((".", "checkpoint-"))) == ["checkpoint-5"]
+    assert os.path.isfile(tmp_path / "checkpoint-5" / "ernie3_checkpoint.json")
     monkeypatch.setattr(paddle, "save", original)
     summary = train_entry("seq_cls")(argv)
     assert summary["resumed_from"].endswith("checkpoint-5")
-    assert "checkpoint-10 was interrupted while being written" not in line  # the warning comes with the resume
+    assert os.path.isfile(tmp_path / "checkpoint-10" / "ernie3_checkpoint.json")
+
+
+def test_the_best_checkpoint_is_recorded_under_its_final_name(tiny_model_dir, tmp_path):
+    argv = train_argv("seq_cls", tiny_model_dir, tmp_path, "--max_steps", "10", "--do_train", "--save_total_limit", "1")
+    train_entry("seq_cls")(argv)
+    for checkpoint in [e for e in os.listdir(tmp_path) if e.startswith("checkpoint-")]:
+        state = json.loads((tmp_path / checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        best = state["best_model_checkpoint"]
+        assert os.path.dirname(best) == str(tmp_path) and os.path.isdir(best), best
+    assert not [e for e in os.listdir(tmp_path) if e.startswith(".")]  # no staging folders left
 
 
 # --- 6. checkpoints: complete or skipped; resume = uninterrupted; save_total_limit ----------------------------------
@@ -383,7 +399,7 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_like_an_uninterrupted_r
     resumed_dir = tmp_path / "resumed"
     argv = train_argv("seq_cls", tiny_model_dir, resumed_dir, *settings)
     killed_run(argv, os.path.join(f"checkpoint-{killed_at}", "optimizer.pdopt"))  # weights written, the rest not
-    assert os.path.isfile(resumed_dir / f"checkpoint-{killed_at}" / "model_state.pdparams")
+    assert not (resumed_dir / f"checkpoint-{killed_at}").exists()  # the partial one is under a staging name
     assert not (resumed_dir / "best").exists()
 
     resumed = train_entry("seq_cls")(argv)

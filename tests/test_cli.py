@@ -2,10 +2,12 @@
 console script is installed, and nothing edits the import path (tests/test_layers.py: the library never imports
 the command line)."""
 import os
+import re
 import subprocess
+import sys
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, sample_file
 
 from ernie3.cli.main import COMMANDS, main
 
@@ -84,3 +86,78 @@ def test_tiny_model_refuses_a_file_or_a_folder_with_other_files(tmp_path, capsys
             main(["tiny-model", "--output_dir", str(output_dir)])
         assert message in capsys.readouterr().err
     assert a_file.read_text() == "x"
+
+
+GLOG_INFO_LINE = re.compile(r"^I\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ", re.MULTILINE)
+
+
+def run_infer_process(export_dir: str, *flags: str) -> subprocess.CompletedProcess:
+    """`ernie3 infer` in a fresh process (glog's level is read when paddle loads), environment as a user has it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GLOG_minloglevel", "GLOG_v", "ERNIE3_VERBOSE")}
+    env["PYTHONPATH"] = REPO_ROOT
+    command = [sys.executable, "-m", "ernie3.cli", "infer", "--model_path", export_dir, "--dev_file",
+               sample_file("tnews", "dev"), "--max_examples", "4", "--precision", "bf16", *flags]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_native_glog_lines_only_with_verbose(tiny_exports):
+    # a bf16 config makes paddle log `Hardware support for BFLOAT16 is enabled` through glog at INFO
+    from ernie3.backends import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native BF16 (the bf16 config is what logs the glog INFO line)")
+    quiet = run_infer_process(tiny_exports["seq_cls"])
+    assert quiet.returncode == 0, quiet.stderr
+    assert "dev accuracy" in quiet.stdout
+    assert not GLOG_INFO_LINE.search(quiet.stderr), quiet.stderr
+    assert "Hardware support for BFLOAT16" not in quiet.stderr
+    verbose = run_infer_process(tiny_exports["seq_cls"], "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Hardware support for BFLOAT16 is enabled" in verbose.stdout + verbose.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--minutes", "nan"], "--minutes must be a finite number > 0 and <= 10080, got nan"),
+    (["--minutes", "inf"], "--minutes must be a finite number > 0 and <= 10080, got inf"),
+    (["--minutes", "-1"], "--minutes must be a finite number > 0"),
+    (["--interval", "nan"], "--interval must be a finite number > 0 and <= 3600, got nan"),
+    (["--interval", "0"], "--interval must be a finite number > 0"),
+    (["--num_threads", "0"], "--num_threads must be at least 1, got 0"),
+    (["--clients", "-2"], "--clients must be at least 1, got -2"),
+])  # fmt: skip
+def test_soak_flags_are_checked_and_nothing_is_written(tmp_path, capsys, flags, message):
+    from ernie3.cli.soak import main as soak_main
+    from ernie3.errors import run_cli
+
+    output = tmp_path / "soak_output"
+    output.mkdir()
+    earlier = output / "soak.json"
+    earlier.write_text('{"earlier": {}}', encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: soak_main(["--model_path", str(tmp_path), "--output_dir", str(output), *flags]))
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}")
+    assert sorted(os.listdir(output)) == ["soak.json"] and earlier.read_text(encoding="utf-8") == '{"earlier": {}}'
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--min_seconds", "nan"], "--min_seconds must be a finite number >= 0 and <= 3600, got nan"),
+    (["--min_seconds", "-1"], "--min_seconds must be a finite number >= 0"),
+    (["--num_threads", "0"], "--num_threads must be at least 1, got 0"),
+    (["--iterations", "0"], "--iterations must be at least 1, got 0"),
+    (["--vocab_size", "-5"], "--vocab_size must be at least 1, got -5"),
+    (["--seq_lengths", "128", "4096"], "--seq_lengths: the random model holds 512 positions, got 4096"),
+    (["--hidden_size", "100"], "--hidden_size 100 must be a multiple of --num_attention_heads 12"),
+])  # fmt: skip
+def test_bench_flags_are_checked_before_any_work(tmp_path, capsys, flags, message):
+    from ernie3.cli.bench import main as bench_main
+    from ernie3.errors import run_cli
+
+    output = tmp_path / "bench_output"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: bench_main(["--output_dir", str(output), *flags]))
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}")
+    assert not output.exists()

@@ -757,6 +757,11 @@ def test_predictor_options_are_checked_with_the_config(option, value, message):
 @pytest.mark.parametrize("server_settings, message", [
     ({"read_timeout_s": 0}, "'read_timeout_s' must be a number > 0"),
     ({"keep_alive_s": -1}, "'keep_alive_s' must be a number > 0"),
+    ({"read_timeout_s": float("nan")}, "'read_timeout_s' must be a number > 0 (finite, at most 86400), got nan"),
+    ({"read_timeout_s": float("inf")}, "'read_timeout_s' must be a number > 0 (finite, at most 86400), got inf"),
+    ({"keep_alive_s": 1e300}, "'keep_alive_s' must be a number > 0 (finite, at most 86400), got 1e+300"),
+    ({"max_memory_mb": -1}, "'max_memory_mb' must be an integer >= 0, got -1"),
+    ({"port": float("nan")}, "'port' must be a port number"),
     ({"api_key": ""}, "'api_key' must be a non-empty string"),
 ])  # fmt: skip
 def test_server_settings_are_checked(server_settings, message):
@@ -850,3 +855,45 @@ def test_only_utf8_bodies_are_decoded():
             decode_json(json.dumps(body, ensure_ascii=False).encode(encoding))
         assert refused.value.status == 400
         assert "not UTF-8" in refused.value.message or "malformed JSON" in refused.value.message
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"request_timeout_s": float("nan")}, "defaults: 'request_timeout_s' must be a number > 0 (finite, at most 86400)"),
+    ({"max_wait_ms": float("inf")}, "defaults: 'max_wait_ms' must be a number >= 0 (finite, at most 60000), got inf"),
+    ({"max_batch_size": float("nan")}, "defaults: 'max_batch_size' must be a positive integer, got nan"),
+])  # fmt: skip
+def test_serving_limits_refuse_nan_and_inf(limits, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_config({"defaults": limits, "models": [{"name": "a", "path": "m"}]}, "/configs")
+
+
+def test_zero_settings_that_mean_something_are_accepted():
+    config = parse_config({"server": {"max_memory_mb": 0}, "defaults": {"max_wait_ms": 0},
+                           "models": [{"name": "a", "path": "m"}]}, "/configs")  # fmt: skip
+    assert config.server.max_memory_mb == 0 and config.models[0].limits.max_wait_ms == 0.0
+
+
+def test_serve_refuses_a_nan_read_timeout_before_starting(tmp_path, capsys):
+    from ernie3.cli.serve import main as serve_main
+    from ernie3.errors import run_cli
+
+    config = tmp_path / "config.yml"
+    config.write_text("server:\n  read_timeout_s: .nan\nmodels:\n  - {name: a, path: nowhere}\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: serve_main(["--config", str(config), "--port", "0"]))
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == [f"error: {config}: server: 'read_timeout_s' must be a number > 0 (finite, at most 86400), got nan"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"num_cpus": float("nan")}, "ray: 'num_cpus' must be a number > 0 (finite), got nan"),
+    ({"target_ongoing_requests": float("inf")}, "ray: 'target_ongoing_requests' must be a number > 0 (finite), got inf"),
+    ({"num_replicas": float("nan")}, "ray: 'num_replicas' must be a positive integer, got nan"),
+])  # fmt: skip
+def test_ray_section_refuses_nan_and_inf(settings, message):
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed")
+    from ernie3.serving.ray import parse_ray_section
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_ray_section(settings, ["a"])

@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ernie3 import layout
+from ernie3.cli.common import check_number, check_positive
 from ernie3.errors import UserError, run_cli
 from ernie3.compress import candidate_size_mb
 from ernie3.layout import Candidate
@@ -33,6 +34,8 @@ from ernie3.timing import latency_percentiles
 
 MEDIUM_SHAPE = {"hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 3072}
 ERNIE_VOCAB_SIZE = 40000
+#: position embeddings of the random model (build_tiny_model's default, as ERNIE 3.0's)
+MAX_POSITIONS = 512
 BASELINE = "paddle-fp32"
 MODEL_ONLY, END_TO_END = "model", "end-to-end"
 #: the latency percentiles every row reports
@@ -358,8 +361,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parser.parse_args(argv)
     if min(args.batch_sizes) < 1 or min(args.seq_lengths) < 3:
         raise UserError("--batch_sizes must be >= 1 and --seq_lengths >= 3")
+    if args.compress_dir is None and max(args.seq_lengths) > MAX_POSITIONS:
+        raise UserError(f"--seq_lengths: the random model holds {MAX_POSITIONS} positions, got {max(args.seq_lengths)}")
     if args.rounds < 1 or args.e2e_examples < 1:
         raise UserError("--rounds and --e2e_examples must be at least 1")
+    check_positive(args, "num_threads", "iterations", *MEDIUM_SHAPE, "vocab_size")
+    # NaN passes every comparison (the timing loop would stop at --iterations whatever --min_seconds says)
+    check_number(args, "min_seconds", 0, 3600)
+    if args.hidden_size % args.num_attention_heads:
+        raise UserError(f"--hidden_size {args.hidden_size} must be a multiple of --num_attention_heads "
+                        f"{args.num_attention_heads}")  # fmt: skip
     use_texts = args.texts_file.lower() != "none"
     if use_texts and not os.path.isfile(args.texts_file):
         raise UserError(f"--texts_file: file not found: {args.texts_file}")

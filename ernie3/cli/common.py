@@ -3,6 +3,7 @@ batch prediction mode (a file of any size → predictions, resumable; ernie3/bat
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from typing import Any, Optional
 
@@ -89,3 +90,15 @@ def run_batch_job(args: Any, predictor_options: dict) -> dict:
     from ernie3.predict import Predictor
 
     return predict_file(Predictor(**predictor_options), settings)
+
+
+def check_number(args: argparse.Namespace, name: str, minimum: float = 0.0, maximum: float = math.inf,
+                 above_minimum: bool = False) -> None:  # fmt: skip
+    """A float flag must be finite and in range; NaN passes every comparison, so it is refused first."""
+    value = getattr(args, name, None)
+    if value is None:
+        return
+    low_ok = value > minimum if above_minimum else value >= minimum
+    if not math.isfinite(value) or not low_ok or value > maximum:
+        bound = f"{'>' if above_minimum else '>='} {minimum:g}" + (f" and <= {maximum:g}" if maximum < math.inf else "")
+        raise UserError(f"--{name} must be a finite number {bound}, got {value}")

@@ -23,11 +23,13 @@ import threading
 import time
 from typing import Any, Optional, Sequence
 
+from ernie3.cli.common import check_number, check_positive
 from ernie3.errors import UserError, run_cli
 from ernie3.memory import RssSampler
 from ernie3.tasks.base import map_texts
 
 SOAK_JSON, SOAK_MD, SOAK_PNG = "soak.json", "soak.md", "soak.png"
+MAX_MINUTES = 7 * 24 * 60
 
 
 class Traffic:
@@ -241,8 +243,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default="soak_output")
     args = parser.parse_args(argv)
-    if args.minutes <= 0 or args.batch_size < 1 or args.max_text_chars < 1 or args.clients < 1:
-        raise UserError("--minutes, --batch_size, --max_text_chars and --clients must be positive")
+    # a week of soak at most; NaN minutes would run no traffic and still write a result row
+    check_number(args, "minutes", 0, MAX_MINUTES, above_minimum=True)
+    check_number(args, "interval", 0, 3600, above_minimum=True)
+    check_positive(args, "batch_size", "max_text_chars", "num_threads", "clients")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
     if not os.path.exists(args.model_path):
         raise UserError(f"--model_path: not found: {args.model_path}")
     run = soak_service(args) if args.target == "service" else soak_predictor(args)

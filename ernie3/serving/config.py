@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -80,8 +81,12 @@ class ServingConfig:
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-FLOAT_LIMITS = {"max_wait_ms", "request_timeout_s", "read_timeout_s", "keep_alive_s"}  # the other limits are positive integers
-ZERO_ALLOWED = {"max_wait_ms"}  # 0: no waiting, batches hold only what queued while the model was busy
+#: settings that take a number of seconds or milliseconds (the other numbers are whole counts), with their
+#: largest value: a timeout beyond a day is a typo, and asyncio's timers overflow on huge values
+FLOAT_LIMITS = {"max_wait_ms": 60_000.0, "request_timeout_s": 86_400.0, "read_timeout_s": 86_400.0,
+                "keep_alive_s": 86_400.0}  # fmt: skip
+#: 0 is meaningful: max_wait_ms 0 (batches hold what queued while the model was busy), max_memory_mb 0 (no limit)
+ZERO_ALLOWED = {"max_wait_ms", "max_memory_mb"}
 
 
 def _checked_value(where: str, key: str, value: Any, expected: Any) -> Any:
@@ -92,17 +97,22 @@ def _checked_value(where: str, key: str, value: Any, expected: Any) -> Any:
         return value
     if isinstance(expected, (int, float)):
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        lowest = 0 if key in ZERO_ALLOWED else 1
         if key in FLOAT_LIMITS:
-            if not is_number or value < 0 or (value == 0 and key not in ZERO_ALLOWED):
+            # NaN passes every comparison (`read_timeout_s: .nan` would fail every connection): finite first
+            in_range = is_number and math.isfinite(value) and value >= 0 and (value > 0 or key in ZERO_ALLOWED)
+            if not in_range or value > FLOAT_LIMITS[key]:
                 bound = ">= 0" if key in ZERO_ALLOWED else "> 0"
-                raise UserError(f"{where}: '{key}' must be a number {bound}, got {value!r}")
+                raise UserError(f"{where}: '{key}' must be a number {bound} (finite, at most {FLOAT_LIMITS[key]:g}), "
+                                f"got {value!r}")  # fmt: skip
             return float(value)
         if key == "port":
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
                 raise UserError(f"{where}: 'port' must be a port number (0-65535; 0: any free port), got {value!r}")
             return value
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserError(f"{where}: '{key}' must be a positive integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+            kind = "an integer >= 0" if lowest == 0 else "a positive integer"
+            raise UserError(f"{where}: '{key}' must be {kind}, got {value!r}")
         return value
     if not isinstance(value, str) or not value:
         raise UserError(f"{where}: '{key}' must be a non-empty string, got {value!r}")

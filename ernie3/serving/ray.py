@@ -13,6 +13,7 @@ Predictor, so every result is the same too.
 # which Ray pickles by value, keeping only the globals its code names, so string annotations would not resolve
 import asyncio
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -76,8 +77,9 @@ def _replica_settings(where: str, values: Mapping[str, Any], base: ReplicaSettin
     for key, value in values.items():
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if key in ("num_cpus", "target_ongoing_requests"):
-            if not is_number or value <= 0:
-                raise UserError(f"{where}: '{key}' must be a number > 0, got {value!r}")
+            # NaN passes `<= 0`; inf CPUs per replica would never be scheduled
+            if not is_number or not math.isfinite(value) or value <= 0:
+                raise UserError(f"{where}: '{key}' must be a number > 0 (finite), got {value!r}")
             checked[key] = float(value)
         else:
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "min_replicas" else 1):
