@@ -33,6 +33,10 @@ from ernie3.timing import latency_percentiles
 
 MEDIUM_SHAPE = {"hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 3072}
 ERNIE_VOCAB_SIZE = 40000
+#: position table of the random model this command builds; --seq_lengths cannot go beyond it
+RANDOM_MAX_POSITIONS = 512
+#: ERNIE 3.0's position table (2048 in every size's config): the bound when a compress dir does not record its own
+ERNIE_MAX_POSITIONS = 2048
 BASELINE = "paddle-fp32"
 MODEL_ONLY, END_TO_END = "model", "end-to-end"
 #: the latency percentiles every row reports
@@ -58,7 +62,8 @@ def build_random_variants(work_dir: str, shape: dict, vocab_size: int, seed: int
     from ernie3.modeling import build_tiny_model
     from ernie3.tasks import get_task
 
-    base = build_tiny_model(os.path.join(work_dir, "base"), vocab_size=vocab_size, seed=seed, **shape)
+    base = build_tiny_model(os.path.join(work_dir, "base"), vocab_size=vocab_size, seed=seed,
+                            max_position_embeddings=RANDOM_MAX_POSITIONS, **shape)
     classifier_dir = os.path.join(work_dir, "classifier")
     model = AutoModelForSequenceClassification.from_pretrained(base, **get_task("tnews").model_kwargs())
     model.save_pretrained(classifier_dir)
@@ -312,6 +317,19 @@ MEDIUM_PARAMETERS = 74_000_000
 BUILD_MINUTES_MEDIUM, PEAK_GB_MEDIUM, FLOAT_COPIES_ON_DISK = 12.0, 4.0, 11
 
 
+def max_positions(compress_dir: Optional[str]) -> int:
+    """The longest sequence the benchmarked models take: the random model's table, else what the compress dir's
+    float model records (read before hours of work, so that a bad --seq_lengths fails at once)."""
+    if compress_dir is None:
+        return RANDOM_MAX_POSITIONS
+    float_dir = os.path.join(compress_dir, layout.FLOAT_DIR)
+    if not os.path.isfile(os.path.join(float_dir, layout.TASK_INFO_FILE)):
+        return ERNIE_MAX_POSITIONS  # not a compress output: variants_of says so
+    from ernie3.model_files import read_task_info
+
+    return read_task_info(float_dir).get("max_position_embeddings") or ERNIE_MAX_POSITIONS
+
+
 def cost_estimate(args: argparse.Namespace, parameters: Optional[int], variants: int) -> str:
     """What the run will cost, said before it starts."""
     timing_minutes = args.rounds * variants * (len(args.batch_sizes) * len(args.seq_lengths) + 1) * (args.min_seconds + 20) / 60
@@ -365,6 +383,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise UserError(f"--texts_file: file not found: {args.texts_file}")
     if args.compress_dir is not None and not os.path.isdir(args.compress_dir):
         raise UserError(f"--compress_dir: directory not found: {args.compress_dir}")
+    limit = max_positions(args.compress_dir)
+    if max(args.seq_lengths) > limit:
+        where = args.compress_dir or "the random model this command builds"
+        raise UserError(f"--seq_lengths {max(args.seq_lengths)} is longer than the {limit} positions of {where}")
 
     bf16 = cpu_has_native_bf16()
     shape = {k: getattr(args, k) for k in MEDIUM_SHAPE}
