@@ -81,7 +81,8 @@ class ServingConfig:
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 FLOAT_LIMITS = {"max_wait_ms", "request_timeout_s", "read_timeout_s", "keep_alive_s"}  # the other limits are positive integers
-ZERO_ALLOWED = {"max_wait_ms"}  # 0: no waiting, batches hold only what queued while the model was busy
+# max_wait_ms 0: no waiting, batches hold only what queued while the model was busy; max_memory_mb 0: no limit
+ZERO_ALLOWED = {"max_wait_ms", "max_memory_mb"}
 
 
 def _checked_value(where: str, key: str, value: Any, expected: Any) -> Any:
@@ -101,8 +102,9 @@ def _checked_value(where: str, key: str, value: Any, expected: Any) -> Any:
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
                 raise UserError(f"{where}: 'port' must be a port number (0-65535; 0: any free port), got {value!r}")
             return value
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserError(f"{where}: '{key}' must be a positive integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key in ZERO_ALLOWED else 1):
+            kind = "an integer >= 0 (0: no limit)" if key in ZERO_ALLOWED else "a positive integer"
+            raise UserError(f"{where}: '{key}' must be {kind}, got {value!r}")
         return value
     if not isinstance(value, str) or not value:
         raise UserError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
