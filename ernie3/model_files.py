@@ -138,7 +138,8 @@ def read_openvino_ir(xml_file: str) -> Any:
     try:
         return ov.Core().read_model(xml_file)
     except Exception as exc:  # OpenVINO raises RuntimeError/OVError subclasses with long C++ traces
-        raise UserError(f"{xml_file}: not a readable OpenVINO IR ({first_line(exc)})") from None
+        shown = f"{xml_file} (+ {os.path.basename(bin_file)})"  # either file may be the damaged one
+        raise UserError(f"{shown}: not a readable OpenVINO IR ({first_line(exc)})") from None
 
 
 def read_paddle_program(program_file: str) -> Any:
