@@ -163,3 +163,20 @@ def test_the_undamaged_copies_serve_and_predict(models, kind, tmp_path):
     assert len(predictor.predict_texts(["球队赢得冠军", "新款手机发布"])) == 2
     lines = check_memory_budget([ModelSpec("m", model_path, ServingLimits(), {"batch_size": 4})], 100_000)
     assert lines[0].startswith("memory: m: shapes batch 1/2/4")
+
+
+@pytest.mark.parametrize("task_type, script_flags", [("seq_cls", ["--do_eval"]), ("compress", [])])
+def test_training_and_compress_read_a_model_dirs_task_record_through_the_same_check(tiny_model_dir, tmp_path,
+                                                                                    task_type, script_flags):
+    from ernie3.compress import run as compress
+    from ernie3.errors import UserError
+    from ernie3.train import run as train
+
+    model_dir = tmp_path / "fine-tuned"
+    shutil.copytree(tiny_model_dir, model_dir)
+    (model_dir / TASK).write_bytes(BINARY)
+    argv = ["--task_name", "tnews", "--model_name_or_path", str(model_dir), "--dev_file", DEV,
+            "--output_dir", str(tmp_path / "out"), *script_flags]  # fmt: skip
+    with pytest.raises(UserError) as refused:
+        compress("seq_cls", argv) if task_type == "compress" else train(task_type, argv)
+    assert str(refused.value).startswith(f"{model_dir / TASK}: damaged task record (not UTF-8 text")
