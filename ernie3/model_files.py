@@ -148,8 +148,12 @@ def read_paddle_program(program_file: str) -> Any:
 
     try:
         with open(program_file, "rb") as handle:
-            return core.ProgramDesc(handle.read())
+            desc = core.ProgramDesc(handle.read())
     except OSError as exc:
         raise UserError(f"{program_file}: cannot read the Paddle program ({exc.strerror or exc})") from None
     except Exception:  # Paddle raises its own C++ errors for bytes that are not a ProgramDesc
         raise UserError(f"{program_file} is not a Paddle static program") from None
+    # an empty file parses as a program without blocks, and reading its block 0 crashes the process (SIGSEGV)
+    if desc.num_blocks() < 1 or desc.block(0).op_size() < 1:
+        raise UserError(f"{program_file} is not a Paddle static program (empty or truncated: it holds no ops)")
+    return desc

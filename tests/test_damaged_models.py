@@ -40,6 +40,10 @@ DAMAGES = {
                                                      "field 'labels' must be a list of strings, got 3"),
     "ernie3_task.json of an unknown task": ("paddle", TASK, b'{"task_name": "nope", "max_seq_length": 128}',
                                             "unknown task 'nope'"),
+    # an empty program parsed as one without blocks, and the memory plan's read of block 0 crashed the process
+    "empty model.pdmodel": ("paddle", "model.pdmodel", b"", "is not a Paddle static program"),
+    "garbage model.pdmodel": ("paddle", "model.pdmodel", GARBAGE, "is not a Paddle static program"),
+    "truncated model.pdmodel": ("paddle", "model.pdmodel", TRUNCATED, "is not a Paddle static program"),
     "garbage .onnx": ("onnx", "model.onnx", GARBAGE, "not a readable ONNX model"),
     "empty .onnx": ("onnx", "model.onnx", b"", "not a readable ONNX model"),
     "truncated .onnx": ("onnx", "model.onnx", TRUNCATED, "not a readable ONNX model"),
