@@ -184,3 +184,28 @@ def test_training_and_compress_read_a_model_dirs_task_record_through_the_same_ch
     with pytest.raises(UserError) as refused:
         compress("seq_cls", argv) if task_type == "compress" else train(task_type, argv)
     assert str(refused.value).startswith(f"{model_dir / TASK}: damaged task record (not UTF-8 text")
+
+
+def test_an_onnx_model_newer_than_the_onnx_checker_is_left_to_onnx_runtime(tmp_path):
+    """The checker refuses an IR version it does not know yet, though ONNX Runtime runs the model: the loader
+    does not refuse a working model for its version alone."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ernie3.backends import OnnxRuntimeBackend
+    from ernie3.model_files import load_onnx
+
+    tensor = helper.make_tensor_value_info
+    graph = helper.make_graph([helper.make_node("Identity", ["input_ids"], ["logits"])], "identity",
+                              [tensor("input_ids", TensorProto.INT64, [None, None])],
+                              [tensor("logits", TensorProto.INT64, [None, None])])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx.defs.onnx_opset_version() + 1)])
+    model.ir_version = onnx.IR_VERSION + 1
+    path = str(tmp_path / "newer.onnx")
+    onnx.save(model, path)
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(path)
+    assert load_onnx(path).ir_version == onnx.IR_VERSION + 1
+    ids = np.array([[1, 2, 3]], dtype=np.int64)
+    assert OnnxRuntimeBackend(path).run({"input_ids": ids})[0].tolist() == ids.tolist()
