@@ -111,8 +111,8 @@ def read_candidate_settings(model_path: str) -> dict:
 
 
 def load_onnx(onnx_file: str, load_external_data: bool = True) -> Any:
-    """An onnx.ModelProto that parsed and passed onnx.checker (a few ms): garbage, empty or truncated files are one
-    error here, before ONNX Runtime or the memory plan meet them."""
+    """An onnx.ModelProto that parsed and passed onnx.checker (a few ms on a small model): garbage, empty or
+    truncated files are one error here, before ONNX Runtime or the memory plan meet them."""
     import onnx
 
     if not os.path.isfile(onnx_file):
