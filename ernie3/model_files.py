@@ -124,7 +124,9 @@ def load_onnx(onnx_file: str, load_external_data: bool = True) -> Any:
         # it; the checker would refuse it for its version alone)
         if model.ir_version <= onnx.IR_VERSION and all(o.version <= newest_opset for o in model.opset_import
                                                        if o.domain in ("", "ai.onnx")):  # fmt: skip
-            onnx.checker.check_model(onnx_file)  # by path: models with external data (over 2 GB) are checked too
+            external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+            # by path only where weights live in other files (over 2 GB): parsing the file again costs as much
+            onnx.checker.check_model(onnx_file if external else model)
     except Exception as exc:  # protobuf's DecodeError, onnx's ValidationError, OSError for missing external data
         raise UserError(f"{onnx_file}: not a readable ONNX model ({first_line(exc)})") from None
     return model
