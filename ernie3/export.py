@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 from typing import Any, Optional
 
 from ernie3.errors import UserError
 from ernie3.files import atomic_directory, write_json_atomic
 from ernie3.layout import STATIC_MODEL_PREFIX, TASK_INFO_FILE
+from ernie3.model_files import read_task_info
 from ernie3.tasks import Task, get_task
 
 
@@ -56,32 +56,13 @@ def apply_recorded_settings(
     return task, int(max_seq_length)
 
 
-def read_task_info(directory: str) -> dict:
-    """The task record of a model directory, checked: a damaged record is one clear error naming the field."""
-    path = os.path.join(directory, TASK_INFO_FILE)
-    if not os.path.isfile(path):
-        raise UserError(f"{directory} has no {TASK_INFO_FILE}: not a model exported by this toolkit's --do_export")
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            info = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: damaged task record ({exc})") from None
-    if not isinstance(info, dict):
-        raise UserError(f"{path}: damaged task record (expected a JSON object)")
-    if not isinstance(info.get("task_name"), str):
-        raise UserError(f"{path}: damaged task record (field 'task_name' missing or not a string)")
-    length = info.get("max_seq_length")
-    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-        raise UserError(f"{path}: damaged task record (field 'max_seq_length' must be a positive integer, got {length!r})")
-    if not isinstance(info.get("labels", []), list) or not isinstance(info.get("options", {}), dict):
-        raise UserError(f"{path}: damaged task record (field 'labels' must be a list and 'options' an object)")
-    return info
-
-
 def task_of_model_dir(directory: str, expected_type: Optional[str] = None) -> Task:
     """The task a model directory was fine-tuned for; with `expected_type`, it must be of that type."""
     info = read_task_info(directory)
-    task = get_task(info.get("task_name"))
+    try:
+        task = get_task(info["task_name"])
+    except UserError as exc:  # a record naming a task this toolkit does not know
+        raise UserError(f"{os.path.join(directory, TASK_INFO_FILE)}: {exc}") from None
     if expected_type and task.task_type != expected_type:
         raise UserError(f"{directory} holds a {task.task_type} model ({task.name}), not a {expected_type} model")
     if list(task.labels) != list(info.get("labels", [])):

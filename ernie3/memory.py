@@ -112,17 +112,16 @@ def _dims_from_shapes(shapes: Sequence[Sequence[int]], heads: Optional[int], par
 
 def model_dims(model_file: str, params_file: Optional[str] = None) -> ModelDims:
     """Sizes of a Paddle static program (.pdmodel), an ONNX model or an OpenVINO IR, for `estimate_peak_rss_mb`."""
-    if model_file.endswith(".xml"):  # OpenVINO IR (NNCF candidates): weights are its Constant ops
-        import openvino
+    from ernie3.model_files import load_onnx, read_openvino_ir, read_paddle_program
 
-        model = openvino.Core().read_model(model_file)
+    if model_file.endswith(".xml"):  # OpenVINO IR (NNCF candidates): weights are its Constant ops
+        model = read_openvino_ir(model_file)
         shapes = [list(op.get_output_shape(0)) for op in model.get_ops() if op.get_type_name() == "Constant"]
         return _dims_from_shapes(shapes, None, os.path.getsize(os.path.splitext(model_file)[0] + ".bin") / 2**20)
     if model_file.endswith(".onnx"):
-        import onnx
         from onnx import numpy_helper
 
-        graph = onnx.load(model_file).graph
+        graph = load_onnx(model_file).graph
         shapes = [list(t.dims) for t in graph.initializer]
         for node in graph.node:  # paddle2onnx keeps some weights in Constant nodes
             if node.op_type == "Constant" and node.attribute and node.attribute[0].t.dims:
@@ -137,8 +136,7 @@ def model_dims(model_file: str, params_file: Optional[str] = None) -> ModelDims:
         return _dims_from_shapes(shapes, heads, os.path.getsize(model_file) / 2**20)
     from paddle.base import core
 
-    with open(model_file, "rb") as handle:
-        desc = core.ProgramDesc(handle.read())
+    desc = read_paddle_program(model_file)
     block = desc.block(0)
     shapes = [var.shape() for var in block.all_vars() if var.persistable() and var.type() == core.VarDesc.VarType.LOD_TENSOR]
     heads = None
@@ -316,8 +314,8 @@ def plan_model(path: str, options: dict) -> dict:
     import inspect
 
     from ernie3 import backends
-    from ernie3.export import read_task_info
     from ernie3.layout import ONNX_FILE, resolve_model_path
+    from ernie3.model_files import read_task_info
     from ernie3.predict import Predictor
 
     defaults = {name: p.default for name, p in inspect.signature(Predictor.__init__).parameters.items()}

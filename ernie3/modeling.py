@@ -91,6 +91,20 @@ def generated_vocab() -> list[str]:
     return ordered
 
 
+#: the special tokens ErnieTokenizer looks up in a vocabulary (it fails with an AssertionError without [UNK])
+SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
+
+
+def check_vocab_file(path: str, flag: str = "--vocab_file") -> None:
+    """A vocabulary the tokenizer can load: UTF-8 text, one token per line, holding ERNIE's special tokens."""
+    from ernie3.files import read_lines
+
+    tokens = {line for _, line in read_lines(path, flag)}  # not found / not UTF-8: one line naming the file
+    missing = [token for token in SPECIAL_TOKENS if token not in tokens]
+    if missing:
+        raise UserError(f"{flag}: {path} is not an ERNIE vocabulary (one token per line): it lacks {', '.join(missing)}")
+
+
 def write_vocab(tokens: Iterable[str], path: str) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(token + "\n" for token in tokens)
@@ -112,13 +126,13 @@ def build_tiny_model(
     import paddle
     from paddlenlp.transformers import ErnieConfig, ErnieModel, ErnieTokenizer
 
+    if vocab_file is not None:
+        check_vocab_file(vocab_file)  # before anything is written
+    if hidden_size % num_attention_heads:
+        raise UserError(f"hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}")
     os.makedirs(output_dir, exist_ok=True)
     if vocab_file is None:
         vocab_file = write_vocab(generated_vocab(), os.path.join(output_dir, "generated_vocab.txt"))
-    elif not os.path.isfile(vocab_file):
-        raise UserError(f"--vocab_file: file not found: {vocab_file}")
-    if hidden_size % num_attention_heads:
-        raise UserError(f"hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}")
     tokenizer = ErnieTokenizer(vocab_file)
     paddle.seed(seed)
     config = ErnieConfig(
@@ -134,3 +148,9 @@ def build_tiny_model(
     ErnieModel(config).save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+if __name__ == "__main__":  # the tiny-model command lived here before the `ernie3` console command
+    from ernie3.errors import command_moved
+
+    command_moved("ernie3.modeling", "ernie3 tiny-model --output_dir DIR")

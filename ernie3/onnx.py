@@ -8,8 +8,10 @@ from typing import Optional
 
 from ernie3.backends import PaddleBackend, find_static_model, is_quantized_model
 from ernie3.errors import UserError
+from ernie3.files import check_output_location, write_errors_as_user_errors
 from ernie3.layout import ONNX_FILE, TASK_INFO_FILE
 from ernie3.logs import native_output_captured
+from ernie3.model_files import load_onnx
 
 ONNX_INT8_FILE = "model.int8.onnx"
 #: the opsets paddle2onnx 2.1 converts to (it aborts the process outside them)
@@ -23,6 +25,9 @@ def export_onnx(model_dir: str, output_dir: Optional[str] = None, opset_version:
     import paddle2onnx
 
     program, params = find_static_model(model_dir, prefix)
+    output_dir = output_dir or model_dir
+    # a file, a folder under a file, a read-only or pseudo file system (/proc, /sys): one line before any work
+    check_output_location(output_dir, "--output_dir")
     # paddle2onnx aborts the whole process (SIGABRT) on these instead of raising: check them first
     if not MIN_OPSET <= opset_version <= MAX_OPSET:
         raise UserError(f"--opset_version {opset_version}: paddle2onnx supports opsets {MIN_OPSET} to {MAX_OPSET}")
@@ -32,10 +37,8 @@ def export_onnx(model_dir: str, output_dir: Optional[str] = None, opset_version:
             "(e.g. the compress output's float/) and add --quantize for ONNX Runtime INT8"
         )
     PaddleBackend(program)  # damaged or mismatched files: one clear error here, not paddle2onnx's exit(255)
-    output_dir = output_dir or model_dir
-    if os.path.isfile(output_dir):
-        raise UserError(f"--output_dir: {output_dir} is a file, not a directory")
-    os.makedirs(output_dir, exist_ok=True)
+    with write_errors_as_user_errors(output_dir):
+        os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, ONNX_FILE)
     partial = target + ".partial"
     try:
@@ -45,8 +48,9 @@ def export_onnx(model_dir: str, output_dir: Optional[str] = None, opset_version:
         with contextlib.suppress(OSError):
             os.remove(partial)
         raise UserError(f"paddle2onnx could not convert {program}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
-    os.replace(partial, target)
-    copy_side_files(os.path.dirname(program), output_dir)
+    with write_errors_as_user_errors(output_dir):
+        os.replace(partial, target)
+        copy_side_files(os.path.dirname(program), output_dir)
     return target
 
 
@@ -86,10 +90,8 @@ def quantize_onnx_dynamic(onnx_file: str, output_file: Optional[str] = None) -> 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if not os.path.isfile(onnx_file):
-        raise UserError(f"ONNX model not found: {onnx_file}")
     output_file = output_file or os.path.join(os.path.dirname(onnx_file), ONNX_INT8_FILE)
-    model = onnx.load(onnx_file)
+    model = load_onnx(onnx_file)
     constants_to_initializers(model)
     prepared = output_file + ".prepared.onnx"
     onnx.save(model, prepared)

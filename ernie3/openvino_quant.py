@@ -22,6 +22,7 @@ from ernie3.layout import CANDIDATE_FILE, OPENVINO_IR_FILE
 from ernie3.errors import UserError
 from ernie3.files import atomic_directory
 from ernie3.logs import verbose
+from ernie3.model_files import read_openvino_ir
 from ernie3.tasks import Task
 
 #: NNCF's own default: enough activations for stable ranges, a few seconds on a small model
@@ -150,9 +151,7 @@ def write_candidate_record(directory: str, backend: str, precision: str, model_f
 
 def quantized_op_counts(model_file: str) -> dict[str, int]:
     """How many quantization ops an OpenVINO IR holds, read from the model (FakeQuantize, and INT8 constants)."""
-    import openvino as ov
-
-    model = ov.Core().read_model(model_file)
+    model = read_openvino_ir(model_file)
     counts = {"FakeQuantize": 0, "int8_constants": 0}
     for op in model.get_ops():
         if op.get_type_name() == "FakeQuantize":

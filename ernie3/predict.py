@@ -10,8 +10,9 @@ import numpy as np
 
 from ernie3.errors import UserError
 from ernie3.backends import TensorRTOptions, create_backend, default_backend
-from ernie3.export import read_task_info, task_of_model_dir
+from ernie3.export import task_of_model_dir
 from ernie3.memory import ShapeBuckets, estimate_peak_rss_mb, model_dims
+from ernie3.model_files import read_task_info
 from ernie3.tasks.base import IGNORE_INDEX
 
 

@@ -40,6 +40,7 @@ from ernie3.files import (
 )
 from ernie3.metrics import per_class_markdown
 from ernie3.modeling import check_model_source, load_model, load_tokenizer, model_config_value
+from ernie3.model_files import read_task_info
 from ernie3.run_identity import changed_data, check_resume, data_identity, model_identity, resume_error
 from ernie3.tasks import Task
 from ernie3.tasks.base import Encoded, output_list
@@ -71,13 +72,8 @@ def run_kind(task_type: str) -> str:
 
 def check_fine_tuned_model(task: Task, model_dir: str) -> None:
     """Evaluating or predicting without training needs a model already fine-tuned for this task."""
-    info_path = os.path.join(model_dir, TASK_INFO_FILE)
-    if os.path.isfile(info_path):
-        try:
-            with open(info_path, encoding="utf-8") as handle:
-                trained_for = json.load(handle).get("task_name")
-        except (OSError, ValueError, AttributeError) as exc:
-            raise UserError(f"{info_path}: unreadable task record ({exc})") from None
+    if os.path.isfile(os.path.join(model_dir, TASK_INFO_FILE)):
+        trained_for = read_task_info(model_dir)["task_name"]  # checked: a damaged record is one line naming it
         if not task.reads_models_of(trained_for):
             raise UserError(f"--model_name_or_path: {model_dir} was fine-tuned for {trained_for}, not {task.name}")
     config_path = os.path.join(model_dir, "config.json")

@@ -78,6 +78,31 @@ def test_tiny_model_flags_are_checked(tmp_path, capsys, flags, message):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("content, message", [
+    (bytes(range(256)) * 8, "not UTF-8 text"),
+    ("a\nb\n".encode(), "is not an ERNIE vocabulary (one token per line): it lacks [PAD], [CLS], [SEP], [MASK], [UNK]"),
+    (b"", "it lacks [PAD]"),
+])  # fmt: skip
+def test_tiny_model_refuses_a_vocab_file_the_tokenizer_cannot_read(tmp_path, capsys, content, message):
+    vocab = tmp_path / "vocab.bin"
+    vocab.write_bytes(content)
+    with pytest.raises(SystemExit) as stopped:
+        main(["tiny-model", "--output_dir", str(tmp_path / "m"), "--vocab_file", str(vocab)])
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and err.startswith("error: ") and message in err and str(vocab) in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+def test_the_old_python_m_ernie3_modeling_says_where_the_command_moved(tmp_path):
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ernie3.modeling", "--output_dir", str(tmp_path / "m")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "error: `python -m ernie3.modeling` is no longer a command: run `ernie3 tiny-model" in done.stderr
+    assert not (tmp_path / "m").exists()
+
+
 def test_tiny_model_refuses_a_file_or_a_folder_with_other_files(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")

@@ -1,6 +1,7 @@
 """infer.py, deploy/ and the backends: Paddle Inference FP32/INT8, ONNX Runtime, TensorRT configuration, benchmark."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -231,6 +232,42 @@ def test_deploy_paddle2onnx_exports_and_checks(trained_tnews, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert os.path.isfile(tmp_path / "model.onnx") and os.path.isfile(tmp_path / "model.int8.onnx")
     assert "model.onnx vs Paddle Inference on 60 dev examples: decision agreement 100.00%" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["under a file", "/proc", "/sys"])
+def test_export_onnx_to_an_unwritable_output_dir_is_one_line(tiny_exports, tmp_path, capsys, where):
+    from ernie3.cli.export_onnx import main
+    from ernie3.errors import run_cli
+
+    a_file = tmp_path / "file"
+    a_file.write_text("mine", encoding="utf-8")
+    output_dir = {"under a file": str(a_file / "onnx"), "/proc": "/proc/ernie3-onnx", "/sys": "/sys/ernie3-onnx"}[where]
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(lambda: main(["--model_path", tiny_exports["seq_cls"], "--output_dir", output_dir]))
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in err
+    assert err.strip().startswith("error: --output_dir: cannot ") and len(err.strip().splitlines()) == 1, err
+    assert a_file.read_text(encoding="utf-8") == "mine" and not os.path.exists(output_dir)
+
+
+@pytest.mark.parametrize("flags, message", [
+    ([], "--seq_lengths 100000 is longer than the 512 positions of the random model this command builds"),
+    (["--compress_dir", "COMPRESS"], "--seq_lengths 100000 is longer than the 512 positions of COMPRESS"),
+])  # fmt: skip
+def test_benchmark_refuses_sequences_beyond_the_models_positions_before_any_work(tiny_exports, tmp_path, capsys,
+                                                                                 flags, message):
+    from ernie3.cli.bench import main
+    from ernie3.errors import run_cli
+
+    compress_dir = tmp_path / "compress"  # the layout bench reads: float/ holds the float export
+    shutil.copytree(tiny_exports["seq_cls"], compress_dir / "float")
+    flags = [str(compress_dir) if flag == "COMPRESS" else flag for flag in flags]
+    output_dir = tmp_path / "bench"
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(lambda: main(["--output_dir", str(output_dir), "--seq_lengths", "16", "100000", *flags]))
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: " + message.replace("COMPRESS", str(compress_dir))
+    assert not output_dir.exists()
 
 
 def test_benchmark_runs_every_variant_on_a_small_shape(tmp_path):

@@ -125,6 +125,18 @@ def test_a_budget_that_fits_states_each_models_plan(exported):
     assert "batch 1/2/4 × sequence 32/64" in lines[0] and "of max_memory_mb 100000" in lines[-1]
 
 
+def test_a_budget_of_0_means_no_limit(exported, tmp_path):
+    from ernie3.memory import check_memory_budget
+    from ernie3.serving.config import load_config
+
+    config = load_config(write_serving_config(tmp_path / "config.yml", exported["seq_cls"], max_memory_mb=0))
+    assert config.server.max_memory_mb == 0
+    lines = check_memory_budget(config.models, config.server.max_memory_mb)
+    assert lines[-1].startswith("memory: expected peak RSS") and "max_memory_mb" not in lines[-1]
+    with pytest.raises(UserError, match=r"'max_memory_mb' must be an integer >= 0 \(0: no limit\), got -1"):
+        load_config(write_serving_config(tmp_path / "negative.yml", exported["seq_cls"], max_memory_mb=-1))
+
+
 def test_rss_summary_reads_warm_up_peak_and_late_growth():
     samples = [(0, 100.0), (1, 400.0), (2, 410.0), (3, 420.0), (4, 440.0), (5, 462.0)]
     summary = summarize_rss(samples, warm_at=1)

@@ -3,14 +3,14 @@ path says which engine and precision run it (a compress candidate's candidate.js
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Optional, Protocol, runtime_checkable
 
 import numpy as np
 
 from ernie3.errors import UserError
-from ernie3.layout import CANDIDATE_FILE, OPENVINO_IR_FILE, QUANTIZED_PREFIX, STATIC_MODEL_PREFIX
+from ernie3.layout import OPENVINO_IR_FILE, QUANTIZED_PREFIX, STATIC_MODEL_PREFIX
+from ernie3.model_files import first_line, read_candidate_settings  # noqa: F401  (part of this module's API)
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TENSORRT_PRECISIONS = ("fp32", "fp16", "int8")
@@ -51,20 +51,6 @@ def check_bf16_supported() -> None:
             "precision bf16 needs a CPU with native BF16 (avx512_bf16 or amx_bf16 in /proc/cpuinfo); "
             "this one has neither: use fp32, or int8 with a compressed model"
         )
-
-
-def read_candidate_settings(model_path: str) -> dict:
-    """backend/precision recorded by compress in a candidate directory (e.g. best/), or {} for a plain model."""
-    directory = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
-    path = os.path.join(directory, CANDIDATE_FILE)
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            settings = json.load(handle)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not readable JSON ({exc})") from None
-    return {key: settings[key] for key in ("backend", "precision", "model_file") if settings.get(key)}
 
 
 def default_backend(model_path: str) -> str:
@@ -108,8 +94,3 @@ def model_size_mb(model_path: str, prefix: Optional[str] = None) -> float:
         xml = model_path if model_path.endswith(".xml") else os.path.join(model_path, prefix)
         return sum(os.path.getsize(f) for f in (xml, os.path.splitext(xml)[0] + ".bin")) / 2**20
     return sum(os.path.getsize(f) for f in find_static_model(model_path, prefix)) / 2**20
-
-
-def first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip() and "Exception from" not in line]
-    return (lines[-1] if lines else type(exc).__name__)[:200]

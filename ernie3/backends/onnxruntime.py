@@ -1,11 +1,12 @@
 """ONNX Runtime on CPU (FP32, or the dynamic INT8 of `ernie3.onnx.quantize_onnx_dynamic`)."""
 from __future__ import annotations
 
-import os
+from typing import Any
 
 import numpy as np
 
 from ernie3.errors import UserError
+from ernie3.model_files import load_onnx
 
 class OnnxRuntimeBackend:
     """ONNX Runtime on CPU for models exported with paddle2onnx (FP32, or dynamically quantized INT8)."""
@@ -15,8 +16,7 @@ class OnnxRuntimeBackend:
     def __init__(self, onnx_file: str, num_threads: int = 1):
         import onnxruntime
 
-        if not os.path.isfile(onnx_file):
-            raise UserError(f"ONNX model not found: {onnx_file}")
+        graph = load_onnx(onnx_file, load_external_data=False).graph  # damaged files: the loader's one line
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
@@ -26,7 +26,7 @@ class OnnxRuntimeBackend:
             raise UserError(f"{onnx_file} is not a loadable ONNX model ({str(exc).splitlines()[0][:160]})") from None
         self.model_file = onnx_file
         self.device = "cpu"
-        self.precision = "int8" if is_quantized_onnx(onnx_file) else "fp32"
+        self.precision = "int8" if is_quantized_graph(graph) else "fp32"
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -36,8 +36,10 @@ class OnnxRuntimeBackend:
 
 
 def is_quantized_onnx(onnx_file: str) -> bool:
-    import onnx
+    return is_quantized_graph(load_onnx(onnx_file, load_external_data=False).graph)
 
-    graph = onnx.load(onnx_file, load_external_data=False).graph
+
+def is_quantized_graph(graph: Any) -> bool:
+    """Whether an ONNX graph holds ONNX Runtime's dynamic INT8 (or QDQ) ops."""
     return any(node.op_type in ("DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul", "DequantizeLinear")
                for node in graph.node)  # fmt: skip

@@ -9,7 +9,7 @@ import numpy as np
 
 from ernie3.errors import UserError
 from ernie3.backends import base
-from ernie3.backends.base import first_line
+from ernie3.model_files import first_line, load_onnx, read_openvino_ir
 from ernie3.backends.paddle import is_quantized_model
 from ernie3.layout import ONNX_FILE, OPENVINO_IR_FILE, QUANTIZED_PREFIX, STATIC_MODEL_PREFIX
 
@@ -80,7 +80,10 @@ def read_openvino_model(model_file: str):
     import openvino as ov
 
     core = ov.Core()
-    if not model_file.endswith(".pdmodel"):
+    if model_file.endswith(".xml"):
+        return read_openvino_ir(model_file)
+    if model_file.endswith(".onnx"):
+        load_onnx(model_file)  # damaged files: the loader's one line, as for ONNX Runtime
         try:
             return core.read_model(model_file)
         except Exception as exc:  # OpenVINO raises RuntimeError/OVError subclasses with long C++ traces

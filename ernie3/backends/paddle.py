@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ernie3.errors import UserError
+from ernie3.model_files import read_paddle_program
 from ernie3.backends import base
 from ernie3.backends.base import PRECISIONS, TENSORRT_PRECISIONS, find_static_model
 
@@ -26,16 +27,11 @@ ONEDNN_INT8_OPS = {"fc", "reshape2", "transpose2", "slice"}
 
 def is_quantized_model(program_file: str) -> bool:
     """Whether a static program was quantized, read from its ops rather than from its file name."""
-    with open(program_file, "rb") as handle:
-        content = handle.read()
     if program_file.endswith(".json"):  # PIR program: op names appear verbatim
+        with open(program_file, "rb") as handle:
+            content = handle.read()
         return any(f'"{op}"'.encode() in content or f".{op}".encode() in content for op in QUANT_OPS)
-    from paddle.base import core
-
-    try:
-        desc = core.ProgramDesc(content)
-    except Exception:
-        raise UserError(f"{program_file} is not a Paddle static program") from None
+    desc = read_paddle_program(program_file)
     op_types = {desc.block(b).op(o).type() for b in range(desc.num_blocks()) for o in range(desc.block(b).op_size())}
     return bool(op_types & QUANT_OPS)
 

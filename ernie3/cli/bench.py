@@ -34,12 +34,14 @@ from ernie3.timing import latency_percentiles
 
 MEDIUM_SHAPE = {"hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 3072}
 ERNIE_VOCAB_SIZE = 40000
-#: position embeddings of the random model (build_tiny_model's default, as ERNIE 3.0's)
-MAX_POSITIONS = 512
 BASELINE = "paddle-fp32"
 MODEL_ONLY, END_TO_END = "model", "end-to-end"
 #: the latency percentiles every row reports
 LATENCY_PERCENTILES = (50, 99)
+#: position table of the random model this command builds; --seq_lengths cannot go beyond it
+RANDOM_MAX_POSITIONS = 512
+#: ERNIE 3.0's position table (2048 in every size's config): the bound when a compress dir does not record its own
+ERNIE_MAX_POSITIONS = 2048
 
 
 def write_synthetic_tnews(path: str, count: int, seed: int) -> str:
@@ -61,7 +63,8 @@ def build_random_variants(work_dir: str, shape: dict, vocab_size: int, seed: int
     from ernie3.modeling import build_tiny_model
     from ernie3.tasks import get_task
 
-    base = build_tiny_model(os.path.join(work_dir, "base"), vocab_size=vocab_size, seed=seed, **shape)
+    base = build_tiny_model(os.path.join(work_dir, "base"), vocab_size=vocab_size, seed=seed,
+                            max_position_embeddings=RANDOM_MAX_POSITIONS, **shape)
     classifier_dir = os.path.join(work_dir, "classifier")
     model = AutoModelForSequenceClassification.from_pretrained(base, **get_task("tnews").model_kwargs())
     model.save_pretrained(classifier_dir)
@@ -315,6 +318,19 @@ MEDIUM_PARAMETERS = 74_000_000
 BUILD_MINUTES_MEDIUM, PEAK_GB_MEDIUM, FLOAT_COPIES_ON_DISK = 12.0, 4.0, 11
 
 
+def max_positions(compress_dir: Optional[str]) -> int:
+    """The longest sequence the benchmarked models take: the random model's table, else what the compress dir's
+    float model records (read before hours of work, so that a bad --seq_lengths fails at once)."""
+    if compress_dir is None:
+        return RANDOM_MAX_POSITIONS
+    float_dir = os.path.join(compress_dir, layout.FLOAT_DIR)
+    if not os.path.isfile(os.path.join(float_dir, layout.TASK_INFO_FILE)):
+        return ERNIE_MAX_POSITIONS  # not a compress output: variants_of says so
+    from ernie3.model_files import read_task_info
+
+    return read_task_info(float_dir).get("max_position_embeddings") or ERNIE_MAX_POSITIONS
+
+
 def cost_estimate(args: argparse.Namespace, parameters: Optional[int], variants: int) -> str:
     """What the run will cost, said before it starts."""
     timing_minutes = args.rounds * variants * (len(args.batch_sizes) * len(args.seq_lengths) + 1) * (args.min_seconds + 20) / 60
@@ -361,8 +377,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parser.parse_args(argv)
     if min(args.batch_sizes) < 1 or min(args.seq_lengths) < 3:
         raise UserError("--batch_sizes must be >= 1 and --seq_lengths >= 3")
-    if args.compress_dir is None and max(args.seq_lengths) > MAX_POSITIONS:
-        raise UserError(f"--seq_lengths: the random model holds {MAX_POSITIONS} positions, got {max(args.seq_lengths)}")
     if args.rounds < 1 or args.e2e_examples < 1:
         raise UserError("--rounds and --e2e_examples must be at least 1")
     check_positive(args, "num_threads", "iterations", *MEDIUM_SHAPE, "vocab_size")
@@ -376,6 +390,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise UserError(f"--texts_file: file not found: {args.texts_file}")
     if args.compress_dir is not None and not os.path.isdir(args.compress_dir):
         raise UserError(f"--compress_dir: directory not found: {args.compress_dir}")
+    limit = max_positions(args.compress_dir)
+    if max(args.seq_lengths) > limit:
+        where = args.compress_dir or "the random model this command builds"
+        raise UserError(f"--seq_lengths {max(args.seq_lengths)} is longer than the {limit} positions of {where}")
 
     bf16 = cpu_has_native_bf16()
     shape = {k: getattr(args, k) for k in MEDIUM_SHAPE}

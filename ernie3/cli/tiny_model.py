@@ -9,7 +9,7 @@ import os
 
 from ernie3.errors import UserError
 from ernie3.files import check_output_location
-from ernie3.modeling import build_tiny_model
+from ernie3.modeling import build_tiny_model, check_vocab_file
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -30,8 +30,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.hidden_size % args.num_attention_heads:
         raise UserError(f"--hidden_size {args.hidden_size} must be a multiple of --num_attention_heads "
                         f"{args.num_attention_heads}")  # fmt: skip
-    if args.vocab_file and not os.path.isfile(args.vocab_file):
-        raise UserError(f"--vocab_file: file not found: {args.vocab_file}")
+    if args.vocab_file:
+        check_vocab_file(args.vocab_file)
     check_output_location(args.output_dir, "--output_dir")
     if os.path.isdir(args.output_dir) and os.listdir(args.output_dir):
         raise UserError(f"--output_dir: {args.output_dir} is not empty; choose a new or empty directory")

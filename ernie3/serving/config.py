@@ -111,7 +111,7 @@ def _checked_value(where: str, key: str, value: Any, expected: Any) -> Any:
                 raise UserError(f"{where}: 'port' must be a port number (0-65535; 0: any free port), got {value!r}")
             return value
         if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-            kind = "an integer >= 0" if lowest == 0 else "a positive integer"
+            kind = "an integer >= 0 (0: no limit)" if lowest == 0 else "a positive integer"
             raise UserError(f"{where}: '{key}' must be {kind}, got {value!r}")
         return value
     if not isinstance(value, str) or not value:

@@ -142,7 +142,7 @@ def describe_model(spec: ModelSpec, predictor: Any, stats: dict, **state: Any) -
 
 def recorded_max_seq_length(predictor: Any) -> Optional[int]:
     """The max_seq_length the model's ernie3_task.json records (what it was fine-tuned and exported with)."""
-    from ernie3.export import read_task_info
+    from ernie3.model_files import read_task_info
 
     try:
         return read_task_info(os.path.dirname(os.path.abspath(predictor.model_file))).get("max_seq_length")
