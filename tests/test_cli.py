@@ -172,7 +172,7 @@ def test_soak_flags_are_checked_and_nothing_is_written(tmp_path, capsys, flags, 
     (["--num_threads", "0"], "--num_threads must be at least 1, got 0"),
     (["--iterations", "0"], "--iterations must be at least 1, got 0"),
     (["--vocab_size", "-5"], "--vocab_size must be at least 1, got -5"),
-    (["--seq_lengths", "128", "4096"], "--seq_lengths: the random model holds 512 positions, got 4096"),
+    (["--seq_lengths", "128", "4096"], "--seq_lengths 4096 is longer than the 512 positions of the random model"),
     (["--hidden_size", "100"], "--hidden_size 100 must be a multiple of --num_attention_heads 12"),
 ])  # fmt: skip
 def test_bench_flags_are_checked_before_any_work(tmp_path, capsys, flags, message):
