@@ -35,6 +35,7 @@ class Predictor:
         tensorrt: Optional[TensorRTOptions] = None,
         model_prefix: Optional[str] = None,
         warmup: bool = False,
+        tokenizer: str = "auto",
     ):
         """`model_path`: a model directory written by --do_export or the compress scripts, a static program
         file, or an .onnx file; the tokenizer and ernie3_task.json are read from the same directory.
@@ -43,7 +44,11 @@ class Predictor:
         shapes of `self.buckets`, so memory is set by these two settings, not by traffic. `warmup` runs every
         bucket shape once before the first batch of each thread that uses the predictor (Paddle's oneDNN keeps its
         per-shape state per thread: a service's worker thread must warm up itself): from then on memory holds at
-        `expected_peak_rss_mb` and no request pays for a first run of a shape."""
+        `expected_peak_rss_mb` and no request pays for a first run of a shape.
+
+        `tokenizer`: fast (Rust WordPiece, ernie3/fast_tokenizer.py), paddlenlp (its Python ErnieTokenizer), or auto:
+        the fast one when it gives paddlenlp's ids on probe texts and the task's sample inputs, else paddlenlp's
+        (`tokenizer_choice` says which and why)."""
         model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
         if not os.path.exists(model_path):
             raise UserError(f"model path not found: {model_path}")
@@ -53,6 +58,7 @@ class Predictor:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         self.tokenizer = load_model_tokenizer(model_dir)
         self.max_seq_length = checked_max_seq_length(model_dir, max_seq_length, self.tokenizer)
+        self.tokenizer, self.tokenizer_choice = chosen_tokenizer(self.tokenizer, tokenizer, self.task, self.max_seq_length)
         # oneDNN keeps state for every input shape it meets, for the life of the process: batches run only in
         # these shapes (see ernie3/memory.py)
         self.buckets = ShapeBuckets.for_limits(batch_size, self.max_seq_length)
@@ -177,6 +183,22 @@ def checked_max_seq_length(model_dir: str, requested: Optional[int], tokenizer: 
 
     logger.warning(f"{model_dir} was exported with max_seq_length {recorded}; using {requested} as asked")
     return requested
+
+
+def chosen_tokenizer(slow: Any, choice: str, task: Any, max_seq_length: int) -> tuple[Any, str]:
+    """The tokenizer a predictor uses (ernie3.fast_tokenizer.choose_tokenizer, checked on the task's sample inputs
+    too) and why; falling back to paddlenlp's in auto mode, or a forced fast one that differs, is said in one line."""
+    from paddlenlp.utils.log import logger
+
+    from ernie3.fast_tokenizer import choose_tokenizer
+    from ernie3.tasks.base import map_texts
+
+    texts: list[str] = []
+    for sample in task.sample_inputs():
+        map_texts(sample, lambda text: texts.append(text) or text)
+    tokenizer, why, notable = choose_tokenizer(slow, choice, texts, max_length=min(max_seq_length, 32))
+    (logger.warning if notable else logger.info)(f"tokenizer: {why}")
+    return tokenizer, why
 
 
 def load_model_tokenizer(model_dir: str) -> Any:
