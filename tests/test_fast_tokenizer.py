@@ -196,7 +196,8 @@ def test_predictor_falls_back_on_a_model_dir_it_cannot_reproduce(tiny_exports, t
 
     model_dir = tmp_path / "added"
     shutil.copytree(tiny_exports["seq_cls"], model_dir)
-    (model_dir / "added_tokens.json").write_text(json.dumps({"新词语": 100000}), encoding="utf-8")
+    vocab_size = len((model_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    (model_dir / "added_tokens.json").write_text(json.dumps({"新词语": vocab_size}), encoding="utf-8")
     predictor = Predictor(str(model_dir), num_threads=1)
     assert predictor.tokenizer_choice.startswith("paddlenlp tokenizer: the fast one cannot reproduce it")
     expected = Predictor(tiny_exports["seq_cls"], tokenizer="paddlenlp", num_threads=1).predict_texts(["体育｜足球"])
