@@ -173,6 +173,8 @@ class FastErnieTokenizer:
         self._unk_id = slow.convert_tokens_to_ids(slow.unk_token)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("slow", "_rust", "_unk_id"):  # copy/pickle probe before __init__ ran
+            raise AttributeError(name)
         return getattr(self.slow, name)
 
     def __len__(self) -> int:
@@ -278,3 +280,13 @@ def choose_tokenizer(slow: Any, choice: str, texts: Sequence[str] = (), max_leng
     if choice == "fast":
         return fast, f"fast tokenizer as asked, although it differs from paddlenlp's: {difference}", True
     return slow, f"paddlenlp tokenizer: the fast one differs ({difference})", True
+
+
+def tokenizer_for_task(slow: Any, choice: str, task: Any, max_seq_length: int) -> tuple[Any, str, bool]:
+    """choose_tokenizer, checked on the task's sample inputs too (what its predictors and services warm up with)."""
+    from ernie3.tasks.base import map_texts  # the task modules import this module
+
+    texts: list[str] = []
+    for sample in task.sample_inputs():
+        map_texts(sample, lambda text: texts.append(text) or text)
+    return choose_tokenizer(slow, choice, texts, max_length=min(max_seq_length, 32))

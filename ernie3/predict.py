@@ -11,6 +11,7 @@ import numpy as np
 from ernie3.errors import UserError
 from ernie3.backends import TensorRTOptions, create_backend, default_backend
 from ernie3.export import read_task_info, task_of_model_dir
+from ernie3.fast_tokenizer import tokenizer_for_task
 from ernie3.memory import ShapeBuckets, estimate_peak_rss_mb, model_dims
 from ernie3.tasks.base import IGNORE_INDEX
 
@@ -58,7 +59,11 @@ class Predictor:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         self.tokenizer = load_model_tokenizer(model_dir)
         self.max_seq_length = checked_max_seq_length(model_dir, max_seq_length, self.tokenizer)
-        self.tokenizer, self.tokenizer_choice = chosen_tokenizer(self.tokenizer, tokenizer, self.task, self.max_seq_length)
+        self.tokenizer, self.tokenizer_choice, notable = tokenizer_for_task(self.tokenizer, tokenizer, self.task,
+                                                                            self.max_seq_length)  # fmt: skip
+        from paddlenlp.utils.log import logger
+
+        (logger.warning if notable else logger.info)(f"tokenizer: {self.tokenizer_choice}")
         # oneDNN keeps state for every input shape it meets, for the life of the process: batches run only in
         # these shapes (see ernie3/memory.py)
         self.buckets = ShapeBuckets.for_limits(batch_size, self.max_seq_length)
@@ -183,22 +188,6 @@ def checked_max_seq_length(model_dir: str, requested: Optional[int], tokenizer: 
 
     logger.warning(f"{model_dir} was exported with max_seq_length {recorded}; using {requested} as asked")
     return requested
-
-
-def chosen_tokenizer(slow: Any, choice: str, task: Any, max_seq_length: int) -> tuple[Any, str]:
-    """The tokenizer a predictor uses (ernie3.fast_tokenizer.choose_tokenizer, checked on the task's sample inputs
-    too) and why; falling back to paddlenlp's in auto mode, or a forced fast one that differs, is said in one line."""
-    from paddlenlp.utils.log import logger
-
-    from ernie3.fast_tokenizer import choose_tokenizer
-    from ernie3.tasks.base import map_texts
-
-    texts: list[str] = []
-    for sample in task.sample_inputs():
-        map_texts(sample, lambda text: texts.append(text) or text)
-    tokenizer, why, notable = choose_tokenizer(slow, choice, texts, max_length=min(max_seq_length, 32))
-    (logger.warning if notable else logger.info)(f"tokenizer: {why}")
-    return tokenizer, why
 
 
 def load_model_tokenizer(model_dir: str) -> Any:

@@ -79,6 +79,15 @@ def test_other_calls_reach_paddlenlp(tokenizers):
     assert padded["input_ids"].shape == (2, 3)
 
 
+def test_copies_keep_working(tokenizers):
+    """(paddlenlp's tokenizer itself cannot be pickled: its Vocab holds a lambda)"""
+    import copy
+
+    _, fast = tokenizers
+    clone = copy.deepcopy(fast)
+    assert clone.text_ids("体育｜足球") == fast.text_ids("体育｜足球") and clone.cls_token_id == fast.cls_token_id
+
+
 def test_character_classes_follow_paddlenlps_predicates():
     """The inlined classes agree with paddlenlp's functions on every code point of several blocks and a sample."""
     from paddlenlp.transformers.tokenizer_utils import _is_control, _is_punctuation, _is_symbol, _is_whitespace
