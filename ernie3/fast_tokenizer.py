@@ -158,7 +158,10 @@ def build_rust_tokenizer(settings: dict) -> Any:
         [pre_tokenizers.Split(" ", "removed"), pre_tokenizers.Split(Regex(classes["split"]), "isolated")]
     )
     # paddlenlp keeps special tokens written in the text whole (matched before normalization, case-sensitive)
-    tokenizer.add_special_tokens([t for t in settings["special_tokens"] if t in vocab])
+    missing = [t for t in settings["special_tokens"] if t not in vocab]
+    if missing:
+        raise FastUnavailable(f"special token {missing[0]} is not in the vocabulary")
+    tokenizer.add_special_tokens(settings["special_tokens"])
     return tokenizer
 
 
