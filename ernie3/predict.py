@@ -11,6 +11,7 @@ import numpy as np
 from ernie3.errors import UserError
 from ernie3.backends import TensorRTOptions, create_backend, default_backend
 from ernie3.export import task_of_model_dir
+from ernie3.fast_tokenizer import tokenizer_for_task
 from ernie3.memory import ShapeBuckets, estimate_peak_rss_mb, model_dims
 from ernie3.model_files import read_task_info
 from ernie3.tasks.base import IGNORE_INDEX
@@ -36,6 +37,7 @@ class Predictor:
         tensorrt: Optional[TensorRTOptions] = None,
         model_prefix: Optional[str] = None,
         warmup: bool = False,
+        tokenizer: str = "auto",
     ):
         """`model_path`: a model directory written by --do_export or the compress scripts, a static program
         file, or an .onnx file; the tokenizer and ernie3_task.json are read from the same directory.
@@ -44,7 +46,11 @@ class Predictor:
         shapes of `self.buckets`, so memory is set by these two settings, not by traffic. `warmup` runs every
         bucket shape once before the first batch of each thread that uses the predictor (Paddle's oneDNN keeps its
         per-shape state per thread: a service's worker thread must warm up itself): from then on memory holds at
-        `expected_peak_rss_mb` and no request pays for a first run of a shape."""
+        `expected_peak_rss_mb` and no request pays for a first run of a shape.
+
+        `tokenizer`: fast (Rust WordPiece, ernie3/fast_tokenizer.py), paddlenlp (its Python ErnieTokenizer), or auto:
+        the fast one when it gives paddlenlp's ids on probe texts and the task's sample inputs, else paddlenlp's
+        (`tokenizer_choice` says which and why)."""
         model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
         if not os.path.exists(model_path):
             raise UserError(f"model path not found: {model_path}")
@@ -54,6 +60,11 @@ class Predictor:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         self.tokenizer = load_model_tokenizer(model_dir)
         self.max_seq_length = checked_max_seq_length(model_dir, max_seq_length, self.tokenizer)
+        self.tokenizer, self.tokenizer_choice, notable = tokenizer_for_task(self.tokenizer, tokenizer, self.task,
+                                                                            self.max_seq_length)  # fmt: skip
+        from paddlenlp.utils.log import logger
+
+        (logger.warning if notable else logger.info)(f"tokenizer: {self.tokenizer_choice}")
         # oneDNN keeps state for every input shape it meets, for the life of the process: batches run only in
         # these shapes (see ernie3/memory.py)
         self.buckets = ShapeBuckets.for_limits(batch_size, self.max_seq_length)

@@ -38,6 +38,7 @@ from ernie3.files import (
     write_run_record,
     write_text_atomic,
 )
+from ernie3.fast_tokenizer import tokenizer_for_task
 from ernie3.metrics import per_class_markdown
 from ernie3.modeling import check_model_source, load_model, load_tokenizer, model_config_value
 from ernie3.model_files import read_task_info
@@ -382,7 +383,10 @@ def load_run_data(
     files = {"train": data_args.train_file, "dev": data_args.dev_file, "test": data_args.test_file}
     skip = data_args.skip_invalid_records
     examples = {split: load_examples(task, split, files[split], skip_invalid=skip) for split in splits}
-    encoded = {split: task.encode(items, tokenizer, max_seq_length) for split, items in examples.items()}
+    # features by the fast tokenizer where it gives paddlenlp's ids (the Trainer and saved models keep paddlenlp's)
+    encoder, why, _ = tokenizer_for_task(tokenizer, "auto", task, max_seq_length)
+    logger.info(f"feature conversion: {why}")
+    encoded = {split: task.encode(items, encoder, max_seq_length) for split, items in examples.items()}
     datasets = {split: dataset_of(split_encoded) for split, split_encoded in encoded.items()}
     for split, split_examples in examples.items():
         windows = len(encoded[split].features)

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from ernie3.backends import TensorRTOptions
 from ernie3.batch_predict import DEFAULT_CHUNK_SIZE, INPUT_FORMATS, BatchSettings, check_output, predict_file
 from ernie3.errors import UserError
+from ernie3.fast_tokenizer import TOKENIZER_CHOICES
 
 
 def check_positive(args: argparse.Namespace, *names: str) -> None:
@@ -37,6 +38,12 @@ def tensorrt_options(args: argparse.Namespace) -> Optional[TensorRTOptions]:
     )
     options.validate()
     return options
+
+
+def add_tokenizer_argument(parser: Any) -> None:
+    parser.add_argument("--tokenizer", choices=TOKENIZER_CHOICES, default="auto",
+                        help="fast: Rust WordPiece (HF tokenizers); paddlenlp: its Python ErnieTokenizer; auto: the "
+                             "fast one when it gives paddlenlp's ids on probe texts at start-up, else paddlenlp's")  # fmt: skip
 
 
 def add_batch_arguments(parser: Any, input_file: bool = True, output_file: bool = True) -> None:

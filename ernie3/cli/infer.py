@@ -7,7 +7,8 @@ import argparse
 import time
 from typing import Optional, Sequence
 
-from ernie3.cli.common import add_batch_arguments, check_positive, run_batch_job, tensorrt_options
+from ernie3.cli.common import (add_batch_arguments, add_tokenizer_argument, check_positive, run_batch_job,
+                               tensorrt_options)
 from ernie3.errors import UserError
 from ernie3.files import check_report_file, write_json_atomic
 from ernie3.layout import resolve_model_path
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_file", help="write the metrics (and perf figures) as JSON here; with --input_file, "
                                                "the predictions (JSON lines)")  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="show Paddle's native logs (pass logs on model load)")
+    add_tokenizer_argument(parser)
     add_batch_arguments(parser, output_file=False)
     return parser
 
@@ -64,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         return run_batch_job(args, dict(
             model_path=model_path, backend=args.backend, device=args.device, precision=args.precision,
             num_threads=args.num_threads, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-            tensorrt=tensorrt_options(args),
+            tensorrt=tensorrt_options(args), tokenizer=args.tokenizer,
         ))  # fmt: skip
     if args.output_file:
         check_report_file(args.output_file, "--output_file", REPORT_KEYS)
@@ -77,6 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         batch_size=args.batch_size,
         max_seq_length=args.max_seq_length,
         tensorrt=tensorrt_options(args),
+        tokenizer=args.tokenizer,
     )
     task = predictor.task
     if args.task_name and get_task(args.task_name).name != task.name:

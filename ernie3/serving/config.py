@@ -147,6 +147,7 @@ DEVICES = ("cpu", "gpu")
 def check_predictor_options(where: str, options: Mapping[str, Any]) -> dict:
     """A model's Predictor options, checked: positive counts, known devices and precisions, TensorRT settings."""
     from ernie3.backends import PRECISIONS
+    from ernie3.fast_tokenizer import TOKENIZER_CHOICES
 
     for key, value in options.items():
         if key in POSITIVE_INT_OPTIONS:
@@ -158,6 +159,8 @@ def check_predictor_options(where: str, options: Mapping[str, Any]) -> dict:
             raise UserError(f"{where}: 'precision' must be one of auto, {', '.join(PRECISIONS)}, got {value!r}")
         elif key == "tensorrt":
             tensorrt_options(where, value)
+        elif key == "tokenizer" and value not in TOKENIZER_CHOICES:
+            raise UserError(f"{where}: 'tokenizer' must be one of {', '.join(TOKENIZER_CHOICES)}, got {value!r}")
         elif key in ("backend", "model_prefix") and (not isinstance(value, str) or not value):
             raise UserError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
     return dict(options)

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from ernie3.errors import UserError
+from ernie3.fast_tokenizer import text_ids
 from ernie3.tasks.base import Encoded, RecordLocation, Task
 from ernie3.tasks.seq_cls import TASKS as SEQ_CLS_TASKS
 from ernie3.tasks.seq_cls import SeqClsTask
@@ -165,7 +166,7 @@ class LongTextTask(Task):
 
 
 def token_ids(tokenizer: Any, text: str) -> list[int]:
-    return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
+    return text_ids(tokenizer, text)
 
 
 def text_windows(num_tokens: int, window_length: int, stride: int, max_windows: int) -> list[tuple[int, int]]:

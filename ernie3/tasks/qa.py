@@ -11,6 +11,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from ernie3.errors import UserError
+from ernie3.fast_tokenizer import text_ids
 from ernie3.files import json_error_text, write_json_atomic
 from ernie3.metrics import cmrc_scores
 from ernie3.tasks.base import Encoded, RecordError, RecordLocation, Task, kind_of, text_field
@@ -180,7 +181,7 @@ class QATask(Task):
             if context not in tokenized_contexts:
                 tokenized_contexts[context] = tokenize_with_offsets(tokenizer, context)
             context_ids, offsets = tokenized_contexts[context]
-            question_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(example["question"]))
+            question_ids = text_ids(tokenizer, example["question"])
             question_ids = question_ids[: options.max_query_length]
             window_length = max_seq_length - special_tokens - len(question_ids)
             windows = context_windows(len(context_ids), window_length, options.doc_stride)
@@ -316,11 +317,11 @@ def locate_answer(context: str, text: str, start: int, number: int, question_id:
 
 def tokenize_with_offsets(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     """Token ids of a text and each token's [start, end) character span in it."""
-    tokens = tokenizer.tokenize(text)
+    ids = text_ids(tokenizer, text)
     offsets = tokenizer.get_offset_mapping(text)
-    if len(offsets) != len(tokens):
-        raise RuntimeError(f"the tokenizer gave {len(tokens)} tokens but {len(offsets)} offsets for {text[:40]!r}")
-    return tokenizer.convert_tokens_to_ids(tokens), [(int(s), int(e)) for s, e in offsets]
+    if len(offsets) != len(ids):
+        raise RuntimeError(f"the tokenizer gave {len(ids)} tokens but {len(offsets)} offsets for {text[:40]!r}")
+    return ids, [(int(s), int(e)) for s, e in offsets]
 
 
 def context_windows(num_tokens: int, window_length: int, stride: int) -> list[tuple[int, int]]:
