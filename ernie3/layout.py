@@ -2,7 +2,7 @@
 
     TRAIN_OUT/checkpoint-*/  best/  export/  predict/<task>_predict.json  *_results.json  ernie3_run.json
     PIPELINE_OUT/train/ (a TRAIN_OUT)  compress/ (a COMPRESS_OUT)  pipeline_report.{md,json,png}
-    COMPRESS_OUT/float/  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel  <float or width>/<engine>-<precision>/
+    COMPRESS_OUT/float/  vocab_pruned/  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel  <float or width>/<engine>-<precision>/
                  best/ (+ candidate.json)  report.json  report.md
 A model directory holds model.pdmodel/.pdiparams (or int8.*, model.onnx, model.xml) and ernie3_task.json.
 """
@@ -37,11 +37,13 @@ TRAIN_LAYOUT = ("checkpoint-*", BEST_DIR, EXPORT_DIR, PREDICT_DIR, "runs", "*_re
 
 # -- compress output -----------------------------------------------------------------------------------------------
 FLOAT_DIR = "float"
+#: the float model with a trimmed vocabulary (--prune_vocab), compressed further like `float/`
+VOCAB_DIR = "vocab_pruned"
 WIDTH_DIR_PATTERN = "width_mult_*"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 #: what a compress run writes into its output dir (a later --overwrite_output_dir deletes only these)
-COMPRESS_LAYOUT = (FLOAT_DIR, WIDTH_DIR_PATTERN, BEST_DIR, REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")
+COMPRESS_LAYOUT = (FLOAT_DIR, VOCAB_DIR, WIDTH_DIR_PATTERN, BEST_DIR, REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")
 
 
 # -- pipeline output (fine-tune → compress → benchmark → report) -------------------------------------------------------
@@ -97,9 +99,12 @@ class Candidate:
 
 
 def float_candidates(output_dir: str) -> list[Candidate]:
-    """The float models of a compress output: the unpruned `float/` first, then each pruned width."""
+    """The float models of a compress output: the unpruned `float/` first, then the vocabulary-trimmed one (if
+    any), then each pruned width."""
     model_file = STATIC_MODEL_PREFIX + ".pdmodel"
     found = [Candidate(FLOAT_DIR, os.path.join(output_dir, FLOAT_DIR), model_file)]
+    if os.path.isfile(os.path.join(output_dir, VOCAB_DIR, model_file)):
+        found.append(Candidate(VOCAB_DIR, os.path.join(output_dir, VOCAB_DIR), model_file))
     for pruned in sorted(glob.glob(os.path.join(output_dir, WIDTH_DIR_PATTERN))):
         if os.path.isfile(os.path.join(pruned, model_file)):
             found.append(Candidate(os.path.basename(pruned), pruned, model_file))
