@@ -24,7 +24,9 @@ Defaults of both stages come from config.yml as for the scripts (the compress: s
 
 The deploy pick: among the candidates within --max_metric_drop of the float model's dev metric (as compression
 measured it), the one with the highest batch-N throughput (--optimize_for throughput) or the lowest batch-1 median
-latency (--optimize_for latency), as this command's benchmark measured them through the Predictor.
+latency (--optimize_for latency), as this command's benchmark measured them through the Predictor, or the smallest
+on disk (size) or of lowest predictor peak RSS (memory), as compression measured them; the same rule as compression's
+own best pick (ernie3.lightweight.objective_key), which gets --optimize_for too.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from typing import Any, Iterator, Optional, Sequence
 from ernie3 import layout
 from ernie3.errors import UserError, run_cli
 from ernie3.layout import Candidate
+from ernie3.lightweight import OBJECTIVES, peak_rss_of
 
 #: what a pipeline output dir's run record says wrote it (see ernie3.files.RUN_RECORD)
 PIPELINE_KIND = "pipeline"
@@ -73,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dev examples each candidate runs in the benchmark (the first N)")  # fmt: skip
     parser.add_argument("--bench_min_seconds", type=float, default=2.0,
                         help="time each candidate at each batch size at least this long")  # fmt: skip
-    parser.add_argument("--optimize_for", choices=("throughput", "latency"), default="throughput",
-                        help="what the deploy pick maximises among candidates within --max_metric_drop: batch-N "
-                             "throughput (offline / batched serving) or batch-1 median latency (one request at a time)")  # fmt: skip
+    parser.add_argument("--optimize_for", choices=OBJECTIVES, default="throughput",
+                        help="what the deploy pick optimises among candidates within --max_metric_drop: batch-N "
+                             "throughput (offline / batched serving), batch-1 median latency (one request at a time), "
+                             "size on disk, or predictor peak RSS (memory)")  # fmt: skip
     return parser
 
 
@@ -100,10 +104,13 @@ class StageFlags:
 
         from ernie3.args import DataArguments, ModelArguments
         from ernie3.compress import CandidateEvaluationArguments
+        from ernie3.lightweight import LightweightArguments
 
         trainer = field_names(TrainingArguments)
         both = field_names(DataArguments) | field_names(task.options_class) | set(SHARED_TRAINER_FLAGS)
         compress_only = (field_names(CompressionArguments) - trainer) | field_names(CandidateEvaluationArguments)
+        # --optimize_for is the pipeline's own flag (its parser takes it); main() passes it on to compression
+        compress_only |= field_names(LightweightArguments) - {"optimize_for"}
         return cls(both, (trainer | field_names(ModelArguments)) - both, compress_only)
 
 
@@ -196,11 +203,14 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
     bad flag or setting fails before fine-tuning rather than after it."""
     from ernie3.args import parse_arguments
     from ernie3.compress import CandidateEvaluationArguments, check_compression_settings, read_model_config
+    from ernie3.lightweight import LightweightArguments, check_strategy
     from ernie3.modeling import check_model_source
 
     with quiet_library_logs():
         training = parse_arguments(training_argv, None)
-        compression = parse_arguments(compression_argv, None, [CandidateEvaluationArguments], for_compression=True)
+        compression = parse_arguments(compression_argv, None, [CandidateEvaluationArguments, LightweightArguments],
+                                      for_compression=True)  # fmt: skip
+    check_strategy(compression.training.strategy, compression.training.width_mult_list)
     if check_model_source(model_dir) is not None:  # a local model: its shape decides which widths keep whole heads
         check_compression_settings(compression.training, read_model_config(model_dir),
                                    compression.extra[CandidateEvaluationArguments])  # fmt: skip
@@ -376,11 +386,13 @@ def deploy_commands(task: Any, model_path: str, dev_file: Optional[str], num_thr
 
 
 def pick_deployment(rows: list[dict], max_metric_drop: float, optimize_for: str) -> dict:
+    """Compression's pick rule, with throughput and latency as this command's benchmark measured them."""
     from ernie3.compress import pick_best
+    from ernie3.lightweight import objective_key
 
-    if optimize_for == "latency":
-        return pick_best(rows, max_metric_drop, speed=lambda r: -r["batch1_latency_p50_ms"])
-    return pick_best(rows, max_metric_drop, speed=lambda r: r["batch_throughput"])
+    key = objective_key(optimize_for, throughput=lambda r: r["batch_throughput"],
+                        latency_ms=lambda r: r["batch1_latency_p50_ms"])  # fmt: skip
+    return pick_best(rows, max_metric_drop, speed=key)
 
 
 # -- the report -----------------------------------------------------------------------------------------------------
@@ -545,7 +557,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         training_argv.append("--do_predict")
 
     def compression_argv_for(model_dir: str) -> list[str]:
-        return [*common, "--model_name_or_path", model_dir, "--output_dir", compress_dir, *compression_flags]
+        return [*common, "--model_name_or_path", model_dir, "--output_dir", compress_dir, *compression_flags,
+                "--optimize_for", args.optimize_for]  # fmt: skip
 
     compression_argv = compression_argv_for(os.path.join(train_dir, layout.BEST_DIR))
     # everything that can be checked before any long work (the input model stands in for the fine-tuned one)
@@ -587,9 +600,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             for r in compressed["candidates"]]  # fmt: skip
     picked = pick_deployment(rows, max_metric_drop, args.optimize_for)
     deploy_path = picked["path"]
-    objective = (f"the lowest batch-1 median latency ({picked['batch1_latency_p50_ms']:.2f} ms)"
-                 if args.optimize_for == "latency" else
-                 f"the highest batch-{args.bench_batch_size} throughput ({picked['batch_throughput']:.1f} seq/s)")  # fmt: skip
+    objective = {
+        "latency": lambda: f"the lowest batch-1 median latency ({picked['batch1_latency_p50_ms']:.2f} ms)",
+        "throughput": lambda: f"the highest batch-{args.bench_batch_size} throughput ({picked['batch_throughput']:.1f} seq/s)",
+        "size": lambda: f"the smallest size on disk ({picked['size_mb']:.2f} MB)",
+        "memory": lambda: f"the lowest predictor peak RSS ({peak_rss_of(picked):.0f} MB)",
+    }[args.optimize_for]()  # fmt: skip
     reason = (f"`{picked['name']}` ({picked['backend']} {picked['precision']}, {picked['size_mb']:.1f} MB) has "
               f"{objective} among the {sum(r['within_drop'] for r in rows)} candidates whose dev "
               f"{trained_task.metric_name} is within {max_metric_drop:.1%} of the float model's "
