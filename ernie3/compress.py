@@ -391,11 +391,19 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
     for r in results:
         row = [r["name"], r.get("backend", "paddle"), r["precision"], *(f"{r['metrics'][m]:.4f}" for m in metric_names),
                f"{r['size_mb']:.2f}",
-               f"{r['throughput']:.1f}", f"{r['latency_ms']:.2f}", f"{r['expected_peak_rss_mb']:.0f}",
-               "" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}", f"{r['agreement_with_float']:.2%}",
+               f"{r['throughput']:.1f}", *(optional(r.get(key), spec) for key, spec in MEMORY_COLUMNS),
+               f"{r['agreement_with_float']:.2%}",
                f"{r['agreement_with_source']:.2%}" if r["quantized_from"] else "", "✓" if r is best else ""]  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: report columns a candidate may lack (a measurement that failed or was not asked for): key, format
+MEMORY_COLUMNS = (("latency_ms", ".2f"), ("expected_peak_rss_mb", ".0f"), ("peak_rss_mb", ".0f"))
+
+
+def optional(value: Optional[float], spec: str) -> str:
+    return "" if value is None else format(value, spec)
 
 
 def vocabulary_lines(summary: Optional[dict]) -> list[str]:
