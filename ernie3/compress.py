@@ -495,7 +495,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     check_compression_settings(args, model_config, eval_args)
     check_strategy(args.strategy, args.width_mult_list)
     output_dir = args.output_dir
-    data_files = [data_args.train_file, data_args.dev_file]
+    data_files = [data_args.train_file, data_args.dev_file, light.vocab_corpus]
     prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
 
     trains = "dynabert" in args.strategy or "qat" in args.strategy

@@ -68,6 +68,8 @@ class LightweightArguments:
                 raise UserError("--vocab_corpus is used only with --prune_vocab")
             if not os.path.isfile(self.vocab_corpus):
                 raise UserError(f"--vocab_corpus: not a file: {self.vocab_corpus}")
+            if not os.access(self.vocab_corpus, os.R_OK):
+                raise UserError(f"--vocab_corpus: cannot read {self.vocab_corpus} (permission denied)")
 
 
 def check_strategy(strategy: str, width_mult_list: Optional[Sequence[Any]]) -> None:

@@ -54,8 +54,8 @@ def quantize_program_embeddings(source_dir: str, model_prefix: str, output_dir: 
                 )
                 config = {"quantize_op_types": ["lookup_table_v2"], "lookup_table_v2": {"quantize_type": "abs_max"}}
                 quantized = quant.quant_embedding(program, place, config, scope=scope)
-                # paddle 3 wants feed Variables where paddlenlp's `embeddings` strategy passes names (ValueError
-                # "'feed_vars' should be a Variable"): look them up in the quantized program
+                # feed Variables, not names (paddlenlp's own `embeddings` strategy passes the names, which paddle 3
+                # rejects: "'feed_vars' should be a Variable"; that path is not used)
                 feeds = [quantized.global_block().var(name) for name in feed_names]
                 paddle.static.save_inference_model(os.path.join(staging, model_prefix), feeds, fetch_targets,
                                                    executor, program=quantized)  # fmt: skip

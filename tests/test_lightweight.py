@@ -193,3 +193,34 @@ def test_measured_peak_rss_of_a_candidate_in_its_own_process(light):
     candidate = by_name(light)["float"]
     measured = measure_peak_rss(Candidate("float", candidate["path"], candidate["model_file"]), 8, 1)
     assert measured is not None and 100 < measured < 4000
+
+
+def test_a_corpus_adds_its_tokens_and_bad_corpora_fail_in_one_line(tiny_model_dir, tmp_path):
+    from ernie3.modeling import load_tokenizer
+    from ernie3.vocab import corpus_token_ids, plan_vocabulary
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("鲸鲸鲸\n\n  鲸 鲨\n", encoding="utf-8")
+    train = [tokenizer.convert_tokens_to_ids(["球", "队"])]
+    plan = plan_vocabulary(tokenizer, [*train, corpus_token_ids(str(corpus), tokenizer)], 9)
+    kept = set(tokenizer.convert_ids_to_tokens(plan.kept_ids))
+    assert {"球", "队", "鲸", "鲨"} <= kept and len(kept) == plan.size == 9  # 5 special tokens + 4
+    tight = plan_vocabulary(tokenizer, [*train, corpus_token_ids(str(corpus), tokenizer)], 6)
+    assert "鲸" in tokenizer.convert_ids_to_tokens(tight.kept_ids)  # the most frequent token wins the last place
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café\n".encode("latin-1"))
+    with pytest.raises(UserError, match="--vocab_corpus: .* is not UTF-8"):
+        plan_vocabulary(tokenizer, [corpus_token_ids(str(latin1), tokenizer)], 100)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--vocab_corpus", "{tmp}"], "--vocab_corpus is used only with --prune_vocab"),
+    (["--prune_vocab", "--vocab_corpus", "{tmp}"], "--vocab_corpus: not a file"),
+    (["--optimize_for", "beauty"], "--optimize_for: 'beauty' is not one of"),
+])  # fmt: skip
+def test_bad_light_weight_flags_fail_before_any_work(trained_tnews, tmp_path, extra, message):
+    extra = [value.replace("{tmp}", str(tmp_path)) for value in extra]
+    with pytest.raises(UserError, match=message):
+        compress("seq_cls", compress_argv(trained_tnews, tmp_path / "out", "--strategy", "ptq", *extra))
+    assert not os.path.exists(tmp_path / "out")
