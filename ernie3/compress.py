@@ -36,6 +36,7 @@ from ernie3.layout import (
 )
 from ernie3.lightweight import (
     LightweightArguments,
+    batch1_latency_ms,
     check_strategy,
     collect_qat_outputs,
     measure_peak_rss,
@@ -43,6 +44,7 @@ from ernie3.lightweight import (
     qat_candidates,
 )
 from ernie3.quant_embeddings import build_embedding_candidates
+from ernie3.vocab import trim_for_compression, vocabulary_report_lines
 from ernie3.files import (
     atomic_directory,
     check_output_location,
@@ -338,20 +340,6 @@ def evaluate_candidates(
     return results
 
 
-def batch1_latency_ms(predictor: Any, examples: Sequence[dict], count: int = 8) -> float:
-    """Median time (ms) of one example alone, over the first `count` examples (after one warm-up run)."""
-    import statistics
-
-    sample = list(examples[:count])
-    predictor.predict(sample[:1])
-    times = []
-    for example in sample:
-        started = time.perf_counter()
-        predictor.predict([example])
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 def agreement(decisions: Sequence, reference: Sequence) -> float:
     return sum(a == b for a, b in zip(decisions, reference)) / len(reference)
 
@@ -383,7 +371,7 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
         f"best = {objective} within {settings['max_metric_drop']:.1%} of the float model's {task.metric_name}. "
         "Peak RSS: the memory plan's estimate, and as measured in a child process per candidate after one run of "
         "every shape bucket.",
-        *vocabulary_lines(settings.get("vocabulary")),
+        *vocabulary_report_lines(settings.get("vocabulary")),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -406,15 +394,6 @@ def optional(value: Optional[float], spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def vocabulary_lines(summary: Optional[dict]) -> list[str]:
-    if not summary:
-        return []
-    return ["", f"Vocabulary trimmed (`{VOCAB_DIR}`): {summary['vocab_size_before']} → {summary['vocab_size']} tokens "
-                f"(--max_vocab_size {summary['max_vocab_size']}), position embeddings → {summary['max_position_embeddings']}; "
-                f"dev tokens that are [UNK]: {summary['dev_unk_share_before']:.2%} before, {summary['dev_unk_share']:.2%} "
-                "after; its agreement with the untrimmed model is its `agreement with float`."]  # fmt: skip
-
-
 def prepare_candidate_dirs(candidates: Sequence[Candidate], tokenizer: Any, task: Task, max_seq_length: int) -> None:
     """Give every candidate directory the tokenizer and task record, so each loads on its own."""
     for directory in (candidate.path for candidate in candidates):
@@ -435,31 +414,6 @@ def copy_best(best: dict, output_dir: str) -> str:
             json.dump({k: best.get(k, "paddle") for k in ("name", "backend", "model_file", "precision", "metrics")},
                       handle, indent=2)  # fmt: skip
     return target
-
-
-def prune_vocabulary(model: Any, task: Task, data: Any, data_args: Any, light: Any, output_dir: str) -> tuple:
-    """Trim the vocabulary to the train texts' (+ corpus) tokens, export the trimmed float model to VOCAB_DIR and
-    reload model and data with it; (model, data, summary)."""
-    import tempfile
-
-    from ernie3.vocab import trim_vocabulary, unknown_share
-
-    dygraph_dir = tempfile.mkdtemp(prefix=".vocab-", dir=output_dir)
-    try:
-        summary = trim_vocabulary(model, data.tokenizer, data.encoded["train"].features, light.vocab_corpus,
-                                  light.max_vocab_size, data_args.max_seq_length, dygraph_dir)  # fmt: skip
-        trimmed = load_run_data(task, dygraph_dir, data_args.max_seq_length, data_args, list(data.examples),
-                                data_args.max_seq_length)  # fmt: skip
-        model = load_model(dygraph_dir, task.model_class())
-        # the tokenizer saves by copying its vocab file, which lives in dygraph_dir
-        export_inference_model(model, trimmed.tokenizer, task, os.path.join(output_dir, VOCAB_DIR),
-                               data_args.max_seq_length)  # fmt: skip
-        trimmed.tokenizer = type(trimmed.tokenizer).from_pretrained(os.path.join(output_dir, VOCAB_DIR))
-    finally:
-        shutil.rmtree(dygraph_dir, ignore_errors=True)
-    summary["dev_unk_share_before"] = round(unknown_share(data.encoded["dev"].features, data.tokenizer), 4)
-    summary["dev_unk_share"] = round(unknown_share(trimmed.encoded["dev"].features, trimmed.tokenizer), 4)
-    return model, trimmed, summary
 
 
 def run(task_type: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> dict:
@@ -526,7 +480,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     tokenizers = {FLOAT_DIR: tokenizer}  # NNCF calibrates each float model with its own tokenizer
     vocabulary = None
     if light.prune_vocab:  # the rest of the strategy compresses the trimmed model
-        model, data, vocabulary = prune_vocabulary(model, task, data, data_args, light, output_dir)
+        model, data, vocabulary = trim_for_compression(model, task, data, data_args, light, output_dir)
         tokenizer, examples, encoded, datasets = data.tokenizer, data.examples, data.encoded, data.datasets
     to_quantize = VOCAB_DIR if light.prune_vocab else FLOAT_DIR
     if args.strategy == "ptq":

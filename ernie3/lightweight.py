@@ -135,6 +135,21 @@ def peak_rss_of(result: dict) -> float:
     return measured if measured is not None else result["expected_peak_rss_mb"]
 
 
+def batch1_latency_ms(predictor: Any, examples: Sequence[dict], count: int = 8) -> float:
+    """Median time (ms) of one example alone, over the first `count` examples (after one warm-up run)."""
+    import statistics
+    import time
+
+    sample = list(examples[:count])
+    predictor.predict(sample[:1])
+    times = []
+    for example in sample:
+        started = time.perf_counter()
+        predictor.predict([example])
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
 # -- measured predictor memory ---------------------------------------------------------------------------------------
 
 

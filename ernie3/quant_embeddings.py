@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ernie3.files import atomic_directory
-from ernie3.layout import CANDIDATE_FILE, OPENVINO_IR_FILE, Candidate, derived_candidate_path
+from ernie3.layout import OPENVINO_IR_FILE, Candidate, derived_candidate_path
 
 #: the variant name of a candidate with INT8 embeddings, derived from an INT8 candidate
 EMBEDDING_VARIANT = "emb-int8"

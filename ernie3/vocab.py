@@ -20,6 +20,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from ernie3.errors import UserError
 from ernie3.files import atomic_directory
+from ernie3.layout import VOCAB_DIR
 
 VOCAB_FILE = "vocab.txt"
 
@@ -138,3 +139,41 @@ def trim_vocabulary(model: Any, tokenizer: Any, train_features: Sequence[dict], 
     return {"vocab_size_before": len(tokenizer.vocab), "vocab_size": plan.size, "max_vocab_size": max_vocab_size,
             "distinct_tokens_in_texts": plan.distinct_tokens, "corpus": corpus,
             "max_position_embeddings": max_seq_length}  # fmt: skip
+
+
+def trim_for_compression(model: Any, task: Any, data: Any, data_args: Any, light: Any, output_dir: str) -> tuple:
+    """Trim the vocabulary to the train texts' (+ corpus) tokens, export the trimmed float model to VOCAB_DIR and
+    reload model and data with it; (model, data, summary)."""
+    import shutil
+    import tempfile
+
+    from ernie3.export import export_inference_model
+    from ernie3.modeling import load_model
+    from ernie3.train import load_run_data
+
+    dygraph_dir = tempfile.mkdtemp(prefix=".vocab-", dir=output_dir)
+    try:
+        summary = trim_vocabulary(model, data.tokenizer, data.encoded["train"].features, light.vocab_corpus,
+                                  light.max_vocab_size, data_args.max_seq_length, dygraph_dir)  # fmt: skip
+        trimmed = load_run_data(task, dygraph_dir, data_args.max_seq_length, data_args, list(data.examples),
+                                data_args.max_seq_length)  # fmt: skip
+        model = load_model(dygraph_dir, task.model_class())
+        # the tokenizer saves by copying its vocab file, which lives in dygraph_dir
+        export_inference_model(model, trimmed.tokenizer, task, os.path.join(output_dir, VOCAB_DIR),
+                               data_args.max_seq_length)  # fmt: skip
+        trimmed.tokenizer = type(trimmed.tokenizer).from_pretrained(os.path.join(output_dir, VOCAB_DIR))
+    finally:
+        shutil.rmtree(dygraph_dir, ignore_errors=True)
+    summary["dev_unk_share_before"] = round(unknown_share(data.encoded["dev"].features, data.tokenizer), 4)
+    summary["dev_unk_share"] = round(unknown_share(trimmed.encoded["dev"].features, trimmed.tokenizer), 4)
+    return model, trimmed, summary
+
+
+def vocabulary_report_lines(summary: Optional[dict]) -> list[str]:
+    """The compress report's lines on the trimmed vocabulary (none without --prune_vocab)."""
+    if not summary:
+        return []
+    return ["", f"Vocabulary trimmed (`{VOCAB_DIR}`): {summary['vocab_size_before']} → {summary['vocab_size']} tokens "
+                f"(--max_vocab_size {summary['max_vocab_size']}), position embeddings → {summary['max_position_embeddings']}; "
+                f"dev tokens that are [UNK]: {summary['dev_unk_share_before']:.2%} before, {summary['dev_unk_share']:.2%} "
+                "after; its agreement with the untrimmed model is its `agreement with float`."]  # fmt: skip
