@@ -225,6 +225,8 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
 TRAIN_MACS_PER_SECOND = 1.2e10
 SECONDS_PER_CANDIDATE = 2.0
 SECONDS_PER_PREDICTOR = 0.6
+#: measuring one candidate's peak RSS in a process of its own (--measure_rss): interpreter + paddle import + warm-up
+SECONDS_PER_RSS_PROBE = 6.0
 
 
 def encoder_parameters(model_dir: str) -> Optional[int]:
@@ -243,17 +245,24 @@ def expected_candidates(compression: Any) -> int:
     """How many candidates compression will build and evaluate (as ernie3.compress builds them)."""
     from ernie3.backends import cpu_has_native_bf16
     from ernie3.compress import CandidateEvaluationArguments
+    from ernie3.lightweight import LightweightArguments
 
     args, evaluation = compression.training, compression.extra[CandidateEvaluationArguments]
+    light = compression.extra[LightweightArguments]
     widths = len(args.width_mult_list or []) if "dynabert" in args.strategy else 0
-    # PTQ quantizes the pruned models after DynaBERT, else the float model
+    # PTQ and QAT quantize the pruned models after DynaBERT, else the (vocabulary-trimmed) float model
     ptq_sources = (widths or 1) if "ptq" in args.strategy else 0
     ptq = len(args.algo_list) * len(args.batch_size_list) * len(args.batch_num_list) if ptq_sources else 0
+    qat = (widths or 1) if "qat" in args.strategy else 0
     bf16 = cpu_has_native_bf16()
-    per_float = ("paddle" in evaluation.engines and bf16) + ("openvino" in evaluation.engines)
-    unpruned_only = ("openvino" in evaluation.engines) * (bf16 + evaluation.nncf_accuracy_control)
-    floats = 1 + widths
-    return floats * (1 + per_float) + ptq_sources * ptq + unpruned_only + ("onnxruntime" in evaluation.engines)
+    openvino = "openvino" in evaluation.engines
+    per_float = ("paddle" in evaluation.engines and bf16) + openvino
+    unpruned_only = openvino * (bf16 + evaluation.nncf_accuracy_control)
+    # with QAT, paddlenlp exports no pruned float model
+    floats = 1 + (0 if qat else widths) + light.prune_vocab
+    int8 = ptq_sources * ptq + qat + openvino * (floats + evaluation.nncf_accuracy_control)
+    return (floats * (1 + per_float) + ptq_sources * ptq + qat + unpruned_only + ("onnxruntime" in evaluation.engines)
+            + int8 * light.int8_embeddings)  # fmt: skip
 
 
 def examples_seen(arguments: Any, train_examples: int) -> int:
@@ -265,6 +274,8 @@ def examples_seen(arguments: Any, train_examples: int) -> int:
 
 def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], bench: argparse.Namespace) -> str:
     """What the run will cost, said before it starts: a rough figure from the model's shape and the data size."""
+    from ernie3.lightweight import LightweightArguments
+
     compression = plan.compression.training
     max_seq_length = plan.training.data.max_seq_length
     candidates = expected_candidates(plan.compression)
@@ -280,7 +291,9 @@ def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], ben
     train_minutes = training * 3 * per_example
     # DynaBERT distillation: the teacher's forward pass on top of the student's forward and backward
     distilled = examples_seen(compression, train_examples) if "dynabert" in compression.strategy else 0
-    compress_minutes = distilled * 4 * per_example + candidates * SECONDS_PER_CANDIDATE / 60
+    distilled += examples_seen(compression, train_examples) if "qat" in compression.strategy else 0
+    probe = SECONDS_PER_RSS_PROBE if plan.compression.extra[LightweightArguments].measure_rss else 0.0
+    compress_minutes = distilled * 4 * per_example + candidates * (SECONDS_PER_CANDIDATE + probe) / 60
     bench_minutes = candidates * 2 * (bench.bench_min_seconds + SECONDS_PER_PREDICTOR) / 60
     size_mb = (parameters + model_config_size(model_dir)) * 4 / 2**20
     lines.append(f"  expected on 2 CPU cores, roughly: fine-tuning {train_minutes:.0f} min ({training} examples of up "
