@@ -39,10 +39,16 @@ class VocabularyPlan:
         return len(self.kept_ids)
 
 
+def id_bound(tokenizer: Any) -> int:
+    """One past the largest token id. Not len(vocab): ids are line numbers of vocab.txt, and a vocabulary with a
+    repeated line (ERNIE 3.0's has 39980 lines, 39979 distinct tokens, [UNK] = 39979) has fewer tokens than ids."""
+    return max(tokenizer.vocab.token_to_idx.values()) + 1
+
+
 def special_token_ids(tokenizer: Any) -> list[int]:
     """Ids of the tokenizer's special tokens ([PAD], [UNK], [CLS], [SEP], [MASK], ...), sorted, once each."""
     ids = set(tokenizer.all_special_ids)
-    return sorted(i for i in ids if i is not None and 0 <= i < len(tokenizer.vocab))
+    return sorted(i for i in ids if i is not None and 0 <= i < id_bound(tokenizer))
 
 
 def check_max_vocab_size(max_vocab_size: int, tokenizer: Any) -> None:
@@ -77,7 +83,8 @@ def plan_vocabulary(tokenizer: Any, token_ids: Iterable[Iterable[int]], max_voca
     for ids in token_ids:
         counts.update(ids)
     special_set = set(specials)
-    ranked = sorted((i for i in counts if i not in special_set and 0 <= i < len(tokenizer.vocab)),
+    bound = id_bound(tokenizer)
+    ranked = sorted((i for i in counts if i not in special_set and 0 <= i < bound),
                     key=lambda i: (-counts[i], i))  # fmt: skip
     kept = sorted(special_set | set(ranked[: max_vocab_size - len(specials)]))
     return VocabularyPlan(kept, specials, sum(counts.values()), len(counts))
@@ -136,7 +143,7 @@ def trim_vocabulary(model: Any, tokenizer: Any, train_features: Sequence[dict], 
         sources.append(corpus_token_ids(corpus, tokenizer))
     plan = plan_vocabulary(tokenizer, sources, max_vocab_size)
     write_trimmed_model(model, tokenizer, plan, max_seq_length, output_dir)
-    return {"vocab_size_before": len(tokenizer.vocab), "vocab_size": plan.size, "max_vocab_size": max_vocab_size,
+    return {"vocab_size_before": model.config.vocab_size, "vocab_size": plan.size, "max_vocab_size": max_vocab_size,
             "distinct_tokens_in_texts": plan.distinct_tokens, "corpus": corpus,
             "max_position_embeddings": max_seq_length}  # fmt: skip
 
