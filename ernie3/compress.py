@@ -33,10 +33,22 @@ from ernie3.layout import (
     STUDENT_BASELINE_DIR,
     STUDENT_DIR,
     TASK_INFO_FILE,
+    VOCAB_DIR,
     Candidate,
     compress_candidates,
     derived_candidate_path,
 )
+from ernie3.lightweight import (
+    LightweightArguments,
+    batch1_latency_ms,
+    check_strategy,
+    collect_qat_outputs,
+    measure_peak_rss,
+    objective_key,
+    qat_candidates,
+)
+from ernie3.quant_embeddings import build_embedding_candidates
+from ernie3.vocab import trim_for_compression, vocabulary_report_lines
 from ernie3.files import (
     atomic_directory,
     check_output_location,
@@ -54,7 +66,8 @@ from ernie3.tasks import Task
 from ernie3.tasks.base import IGNORE_INDEX
 from ernie3.train import check_fine_tuned_model, command_for, load_run_data, model_settings
 
-STRATEGIES = ("dynabert+ptq", "ptq", "dynabert", "distill", "distill+ptq", "distill+dynabert", "distill+dynabert+ptq")
+STRATEGIES = ("dynabert+ptq", "ptq", "dynabert", "qat", "dynabert+qat", "distill", "distill+ptq", "distill+qat",
+              "distill+dynabert", "distill+dynabert+ptq")  # fmt: skip
 PTQ_ALGOS = ("hist", "mse", "KL", "avg", "abs_max")
 ENGINES = ("paddle", "openvino", "onnxruntime")
 #: cheap and fast on CPU: Paddle (FP32/INT8 from PTQ, + BF16) and OpenVINO (BF16, NNCF INT8); ONNX Runtime's dynamic
@@ -89,7 +102,7 @@ class CandidateEvaluationArguments:
 
 
 #: the compress commands' flag dataclasses beside model, data and Trainer flags (the pipeline parses them too)
-EXTRA_ARGUMENTS = (CandidateEvaluationArguments, DistillationArguments)
+EXTRA_ARGUMENTS = (CandidateEvaluationArguments, DistillationArguments, LightweightArguments)
 
 
 def parse_width(text: str) -> Fraction:
@@ -331,6 +344,7 @@ def evaluate_candidates(
         started = time.perf_counter()
         outputs = predictor.predict(examples)
         elapsed = time.perf_counter() - started
+        latency_ms = batch1_latency_ms(predictor, examples)
         metrics = task.score(examples, outputs)
         name, source = candidate.name, candidate.source
         decisions_of[name] = [task.answer(output) for output in outputs]
@@ -338,6 +352,7 @@ def evaluate_candidates(
             "name": name, "path": candidate.path, "model_file": candidate.model_file, "backend": predictor.backend_name,
             "precision": predictor.precision, "metrics": metrics, "metric": metrics[task.metric_name],
             "size_mb": round(candidate_size_mb(candidate), 3), "throughput": round(len(examples) / elapsed, 2),
+            "latency_ms": round(latency_ms, 3), "expected_peak_rss_mb": round(predictor.expected_peak_rss_mb, 1),
             "agreement_with_float": round(agreement(decisions_of[name], decisions_of[FLOAT_DIR]), 4),
             "quantized_from": source,
             "agreement_with_source": round(agreement(decisions_of[name], decisions_of[source]), 4) if source else None,
@@ -350,9 +365,10 @@ def agreement(decisions: Sequence, reference: Sequence) -> float:
     return sum(a == b for a, b in zip(decisions, reference)) / len(reference)
 
 
-def pick_best(results: list[dict], max_metric_drop: float, speed: Optional[Callable[[dict], float]] = None) -> dict:
-    """The fastest candidate whose metric is within `max_metric_drop` (relative) of the float model's (the first
-    result); `speed` says what fastest means (default: the evaluation's throughput, higher is better)."""
+def pick_best(results: list[dict], max_metric_drop: float, speed: Optional[Callable[[dict], Any]] = None) -> dict:
+    """The best candidate whose metric is within `max_metric_drop` (relative) of the float model's (the first
+    result); `speed` says what best means, higher is better (default: the evaluation's throughput; see
+    ernie3.lightweight.objective_key for latency, size and memory)."""
     floor = results[0]["metric"] * (1 - max_metric_drop)
     eligible = [r for r in results if r["metric"] >= floor - 1e-12]
     return max(eligible, key=speed or (lambda r: r["throughput"]))
@@ -362,14 +378,21 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
     metric_names = list(results[0]["metrics"])
     # "numeric precision" (fp32/bf16/int8): NER's metrics have their own "precision" column
     header = ["candidate", "engine", "numeric precision", *metric_names, "size (MB)", "throughput (seq/s)",
-              "agreement with float", "agreement with its float source", "best"]  # fmt: skip
+              "batch-1 latency (ms)", "peak RSS estimate (MB)", "peak RSS measured (MB)", "agreement with float",
+              "agreement with its float source", "best"]  # fmt: skip
+    objective = {"throughput": "fastest candidate", "latency": "candidate of lowest batch-1 latency",
+                 "size": "smallest candidate on disk", "memory": "candidate of lowest predictor peak RSS"}[
+        settings.get("optimize_for", "throughput")]  # fmt: skip
     lines = [
         f"# Compression report: {task.name}",
         "",
         f"Strategy `{settings['strategy']}`, engines {', '.join(settings.get('engines', ['paddle']))}; "
         f"dev examples: {settings['eval_examples']}; CPU "
         f"({settings['num_threads']} threads, batch {settings['batch_size']}, throughput includes tokenization); "
-        f"best = fastest candidate within {settings['max_metric_drop']:.1%} of the float model's {task.metric_name}.",
+        f"best = {objective} within {settings['max_metric_drop']:.1%} of the float model's {task.metric_name}. "
+        "Peak RSS: the memory plan's estimate, and as measured in a child process per candidate after one run of "
+        "every shape bucket.",
+        *vocabulary_report_lines(settings.get("vocabulary")),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -377,10 +400,19 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
     for r in results:
         row = [r["name"], r.get("backend", "paddle"), r["precision"], *(f"{r['metrics'][m]:.4f}" for m in metric_names),
                f"{r['size_mb']:.2f}",
-               f"{r['throughput']:.1f}", f"{r['agreement_with_float']:.2%}",
+               f"{r['throughput']:.1f}", *(optional(r.get(key), spec) for key, spec in MEMORY_COLUMNS),
+               f"{r['agreement_with_float']:.2%}",
                f"{r['agreement_with_source']:.2%}" if r["quantized_from"] else "", "✓" if r is best else ""]  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: report columns a candidate may lack (a measurement that failed or was not asked for): key, format
+MEMORY_COLUMNS = (("latency_ms", ".2f"), ("expected_peak_rss_mb", ".0f"), ("peak_rss_mb", ".0f"))
+
+
+def optional(value: Optional[float], spec: str) -> str:
+    return "" if value is None else format(value, spec)
 
 
 def prepare_candidate_dirs(candidates: Sequence[Candidate], tokenizer: Any, task: Task, max_seq_length: int) -> None:
@@ -426,6 +458,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     arguments = parse_arguments(argv, task_type, extra_dataclasses=EXTRA_ARGUMENTS, for_compression=True)
     model_args, data_args, args = arguments.model, arguments.data, arguments.training
     eval_args, distill_args = arguments.extra[CandidateEvaluationArguments], arguments.extra[DistillationArguments]
+    light = arguments.extra[LightweightArguments]
     set_seed(args.seed)
     model_dir = model_args.model_name_or_path
     if check_model_source(model_dir) is None:
@@ -436,16 +469,23 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     model_config = read_model_config(model_dir)
     distilling = "distill" in args.strategy
     check_compression_settings(args, pruned_model_config(model_config, args.strategy, distill_args), eval_args)
+    check_strategy(args.strategy, args.width_mult_list)
     output_dir = args.output_dir
     # inputs an --overwrite_output_dir must not delete (a pretrained student may be a previous run's student/)
     student = distill_args.student_model if distilling else None
-    data_files = [data_args.train_file, data_args.dev_file, student if student and os.path.isdir(student) else None]
+    data_files = [data_args.train_file, data_args.dev_file, light.vocab_corpus,
+                  student if student and os.path.isdir(student) else None]  # fmt: skip
     prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
 
-    splits = ["dev", "train"] if "dynabert" in args.strategy or distilling else ["dev"]
+    trains = "dynabert" in args.strategy or "qat" in args.strategy
+    splits = ["dev", "train"] if trains or distilling or light.prune_vocab else ["dev"]
     data = load_run_data(task, model_dir, data_args.max_seq_length, data_args, splits,
                          model_config.get("max_position_embeddings"))  # fmt: skip
     tokenizer, examples, encoded, datasets = data.tokenizer, data.examples, data.encoded, data.datasets
+    if light.prune_vocab:
+        from ernie3.vocab import check_max_vocab_size
+
+        check_max_vocab_size(light.max_vocab_size, tokenizer)
     model = load_model(model_dir, task.model_class())
 
     # build the new output beside the old one: a failed or killed run leaves the previous output untouched
@@ -454,7 +494,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     args.logging_dir = os.path.join(output_dir, "runs")
     staging_dirs.append(output_dir)
     write_run_record(output_dir, compress_kind(task.task_type), script=command_for(task, "compress"), task=task.name)
-    if "dynabert" in args.strategy:
+    if trains:
         steps_per_epoch = -(-len(datasets["train"]) // args.per_device_train_batch_size)
         total_steps = args.max_steps if args.max_steps > 0 else int(steps_per_epoch * args.num_train_epochs)
         # paddlenlp evaluates and saves each width only every `save_steps`: make sure that happens at least once
@@ -462,6 +502,11 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
 
     started = time.time()
     export_inference_model(model, tokenizer, task, os.path.join(output_dir, FLOAT_DIR), data_args.max_seq_length)
+    tokenizers = {FLOAT_DIR: tokenizer}  # NNCF calibrates each float model with its own tokenizer
+    vocabulary = None
+    if light.prune_vocab:  # the rest of the strategy (distillation included) works on the trimmed model
+        model, data, vocabulary = trim_for_compression(model, task, data, data_args, light, output_dir)
+        tokenizer, examples, encoded, datasets = data.tokenizer, data.examples, data.encoded, data.datasets
     distillation = None
     if distilling:  # the student replaces the teacher for the rest of the strategy; the teacher stays as float/
         from ernie3.distill import distill
@@ -469,8 +514,9 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         distillation = distill(task, model, model_dir, data, args, distill_args, output_dir, final_output_dir,
                                data_args.max_seq_length)  # fmt: skip
         model = distillation.student
+    to_quantize = STUDENT_DIR if distilling else VOCAB_DIR if light.prune_vocab else FLOAT_DIR
     if "ptq" in args.strategy and "dynabert" not in args.strategy:
-        args.input_infer_model_path = os.path.join(output_dir, STUDENT_DIR if distilling else FLOAT_DIR, STATIC_MODEL_PREFIX)
+        args.input_infer_model_path = os.path.join(output_dir, to_quantize, STATIC_MODEL_PREFIX)
     trainer = Trainer(
         model=model,
         args=args,
@@ -486,14 +532,22 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         # DynaBERT distils the full-width model into each width with the task's own loss on the outputs
         with compat.dynabert_logit_loss(lambda student, teacher: task.distillation_loss([student], [teacher], {}, 1.0)):
             trainer.compress(custom_evaluate=make_dynamic_evaluator(task, examples["dev"], encoded["dev"]))
+        collect_qat_outputs(output_dir, to_quantize)
     compress_seconds = time.time() - started
     output_dir = args.output_dir = publish_staged_output(output_dir, final_output_dir, COMPRESS_LAYOUT)
+    if light.prune_vocab:  # the trimmed tokenizer's vocab file moved with the output
+        tokenizer = type(tokenizer).from_pretrained(os.path.join(output_dir, VOCAB_DIR))
 
     candidates = compress_candidates(output_dir)
+    candidates += qat_candidates(output_dir, candidates)
     prepare_candidate_dirs(candidates, tokenizer, task, data_args.max_seq_length)
     float_candidates = [c for c in candidates if c.source is None]
-    candidates += build_engine_candidates(float_candidates, eval_args.engines, task, tokenizer, examples["dev"],
-                                          data_args.max_seq_length, eval_args, args.per_device_eval_batch_size)  # fmt: skip
+    for source in float_candidates:
+        candidates += build_engine_candidates([source], eval_args.engines, task, tokenizers.get(source.name, tokenizer),
+                                              examples["dev"], data_args.max_seq_length, eval_args,
+                                              args.per_device_eval_batch_size)  # fmt: skip
+    if light.int8_embeddings:
+        candidates += build_embedding_candidates(candidates)
     compared = []  # evaluated beside the candidates, never picked: the label-only baseline of distillation
     if distillation is not None and distillation.baseline_dir:
         compared.append(Candidate(STUDENT_BASELINE_DIR, os.path.join(output_dir, STUDENT_BASELINE_DIR),
@@ -503,13 +557,18 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         task, candidates + compared, examples["dev"], args.per_device_eval_batch_size, eval_args.num_threads
     )
     results, compared_results = results[: len(candidates)], results[len(candidates) :]
-    best = pick_best(results, eval_args.max_metric_drop)
+    if light.measure_rss:
+        logger.info(f"Measuring the predictor peak RSS of {len(candidates)} candidates, each in a process of its own")
+        for candidate, result in zip(candidates, results):
+            result["peak_rss_mb"] = measure_peak_rss(candidate, args.per_device_eval_batch_size, eval_args.num_threads)
+    best = pick_best(results, eval_args.max_metric_drop, objective_key(light.optimize_for))
     best_dir = copy_best(best, output_dir)
     settings = {
         "strategy": args.strategy, "eval_examples": len(examples["dev"]), "num_threads": eval_args.num_threads,
         "batch_size": args.per_device_eval_batch_size, "max_metric_drop": eval_args.max_metric_drop,
         "width_mult_list": [str(w) for w in args.width_mult_list or []], "algo_list": args.algo_list,
         "batch_size_list": args.batch_size_list, "batch_num_list": args.batch_num_list, "engines": eval_args.engines,
+        "optimize_for": light.optimize_for, "int8_embeddings": light.int8_embeddings, "vocabulary": vocabulary,
     }  # fmt: skip
     report = {
         "task": task.name, "model_dir": model_dir, "settings": settings, "compress_seconds": round(compress_seconds, 1),

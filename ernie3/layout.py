@@ -3,7 +3,8 @@
     TRAIN_OUT/checkpoint-*/  best/  export/  predict/<task>_predict.json  *_results.json  eval_per_class.{json,md}
               runs/ (VisualDL logs)  ernie3_run.json
     PIPELINE_OUT/train/ (a TRAIN_OUT)  compress/ (a COMPRESS_OUT)  pipeline_report.{md,json,png}
-    COMPRESS_OUT/float/  student/ (+ student_baseline/)  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel  <float or width>/<engine>-<precision>/
+    COMPRESS_OUT/float/  vocab_pruned/  student/ (+ student_baseline/)  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel
+                 <float or width>/<engine>-<precision>/  <float or width>/qat/  <int8 candidate>/emb-int8/
                  best/ (+ candidate.json)  report.json  report.md
 A model directory holds model.pdmodel/.pdiparams (or int8.*, model.onnx, model.xml) and ernie3_task.json.
 """
@@ -46,6 +47,8 @@ TRAIN_LAYOUT = ("checkpoint-*", BEST_DIR, EXPORT_DIR, PREDICT_DIR, "runs", "*_re
 
 # -- compress output -----------------------------------------------------------------------------------------------
 FLOAT_DIR = "float"
+#: the float model with a trimmed vocabulary (--prune_vocab), compressed further like `float/`
+VOCAB_DIR = "vocab_pruned"
 #: the distilled student (--strategy distill*): a model directory (weights, tokenizer) that is also a float candidate
 STUDENT_DIR = "student"
 #: the same student fine-tuned on the labels alone (--distill_baseline), for comparison; not a candidate
@@ -56,8 +59,8 @@ WIDTH_DIR_PATTERN = "width_mult_*"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 #: what a compress run writes into its output dir (a later --overwrite_output_dir deletes only these)
-COMPRESS_LAYOUT = (FLOAT_DIR, STUDENT_DIR, STUDENT_BASELINE_DIR, DISTILL_CHECKPOINTS_DIR, WIDTH_DIR_PATTERN, BEST_DIR,
-                   REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")
+COMPRESS_LAYOUT = (FLOAT_DIR, VOCAB_DIR, STUDENT_DIR, STUDENT_BASELINE_DIR, DISTILL_CHECKPOINTS_DIR, WIDTH_DIR_PATTERN,
+                   BEST_DIR, REPORT_JSON, REPORT_MD, "runs", "checkpoint-*")  # fmt: skip
 
 
 # -- pipeline output (fine-tune → compress → benchmark → report) -------------------------------------------------------
@@ -125,12 +128,13 @@ class Candidate:
 
 
 def float_candidates(output_dir: str) -> list[Candidate]:
-    """The float models of a compress output: the unpruned `float/` first, the distilled student, each pruned width."""
+    """The float models of a compress output: the unpruned `float/` first, then the vocabulary-trimmed one and the
+    distilled student (if any), then each pruned width."""
     model_file = STATIC_MODEL_PREFIX + ".pdmodel"
     found = [Candidate(FLOAT_DIR, os.path.join(output_dir, FLOAT_DIR), model_file)]
-    student = os.path.join(output_dir, STUDENT_DIR)
-    if os.path.isfile(os.path.join(student, model_file)):
-        found.append(Candidate(STUDENT_DIR, student, model_file))
+    for name in (VOCAB_DIR, STUDENT_DIR):
+        if os.path.isfile(os.path.join(output_dir, name, model_file)):
+            found.append(Candidate(name, os.path.join(output_dir, name), model_file))
     for pruned in sorted(glob.glob(os.path.join(output_dir, WIDTH_DIR_PATTERN))):
         if os.path.isfile(os.path.join(pruned, model_file)):
             found.append(Candidate(os.path.basename(pruned), pruned, model_file))

@@ -10,6 +10,7 @@ sequence length, number of buckets), which `estimate_peak_rss_mb` states before 
 from __future__ import annotations
 
 import bisect
+import collections
 import os
 import threading
 import time
@@ -102,7 +103,10 @@ def _dims_from_shapes(shapes: Sequence[Sequence[int]], heads: Optional[int], par
     matrices = [tuple(s) for s in shapes if len(s) == 2 and min(s) > 0]
     if not matrices:
         raise UserError("cannot read the model's weight shapes for the memory estimate")
-    hidden = max(matrices, key=lambda s: s[0] * s[1])[1]
+    # the hidden size is the most frequent dimension (q, k, v, out, pooler and every embedding table have it), not
+    # the second dimension of the largest matrix: a trimmed vocabulary (--prune_vocab) makes an FFN weight largest
+    dims = collections.Counter(d for s in matrices for d in s)
+    hidden = max(dims, key=lambda d: (dims[d], d))
     wide = [s[1] for s in matrices if s[0] == hidden and s[1] > hidden]
     intermediate = max(wide) if wide else 4 * hidden
     layers = sum(1 for s in matrices if s == (hidden, intermediate)) or 1

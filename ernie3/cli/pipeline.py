@@ -24,7 +24,9 @@ Defaults of both stages come from config.yml as for the scripts (the compress: s
 
 The deploy pick: among the candidates within --max_metric_drop of the float model's dev metric (as compression
 measured it), the one with the highest batch-N throughput (--optimize_for throughput) or the lowest batch-1 median
-latency (--optimize_for latency), as this command's benchmark measured them through the Predictor.
+latency (--optimize_for latency), as this command's benchmark measured them through the Predictor, or the smallest
+on disk (size) or of lowest predictor peak RSS (memory), as compression measured them; the same rule as compression's
+own best pick (ernie3.lightweight.objective_key), which gets --optimize_for too.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from typing import Any, Iterator, Optional, Sequence
 from ernie3 import layout
 from ernie3.errors import UserError, run_cli
 from ernie3.layout import Candidate
+from ernie3.lightweight import OBJECTIVES, peak_rss_of
 
 #: what a pipeline output dir's run record says wrote it (see ernie3.files.RUN_RECORD)
 PIPELINE_KIND = "pipeline"
@@ -73,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dev examples each candidate runs in the benchmark (the first N)")  # fmt: skip
     parser.add_argument("--bench_min_seconds", type=float, default=2.0,
                         help="time each candidate at each batch size at least this long")  # fmt: skip
-    parser.add_argument("--optimize_for", choices=("throughput", "latency"), default="throughput",
-                        help="what the deploy pick maximises among candidates within --max_metric_drop: batch-N "
-                             "throughput (offline / batched serving) or batch-1 median latency (one request at a time)")  # fmt: skip
+    parser.add_argument("--optimize_for", choices=OBJECTIVES, default="throughput",
+                        help="what the deploy pick optimises among candidates within --max_metric_drop: batch-N "
+                             "throughput (offline / batched serving), batch-1 median latency (one request at a time), "
+                             "size on disk, or predictor peak RSS (memory)")  # fmt: skip
     return parser
 
 
@@ -104,6 +108,8 @@ class StageFlags:
         trainer = field_names(TrainingArguments)
         both = field_names(DataArguments) | field_names(task.options_class) | set(SHARED_TRAINER_FLAGS)
         compress_only = (field_names(CompressionArguments) - trainer).union(*map(field_names, EXTRA_ARGUMENTS))
+        # --optimize_for is the pipeline's own flag (its parser takes it); main() passes it on to compression
+        compress_only -= {"optimize_for"}
         return cls(both, (trainer | field_names(ModelArguments)) - both, compress_only)
 
 
@@ -198,6 +204,7 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
     from ernie3.compress import (EXTRA_ARGUMENTS, CandidateEvaluationArguments, check_compression_settings,
                                  pruned_model_config, read_model_config)  # fmt: skip
     from ernie3.distill import DistillationArguments, check_distillation_settings
+    from ernie3.lightweight import check_strategy
     from ernie3.modeling import check_model_source
 
     with quiet_library_logs():
@@ -205,6 +212,7 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
         compression = parse_arguments(compression_argv, None, EXTRA_ARGUMENTS, for_compression=True)
     distillation = compression.extra[DistillationArguments]
     check_distillation_settings(compression.training.strategy, distillation)
+    check_strategy(compression.training.strategy, compression.training.width_mult_list)
     if check_model_source(model_dir) is not None:  # a local model: its shape decides which widths keep whole heads
         config = pruned_model_config(read_model_config(model_dir), compression.training.strategy, distillation)
         check_compression_settings(compression.training, config, compression.extra[CandidateEvaluationArguments])
@@ -219,6 +227,8 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
 TRAIN_MACS_PER_SECOND = 1.2e10
 SECONDS_PER_CANDIDATE = 2.0
 SECONDS_PER_PREDICTOR = 0.6
+#: measuring one candidate's peak RSS in a process of its own (--measure_rss): interpreter + paddle import + warm-up
+SECONDS_PER_RSS_PROBE = 6.0
 
 
 def encoder_parameters(model_dir: str) -> Optional[int]:
@@ -237,17 +247,24 @@ def expected_candidates(compression: Any) -> int:
     """How many candidates compression will build and evaluate (as ernie3.compress builds them)."""
     from ernie3.backends import cpu_has_native_bf16
     from ernie3.compress import CandidateEvaluationArguments
+    from ernie3.lightweight import LightweightArguments
 
     args, evaluation = compression.training, compression.extra[CandidateEvaluationArguments]
+    light = compression.extra[LightweightArguments]
     widths = len(args.width_mult_list or []) if "dynabert" in args.strategy else 0
-    # PTQ quantizes the pruned models after DynaBERT, else the float model
+    # PTQ and QAT quantize the pruned models after DynaBERT, else the (vocabulary-trimmed) float model
     ptq_sources = (widths or 1) if "ptq" in args.strategy else 0
     ptq = len(args.algo_list) * len(args.batch_size_list) * len(args.batch_num_list) if ptq_sources else 0
+    qat = (widths or 1) if "qat" in args.strategy else 0
     bf16 = cpu_has_native_bf16()
-    per_float = ("paddle" in evaluation.engines and bf16) + ("openvino" in evaluation.engines)
-    unpruned_only = ("openvino" in evaluation.engines) * (bf16 + evaluation.nncf_accuracy_control)
-    floats = 1 + widths + ("distill" in args.strategy)  # the distilled student is a float candidate too
-    return floats * (1 + per_float) + ptq_sources * ptq + unpruned_only + ("onnxruntime" in evaluation.engines)
+    openvino = "openvino" in evaluation.engines
+    per_float = ("paddle" in evaluation.engines and bf16) + openvino
+    unpruned_only = openvino * (bf16 + evaluation.nncf_accuracy_control)
+    # with QAT, paddlenlp exports no pruned float model; the distilled student is a float candidate too
+    floats = 1 + (0 if qat else widths) + light.prune_vocab + ("distill" in args.strategy)
+    int8 = ptq_sources * ptq + qat + openvino * (floats + evaluation.nncf_accuracy_control)
+    return (floats * (1 + per_float) + ptq_sources * ptq + qat + unpruned_only + ("onnxruntime" in evaluation.engines)
+            + int8 * light.int8_embeddings)  # fmt: skip
 
 
 def examples_seen(arguments: Any, train_examples: int) -> int:
@@ -259,6 +276,8 @@ def examples_seen(arguments: Any, train_examples: int) -> int:
 
 def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], bench: argparse.Namespace) -> str:
     """What the run will cost, said before it starts: a rough figure from the model's shape and the data size."""
+    from ernie3.lightweight import LightweightArguments
+
     compression = plan.compression.training
     max_seq_length = plan.training.data.max_seq_length
     candidates = expected_candidates(plan.compression)
@@ -276,7 +295,9 @@ def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], ben
     distilled = examples_seen(compression, train_examples) if "dynabert" in compression.strategy else 0
     if "distill" in compression.strategy:  # task distillation: the teacher's forward beside the student's training
         distilled += examples_seen(compression, train_examples)
-    compress_minutes = distilled * 4 * per_example + candidates * SECONDS_PER_CANDIDATE / 60
+    distilled += examples_seen(compression, train_examples) if "qat" in compression.strategy else 0
+    probe = SECONDS_PER_RSS_PROBE if plan.compression.extra[LightweightArguments].measure_rss else 0.0
+    compress_minutes = distilled * 4 * per_example + candidates * (SECONDS_PER_CANDIDATE + probe) / 60
     bench_minutes = candidates * 2 * (bench.bench_min_seconds + SECONDS_PER_PREDICTOR) / 60
     size_mb = (parameters + model_config_size(model_dir)) * 4 / 2**20
     lines.append(f"  expected on 2 CPU cores, roughly: fine-tuning {train_minutes:.0f} min ({training} examples of up "
@@ -382,11 +403,13 @@ def deploy_commands(task: Any, model_path: str, dev_file: Optional[str], num_thr
 
 
 def pick_deployment(rows: list[dict], max_metric_drop: float, optimize_for: str) -> dict:
+    """Compression's pick rule, with throughput and latency as this command's benchmark measured them."""
     from ernie3.compress import pick_best
+    from ernie3.lightweight import objective_key
 
-    if optimize_for == "latency":
-        return pick_best(rows, max_metric_drop, speed=lambda r: -r["batch1_latency_p50_ms"])
-    return pick_best(rows, max_metric_drop, speed=lambda r: r["batch_throughput"])
+    key = objective_key(optimize_for, throughput=lambda r: r["batch_throughput"],
+                        latency_ms=lambda r: r["batch1_latency_p50_ms"])  # fmt: skip
+    return pick_best(rows, max_metric_drop, speed=key)
 
 
 # -- the report -----------------------------------------------------------------------------------------------------
@@ -551,7 +574,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         training_argv.append("--do_predict")
 
     def compression_argv_for(model_dir: str) -> list[str]:
-        return [*common, "--model_name_or_path", model_dir, "--output_dir", compress_dir, *compression_flags]
+        return [*common, "--model_name_or_path", model_dir, "--output_dir", compress_dir, *compression_flags,
+                "--optimize_for", args.optimize_for]  # fmt: skip
 
     compression_argv = compression_argv_for(os.path.join(train_dir, layout.BEST_DIR))
     # everything that can be checked before any long work (the input model stands in for the fine-tuned one)
@@ -593,9 +617,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             for r in compressed["candidates"]]  # fmt: skip
     picked = pick_deployment(rows, max_metric_drop, args.optimize_for)
     deploy_path = picked["path"]
-    objective = (f"the lowest batch-1 median latency ({picked['batch1_latency_p50_ms']:.2f} ms)"
-                 if args.optimize_for == "latency" else
-                 f"the highest batch-{args.bench_batch_size} throughput ({picked['batch_throughput']:.1f} seq/s)")  # fmt: skip
+    objective = {
+        "latency": lambda: f"the lowest batch-1 median latency ({picked['batch1_latency_p50_ms']:.2f} ms)",
+        "throughput": lambda: f"the highest batch-{args.bench_batch_size} throughput ({picked['batch_throughput']:.1f} seq/s)",
+        "size": lambda: f"the smallest size on disk ({picked['size_mb']:.2f} MB)",
+        "memory": lambda: f"the lowest predictor peak RSS ({peak_rss_of(picked):.0f} MB)",
+    }[args.optimize_for]()  # fmt: skip
     reason = (f"`{picked['name']}` ({picked['backend']} {picked['precision']}, {picked['size_mb']:.1f} MB) has "
               f"{objective} among the {sum(r['within_drop'] for r in rows)} candidates whose dev "
               f"{trained_task.metric_name} is within {max_metric_drop:.1%} of the float model's "

@@ -1,0 +1,186 @@
+"""Vocabulary trimming (issue 20): keep the special tokens and the tokens a task's own texts use (most frequent
+first, up to --max_vocab_size), cut the word embedding to those rows and the position embedding to
+max_seq_length, and save a tokenizer whose vocabulary gives the new ids.
+
+paddlenlp 2.8.1 has `Trainer.cut_embeddings` for this, but it is not used: it writes `vocab_size = max_vocab_size`
+into the config whatever number of rows it kept (a model that then fails to load when the texts use fewer
+tokens), writes vocab.txt and the tokenizer config without an encoding (odd Unicode fails under a non-UTF-8
+locale) and not atomically, and saves no special_tokens_map.json. The same steps are done here on the state dict.
+
+WordPiece stays exact for in-vocabulary text: greedy longest-match picks, among the kept pieces, the same piece it
+picked among all (that piece was the longest of all and is kept); words with a dropped piece become [UNK].
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+from ernie3.errors import UserError
+from ernie3.files import atomic_directory
+from ernie3.layout import VOCAB_DIR
+
+VOCAB_FILE = "vocab.txt"
+
+
+@dataclass
+class VocabularyPlan:
+    """Which old token ids the trimmed vocabulary keeps (in their old order) and how they were chosen."""
+
+    kept_ids: list[int]
+    special_ids: list[int]
+    counted_tokens: int  # tokens seen in the texts
+    distinct_tokens: int  # distinct ids among them
+
+    @property
+    def size(self) -> int:
+        return len(self.kept_ids)
+
+
+def id_bound(tokenizer: Any) -> int:
+    """One past the largest token id. Not len(vocab): ids are line numbers of vocab.txt, and a vocabulary with a
+    repeated line (ERNIE 3.0's has 39980 lines, 39979 distinct tokens, [UNK] = 39979) has fewer tokens than ids."""
+    return max(tokenizer.vocab.token_to_idx.values()) + 1
+
+
+def special_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of the tokenizer's special tokens ([PAD], [UNK], [CLS], [SEP], [MASK], ...), sorted, once each."""
+    ids = set(tokenizer.all_special_ids)
+    return sorted(i for i in ids if i is not None and 0 <= i < id_bound(tokenizer))
+
+
+def check_max_vocab_size(max_vocab_size: int, tokenizer: Any) -> None:
+    specials = special_token_ids(tokenizer)
+    if max_vocab_size < len(specials):
+        names = " ".join(tokenizer.convert_ids_to_tokens(specials))
+        raise UserError(
+            f"--max_vocab_size {max_vocab_size} is below the {len(specials)} special tokens the vocabulary must keep "
+            f"({names}); pass at least {len(specials)} (a few thousand keeps most texts' tokens)"
+        )
+
+
+def corpus_token_ids(path: str, tokenizer: Any) -> Iterable[int]:
+    """Token ids of every line of a plain-text corpus file (UTF-8), tokenized as the model's tokenizer does."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                text = line.strip()
+                if text:
+                    yield from tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"--vocab_corpus: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise UserError(f"--vocab_corpus: cannot read {path} ({exc.strerror or exc})") from None
+
+
+def plan_vocabulary(tokenizer: Any, token_ids: Iterable[Iterable[int]], max_vocab_size: int) -> VocabularyPlan:
+    """The special tokens, then the most frequent of `token_ids` (ties: lower old id first), up to the size."""
+    check_max_vocab_size(max_vocab_size, tokenizer)
+    specials = special_token_ids(tokenizer)
+    counts: collections.Counter = collections.Counter()
+    for ids in token_ids:
+        counts.update(ids)
+    special_set = set(specials)
+    bound = id_bound(tokenizer)
+    ranked = sorted((i for i in counts if i not in special_set and 0 <= i < bound),
+                    key=lambda i: (-counts[i], i))  # fmt: skip
+    kept = sorted(special_set | set(ranked[: max_vocab_size - len(specials)]))
+    return VocabularyPlan(kept, specials, sum(counts.values()), len(counts))
+
+
+def write_trimmed_model(model: Any, tokenizer: Any, plan: VocabularyPlan, max_seq_length: int, output_dir: str) -> str:
+    """A model directory (weights, config, tokenizer) with the trimmed vocabulary: word-embedding rows of the kept
+    ids in their old order, position embeddings cut to `max_seq_length`; all or nothing."""
+    import paddle
+
+    prefix = model.base_model_prefix
+    state = model.state_dict()
+    word_name, position_name = f"{prefix}.embeddings.word_embeddings.weight", f"{prefix}.embeddings.position_embeddings.weight"
+    if word_name not in state:
+        raise UserError(f"--prune_vocab: the model has no {word_name}: not an ERNIE model")
+    index = paddle.to_tensor(plan.kept_ids, dtype="int64")
+    state = dict(state)
+    state[word_name] = paddle.gather(state[word_name], index)
+    if position_name in state and state[position_name].shape[0] > max_seq_length:
+        state[position_name] = state[position_name][:max_seq_length]
+    new_id = {old: new for new, old in enumerate(plan.kept_ids)}
+    config = copy.deepcopy(model.config)
+    config.vocab_size = plan.size
+    config.max_position_embeddings = min(config.max_position_embeddings or max_seq_length, max_seq_length)
+    if getattr(config, "pad_token_id", None) in new_id:
+        config.pad_token_id = new_id[config.pad_token_id]
+    with atomic_directory(output_dir) as staging:
+        paddle.save(state, os.path.join(staging, "model_state.pdparams"))
+        config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)  # tokenizer config and special tokens; the vocabulary is replaced next
+        tokens = tokenizer.convert_ids_to_tokens(plan.kept_ids)
+        with open(os.path.join(staging, VOCAB_FILE), "w", encoding="utf-8") as handle:
+            handle.writelines(token + "\n" for token in tokens)
+    return output_dir
+
+
+def unknown_share(features: Sequence[dict], tokenizer: Any) -> float:
+    """The share of the text tokens (not [CLS]/[SEP]/[PAD]) of encoded features that are [UNK]."""
+    unk = tokenizer.unk_token_id
+    structural = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id}
+    total = unknown = 0
+    for feature in features:
+        for token in feature["input_ids"]:
+            if token in structural:
+                continue
+            total += 1
+            unknown += token == unk
+    return unknown / total if total else 0.0
+
+
+def trim_vocabulary(model: Any, tokenizer: Any, train_features: Sequence[dict], corpus: Optional[str],
+                    max_vocab_size: int, max_seq_length: int, output_dir: str) -> dict:
+    """Plan from the train features (+ the corpus file) and write the trimmed model to `output_dir`; a summary."""
+    sources: list[Iterable[int]] = [feature["input_ids"] for feature in train_features]
+    if corpus:
+        sources.append(corpus_token_ids(corpus, tokenizer))
+    plan = plan_vocabulary(tokenizer, sources, max_vocab_size)
+    write_trimmed_model(model, tokenizer, plan, max_seq_length, output_dir)
+    return {"vocab_size_before": model.config.vocab_size, "vocab_size": plan.size, "max_vocab_size": max_vocab_size,
+            "distinct_tokens_in_texts": plan.distinct_tokens, "corpus": corpus,
+            "max_position_embeddings": max_seq_length}  # fmt: skip
+
+
+def trim_for_compression(model: Any, task: Any, data: Any, data_args: Any, light: Any, output_dir: str) -> tuple:
+    """Trim the vocabulary to the train texts' (+ corpus) tokens, export the trimmed float model to VOCAB_DIR and
+    reload model and data with it; (model, data, summary)."""
+    import shutil
+    import tempfile
+
+    from ernie3.export import export_inference_model
+    from ernie3.modeling import load_model
+    from ernie3.train import load_run_data
+
+    dygraph_dir = tempfile.mkdtemp(prefix=".vocab-", dir=output_dir)
+    try:
+        summary = trim_vocabulary(model, data.tokenizer, data.encoded["train"].features, light.vocab_corpus,
+                                  light.max_vocab_size, data_args.max_seq_length, dygraph_dir)  # fmt: skip
+        trimmed = load_run_data(task, dygraph_dir, data_args.max_seq_length, data_args, list(data.examples),
+                                data_args.max_seq_length)  # fmt: skip
+        model = load_model(dygraph_dir, task.model_class())
+        # the tokenizer saves by copying its vocab file, which lives in dygraph_dir
+        export_inference_model(model, trimmed.tokenizer, task, os.path.join(output_dir, VOCAB_DIR),
+                               data_args.max_seq_length)  # fmt: skip
+        trimmed.tokenizer = type(trimmed.tokenizer).from_pretrained(os.path.join(output_dir, VOCAB_DIR))
+    finally:
+        shutil.rmtree(dygraph_dir, ignore_errors=True)
+    summary["dev_unk_share_before"] = round(unknown_share(data.encoded["dev"].features, data.tokenizer), 4)
+    summary["dev_unk_share"] = round(unknown_share(trimmed.encoded["dev"].features, trimmed.tokenizer), 4)
+    return model, trimmed, summary
+
+
+def vocabulary_report_lines(summary: Optional[dict]) -> list[str]:
+    """The compress report's lines on the trimmed vocabulary (none without --prune_vocab)."""
+    if not summary:
+        return []
+    return ["", f"Vocabulary trimmed (`{VOCAB_DIR}`): {summary['vocab_size_before']} → {summary['vocab_size']} tokens "
+                f"(--max_vocab_size {summary['max_vocab_size']}), position embeddings → {summary['max_position_embeddings']}; "
+                f"dev tokens that are [UNK]: {summary['dev_unk_share_before']:.2%} before, {summary['dev_unk_share']:.2%} "
+                "after; its agreement with the untrimmed model is its `agreement with float`."]  # fmt: skip
