@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class Predictor:
         tensorrt: Optional[TensorRTOptions] = None,
         model_prefix: Optional[str] = None,
         warmup: bool = False,
+        task_options: Optional[Mapping[str, Any]] = None,
     ):
         """`model_path`: a model directory written by --do_export or the compress scripts, a static program
         file, or an .onnx file; the tokenizer and ernie3_task.json are read from the same directory.
@@ -43,11 +44,14 @@ class Predictor:
         shapes of `self.buckets`, so memory is set by these two settings, not by traffic. `warmup` runs every
         bucket shape once before the first batch of each thread that uses the predictor (Paddle's oneDNN keeps its
         per-shape state per thread: a service's worker thread must warm up itself): from then on memory holds at
-        `expected_peak_rss_mb` and no request pays for a first run of a shape."""
+        `expected_peak_rss_mb` and no request pays for a first run of a shape.
+
+        `task_options`: values of the task's decoding options ({name: value}, e.g. QA's max_answer_length) that
+        replace those recorded with the model; options that shape features cannot change without a new export."""
         model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
         if not os.path.exists(model_path):
             raise UserError(f"model path not found: {model_path}")
-        self.task = task_of_model_dir(model_dir)
+        self.task = task_of_model_dir(model_dir).with_decoding_options(task_options or {})
         self.batch_size = batch_size
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
