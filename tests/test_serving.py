@@ -19,12 +19,14 @@ from ernie3.cli.load_test import check_loopback
 from ernie3.serving.config import ServingLimits, parse_config
 from ernie3.tasks import get_task
 
+TASKS = TINY_EXPORT_TASKS  # every task type with samples (the registry's); the server is compared with the Predictor
 # the load test's default traffic: each task's own sample inputs
-DEFAULT_INPUTS = {name: get_task(task).sample_inputs() for name, task in (("seq_cls", "tnews"), ("token_cls", "msra_ner"), ("qa", "cmrc2018"))}
+DEFAULT_INPUTS = {task_type: get_task(name).sample_inputs() for task_type, name, _ in TASKS}
 
 SERVING_DIR = os.path.join(REPO_ROOT, "deploy", "serving")
 SERVE_SCRIPT = os.path.join(SERVING_DIR, "serve.py")
-TASKS = TINY_EXPORT_TASKS  # the server is compared with the Predictor on the same weights
+#: a second model on the QA export with decoding options of its own (serving's per-model task_options)
+QA_SHORT = {"name": "cmrc2018_short", "task_options": {"max_answer_length": 2, "n_best_size": 5}}
 # small limits, so that going over them needs small requests
 LIMITS = {"max_batch_size": 16, "max_wait_ms": 20, "max_texts_per_request": 8, "max_text_chars": 200,
           "max_request_chars": 1000, "max_body_bytes": 8192}  # fmt: skip
@@ -102,10 +104,11 @@ def write_config(path, models, defaults=None, server=None):
 @pytest.fixture(scope="module")
 def server(exported, tmp_path_factory):
     models = [
-        {"name": name, "path": exported[task_type], "num_threads": SERVER_THREADS}
+        {"name": name, "path": exported[task_type], "num_threads": SERVER_THREADS,
+         **({"max_text_chars": QA_MAX_TEXT_CHARS} if task_type == "qa" else {})}
         for task_type, name, _ in TASKS
-    ]
-    models[2]["max_text_chars"] = QA_MAX_TEXT_CHARS
+    ]  # fmt: skip
+    models.append({**QA_SHORT, "path": exported["qa"], "num_threads": SERVER_THREADS})
     config = write_config(tmp_path_factory.mktemp("serving") / "config.yml", models, LIMITS,
                           {"read_timeout_s": READ_TIMEOUT_S})  # fmt: skip
     process = ServerProcess(config)
@@ -116,9 +119,10 @@ def server(exported, tmp_path_factory):
 
 
 MODEL_OF = {task_type: name for task_type, name, _ in TASKS}
+SERVED = [*MODEL_OF.values(), QA_SHORT["name"]]
 INPUTS = {
+    **DEFAULT_INPUTS,
     "seq_cls": DEFAULT_INPUTS["seq_cls"][:6],  # tnews takes single texts (a pair is refused: see BAD_REQUESTS)
-    "token_cls": DEFAULT_INPUTS["token_cls"],
     # the second context is longer than one window (64 tokens): its answer is chosen over several windows
     "qa": DEFAULT_INPUTS["qa"] + [{"question": "谁创办了这所学校？", "context": "这所学校由张伯苓于1904年创办。" * 6}],
 }
@@ -151,22 +155,39 @@ def assert_same_results(served, expected):
 def test_health_readiness_and_model_list(server):
     assert requests.get(server + "/health", timeout=10).json() == {"status": "ok"}
     ready = requests.get(server + "/ready", timeout=10)
-    assert ready.status_code == 200 and ready.json() == {"ready": True, "models": {n: True for n in MODEL_OF.values()}}
-    models = requests.get(server + "/models", timeout=10).json()["models"]
-    assert [(m["name"], m["task_type"], m["task_name"]) for m in models] == [(n, t, n) for t, n, _ in TASKS]
-    assert models[0]["labels"][:2] == ["100", "101"] and models[2]["options"]["doc_stride"] == 24
-    assert (models[0]["backend"], models[0]["device"], models[0]["precision"]) == ("paddle", "cpu", "fp32")
-    assert models[2]["limits"]["max_text_chars"] == QA_MAX_TEXT_CHARS and models[0]["limits"]["max_text_chars"] == 200
+    assert ready.status_code == 200 and ready.json() == {"ready": True, "models": {n: True for n in SERVED}}
+    listed = requests.get(server + "/models", timeout=10).json()["models"]
+    assert [(m["name"], m["task_type"], m["task_name"]) for m in listed] == [
+        *((n, t, n) for t, n, _ in TASKS), (QA_SHORT["name"], "qa", MODEL_OF["qa"])]
+    models = {m["name"]: m for m in listed}
+    assert models["tnews"]["labels"][:2] == ["100", "101"] and models["cmrc2018"]["options"]["doc_stride"] == 24
+    assert (models["tnews"]["backend"], models["tnews"]["device"], models["tnews"]["precision"]) == ("paddle", "cpu", "fp32")
+    assert models["cmrc2018"]["limits"]["max_text_chars"] == QA_MAX_TEXT_CHARS
+    assert models["tnews"]["limits"]["max_text_chars"] == 200
     assert requests.get(server + "/models/msra_ner", timeout=10).json()["labels"][0] == "B-PER"
 
 
-@pytest.mark.parametrize("task_type", ["seq_cls", "token_cls", "qa"])
+@pytest.mark.parametrize("task_type", [task_type for task_type, _, _ in TASKS])
 def test_outputs_equal_the_predictor_on_the_same_model(server, predictors, task_type):
     texts = INPUTS[task_type]
     response = post(server, MODEL_OF[task_type], {"json": {"texts": texts}})
     assert response.status_code == 200, response.text
     # one request alone forms one batch: exactly what the Predictor computes for the same texts
     assert response.json() == {"results": predictors[task_type].predict_texts(texts)}
+
+
+def test_a_models_task_options_change_its_decoding_without_a_new_export(server, exported):
+    """serving's per-model task_options: the same QA export served with a shorter answer limit answers as the
+    Predictor with those options does, and the model list shows the options it runs with."""
+    from ernie3.predict import Predictor
+
+    texts = INPUTS["qa"]
+    response = post(server, QA_SHORT["name"], {"json": {"texts": texts}})
+    assert response.status_code == 200, response.text
+    short = Predictor(exported["qa"], num_threads=SERVER_THREADS, task_options=QA_SHORT["task_options"])
+    assert response.json() == {"results": short.predict_texts(texts)}
+    listed = requests.get(f"{server}/models/{QA_SHORT['name']}", timeout=10).json()["options"]
+    assert listed["max_answer_length"] == 2 and listed["n_best_size"] == 5 and listed["doc_stride"] == 24
 
 
 # -- bad requests -----------------------------------------------------------------------------------------------
@@ -193,7 +214,7 @@ BAD_REQUESTS = [
     ("cmrc2018", {"json": {"texts": ["张三在哪里？"]}}, 422, "texts[0]: expected {'question'"),
     ("cmrc2018", {"json": {"texts": [{"question": "谁？", "context": ""}]}}, 422, "'context' is empty"),
     ("cmrc2018", {"json": {"texts": [{"question": "谁？", "context": "长" * 1000}]}}, 422, "1002 characters; at most 1000"),
-    ("nope", {"json": {"texts": ["a"]}}, 404, "unknown model 'nope' (served: tnews, msra_ner, cmrc2018)"),
+    ("nope", {"json": {"texts": ["a"]}}, 404, f"unknown model 'nope' (served: {', '.join(SERVED)})"),
     # text content: lone surrogates (valid JSON, not Unicode), invisible-only texts (refused as whitespace-only ones)
     ("tnews", {"data": b'{"texts": ["\\ud800"]}'}, 422, "texts[0]: text 1 holds a lone UTF-16 surrogate (\\ud800)"),
     ("msra_ner", {"data": b'{"texts": ["ok", "\\udfff\\u5f20"]}'}, 422, "texts[1]: the text holds a lone UTF-16 surrogate"),
@@ -616,10 +637,10 @@ def test_a_big_request_runs_in_batches_that_take_turns_with_other_requests(fake_
 def test_models_list_shows_no_filesystem_paths(server, fake_server, exported):
     for listing in (requests.get(server + "/models", timeout=10).text, requests.get(fake_server[0] + "/models", timeout=10).text):
         assert "/models/broken" not in listing and "/tmp" not in listing and '"path"' not in listing
-    models = requests.get(server + "/models", timeout=10).json()["models"]
-    assert models[0]["inputs"] == ["text"] and models[0]["num_threads"] == SERVER_THREADS
-    assert models[2]["inputs"] == ["question", "context"]  # what one text of a request holds, as the task says
-    assert {"limits", "stats", "task_name", "task_type", "labels"} <= set(models[1])
+    models = {m["name"]: m for m in requests.get(server + "/models", timeout=10).json()["models"]}
+    assert models["tnews"]["inputs"] == ["text"] and models["tnews"]["num_threads"] == SERVER_THREADS
+    assert models["cmrc2018"]["inputs"] == ["question", "context"]  # what one text of a request holds, as the task says
+    assert {"limits", "stats", "task_name", "task_type", "labels"} <= set(models["msra_ner"])
     assert exported["seq_cls"] not in requests.get(server + "/models/tnews", timeout=10).text
 
 
@@ -737,6 +758,7 @@ def test_pair_tasks_refuse_single_texts_naming_the_index():
     ("backend", "", "'backend' must be a non-empty string"),
     ("tensorrt", {"precison": "fp16"}, "unknown tensorrt setting 'precison'"),
     ("tensorrt", {"min_shape": [4, 4], "opt_shape": [2, 2]}, "TensorRT shapes must satisfy min <= opt <= max"),
+    ("task_options", ["max_answer_length=3"], "'task_options' must be a mapping of the task's decoding options"),
 ])  # fmt: skip
 def test_predictor_options_are_checked_with_the_config(option, value, message):
     with pytest.raises(UserError, match=re.escape(f"models[0] (a): {message}")):
@@ -764,6 +786,22 @@ def test_api_key_settings(monkeypatch):
     monkeypatch.setenv("SOME_KEY_VAR", "secret")
     assert resolve_api_key(ServerSettings(api_key_env="SOME_KEY_VAR")) == "secret"
     assert resolve_api_key(ServerSettings()) is None
+
+
+@pytest.mark.parametrize("task_options, message", [
+    ({"doc_stride": 16}, "task option 'doc_stride' of cmrc2018 shapes the model's features, not only its decoding"),
+    ({"threshold": 0.3}, "unknown task option 'threshold' for cmrc2018 (its decoding options: max_answer_length, "
+                         "n_best_size)"),
+    ({"n_best_size": 0}, "bad task option for cmrc2018: --n_best_size must be a positive integer, got 0"),
+    ({"max_answer_length": "many"}, "task option 'max_answer_length' takes int values, got 'many'"),
+])  # fmt: skip
+def test_a_bad_task_option_stops_the_model_loading_with_one_line(exported, task_options, message):
+    from ernie3.serving.config import ModelSpec
+    from ernie3.serving.models import load_predictor
+
+    spec = ModelSpec("qa", exported["qa"], ServingLimits(), {"task_options": task_options, "num_threads": 1})
+    with pytest.raises(UserError, match=re.escape(f"model 'qa' could not be loaded: {message}")):
+        load_predictor(spec)
 
 
 def test_bad_predictor_option_stops_start_up_before_loading(exported, tmp_path):

@@ -375,12 +375,12 @@ def deploy_commands(task: Any, model_path: str, dev_file: Optional[str], num_thr
     }
 
 
-def pick_deployment(rows: list[dict], max_metric_drop: float, optimize_for: str) -> dict:
+def pick_deployment(rows: list[dict], max_metric_drop: float, optimize_for: str, higher_is_better: bool = True) -> dict:
     from ernie3.compress import pick_best
 
     if optimize_for == "latency":
-        return pick_best(rows, max_metric_drop, speed=lambda r: -r["batch1_latency_p50_ms"])
-    return pick_best(rows, max_metric_drop, speed=lambda r: r["batch_throughput"])
+        return pick_best(rows, max_metric_drop, speed=lambda r: -r["batch1_latency_p50_ms"], higher_is_better=higher_is_better)
+    return pick_best(rows, max_metric_drop, speed=lambda r: r["batch_throughput"], higher_is_better=higher_is_better)
 
 
 # -- the report -----------------------------------------------------------------------------------------------------
@@ -520,6 +520,7 @@ def remove_previous_reports(output_dir: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     from ernie3 import compress, train
+    from ernie3.compress import within_metric_drop
     from ernie3.data import load_examples
     from ernie3.export import task_of_model_dir
     from ernie3.files import write_run_record
@@ -581,11 +582,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     bench_seconds = time.time() - stage_started
 
     max_metric_drop = compressed["settings"]["max_metric_drop"]
-    floor = compressed["candidates"][0]["metric"] * (1 - max_metric_drop)
+    reference = compressed["candidates"][0]["metric"]
     rows = [{**{k: v for k, v in r.items() if k != "throughput"}, "eval_throughput": r["throughput"],
-             **measured[r["name"]], "within_drop": r["metric"] >= floor - 1e-12}
+             **measured[r["name"]],
+             "within_drop": within_metric_drop(r["metric"], reference, max_metric_drop, trained_task.higher_is_better)}
             for r in compressed["candidates"]]  # fmt: skip
-    picked = pick_deployment(rows, max_metric_drop, args.optimize_for)
+    picked = pick_deployment(rows, max_metric_drop, args.optimize_for, trained_task.higher_is_better)
     deploy_path = picked["path"]
     objective = (f"the lowest batch-1 median latency ({picked['batch1_latency_p50_ms']:.2f} ms)"
                  if args.optimize_for == "latency" else
