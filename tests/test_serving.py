@@ -25,7 +25,8 @@ DEFAULT_INPUTS = {task_type: get_task(name).sample_inputs() for task_type, name,
 
 SERVING_DIR = os.path.join(REPO_ROOT, "deploy", "serving")
 SERVE_SCRIPT = os.path.join(SERVING_DIR, "serve.py")
-#: a second model on the QA export with decoding options of its own (serving's per-model task_options)
+#: a second model on the QA export with decoding options of its own (serving's per-model task_options; on the
+#: second server, so that the first serves one model per task type)
 QA_SHORT = {"name": "cmrc2018_short", "task_options": {"max_answer_length": 2, "n_best_size": 5}}
 # small limits, so that going over them needs small requests
 LIMITS = {"max_batch_size": 16, "max_wait_ms": 20, "max_texts_per_request": 8, "max_text_chars": 200,
@@ -108,7 +109,6 @@ def server(exported, tmp_path_factory):
          **({"max_text_chars": QA_MAX_TEXT_CHARS} if task_type == "qa" else {})}
         for task_type, name, _ in TASKS
     ]  # fmt: skip
-    models.append({**QA_SHORT, "path": exported["qa"], "num_threads": SERVER_THREADS})
     config = write_config(tmp_path_factory.mktemp("serving") / "config.yml", models, LIMITS,
                           {"read_timeout_s": READ_TIMEOUT_S})  # fmt: skip
     process = ServerProcess(config)
@@ -119,7 +119,7 @@ def server(exported, tmp_path_factory):
 
 
 MODEL_OF = {task_type: name for task_type, name, _ in TASKS}
-SERVED = [*MODEL_OF.values(), QA_SHORT["name"]]
+SERVED = list(MODEL_OF.values())
 INPUTS = {
     **DEFAULT_INPUTS,
     "seq_cls": DEFAULT_INPUTS["seq_cls"][:6],  # tnews takes single texts (a pair is refused: see BAD_REQUESTS)
@@ -157,8 +157,7 @@ def test_health_readiness_and_model_list(server):
     ready = requests.get(server + "/ready", timeout=10)
     assert ready.status_code == 200 and ready.json() == {"ready": True, "models": {n: True for n in SERVED}}
     listed = requests.get(server + "/models", timeout=10).json()["models"]
-    assert [(m["name"], m["task_type"], m["task_name"]) for m in listed] == [
-        *((n, t, n) for t, n, _ in TASKS), (QA_SHORT["name"], "qa", MODEL_OF["qa"])]
+    assert [(m["name"], m["task_type"], m["task_name"]) for m in listed] == [(n, t, n) for t, n, _ in TASKS]
     models = {m["name"]: m for m in listed}
     assert models["tnews"]["labels"][:2] == ["100", "101"] and models["cmrc2018"]["options"]["doc_stride"] == 24
     assert (models["tnews"]["backend"], models["tnews"]["device"], models["tnews"]["precision"]) == ("paddle", "cpu", "fp32")
@@ -174,20 +173,6 @@ def test_outputs_equal_the_predictor_on_the_same_model(server, predictors, task_
     assert response.status_code == 200, response.text
     # one request alone forms one batch: exactly what the Predictor computes for the same texts
     assert response.json() == {"results": predictors[task_type].predict_texts(texts)}
-
-
-def test_a_models_task_options_change_its_decoding_without_a_new_export(server, exported):
-    """serving's per-model task_options: the same QA export served with a shorter answer limit answers as the
-    Predictor with those options does, and the model list shows the options it runs with."""
-    from ernie3.predict import Predictor
-
-    texts = INPUTS["qa"]
-    response = post(server, QA_SHORT["name"], {"json": {"texts": texts}})
-    assert response.status_code == 200, response.text
-    short = Predictor(exported["qa"], num_threads=SERVER_THREADS, task_options=QA_SHORT["task_options"])
-    assert response.json() == {"results": short.predict_texts(texts)}
-    listed = requests.get(f"{server}/models/{QA_SHORT['name']}", timeout=10).json()["options"]
-    assert listed["max_answer_length"] == 2 and listed["n_best_size"] == 5 and listed["doc_stride"] == 24
 
 
 # -- bad requests -----------------------------------------------------------------------------------------------
@@ -667,6 +652,7 @@ def keyed_server(exported, tmp_path_factory):
     models = [
         {"name": "tnews", "path": str(compressed), "num_threads": SERVER_THREADS},
         {"name": "cmrc2018", "path": exported["qa"], "num_threads": SERVER_THREADS, **BIG_QA_LIMITS},
+        {**QA_SHORT, "path": exported["qa"], "num_threads": SERVER_THREADS},
     ]
     server_settings = {"api_key_env": "TEST_SERVING_KEY", "read_timeout_s": READ_TIMEOUT_S}
     process = ServerProcess(write_config(root / "config.yml", models, None, server_settings),
@@ -686,6 +672,21 @@ def test_the_api_key_guards_every_endpoint_but_health(keyed_server):
             assert response.status_code == 401, (headers, path)
             assert "API key" in response.json()["error"] and response.headers["www-authenticate"] == "Bearer"
     assert requests.post(keyed_server + "/models/tnews/predict", json={"texts": ["球队"]}, headers=good, timeout=30).status_code == 200
+
+
+def test_a_models_task_options_change_its_decoding_without_a_new_export(keyed_server, exported):
+    """serving's per-model task_options: the same QA export served with a shorter answer limit answers as the
+    Predictor with those options does, and the model list shows the options it runs with."""
+    from ernie3.predict import Predictor
+
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    texts = INPUTS["qa"]
+    response = post(keyed_server, QA_SHORT["name"], {"json": {"texts": texts}}, headers=headers)
+    assert response.status_code == 200, response.text
+    short = Predictor(exported["qa"], num_threads=SERVER_THREADS, task_options=QA_SHORT["task_options"])
+    assert response.json() == {"results": short.predict_texts(texts)}
+    listed = requests.get(f"{keyed_server}/models/{QA_SHORT['name']}", headers=headers, timeout=10).json()["options"]
+    assert listed["max_answer_length"] == 2 and listed["n_best_size"] == 5 and listed["doc_stride"] == 24
 
 
 def test_a_compress_output_dir_is_served_from_its_best_candidate(keyed_server, predictors):
@@ -716,7 +717,7 @@ def test_clients_and_load_test_send_the_api_key(keyed_server):
     with_flag = run_script("client_seq_cls.py", "--url", keyed_server, "--api_key", API_KEY, "球队")
     assert with_flag.returncode == 0, with_flag.stderr
     from_env = subprocess.run([sys.executable, os.path.join(SERVING_DIR, "client_qa.py"), "--url", keyed_server,
-                               "--question", "谁？", "--context", "张三在北京。"], capture_output=True, text=True,
+                               "--model", "cmrc2018", "--question", "谁？", "--context", "张三在北京。"], capture_output=True, text=True,
                               timeout=120, cwd=REPO_ROOT, env={**os.environ, "ERNIE3_API_KEY": API_KEY})  # fmt: skip
     assert from_env.returncode == 0 and "answer" in json.loads(from_env.stdout), from_env.stderr
     load = run_script("load_test.py", "--url", keyed_server, "--model", "tnews", "--requests", "4", "--warmup", "1",
