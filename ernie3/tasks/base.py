@@ -104,7 +104,8 @@ class Task(abc.ABC):
       quantization scores every dev example on its own to rank layers.
     - `metric_name` is a key of `score`'s (and `compute_metrics`') result; `higher_is_better` says its direction,
       which the best-checkpoint pick (the Trainer's `greater_is_better`) and compression's and the pipeline's
-      candidate picks (the maximum metric drop) honour.
+      candidate picks (the maximum metric drop) honour; NNCF's accuracy control assumes higher-is-better, so
+      compress builds no accuracy-controlled candidate for the other direction.
     - `online_dataset` None: the task has no online copy; commands then ask for --train_file/--dev_file.
     - options (`options_class`) are recorded with exported models; those in `decoding_options` change only how
       outputs are decoded, so deployment (infer.py and the deploy predictors' --task_option, serving's per-model
@@ -122,7 +123,7 @@ class Task(abc.ABC):
     label_names: ClassVar[tuple[str, ...]] = ("labels",)
     #: class-name ending of a model fine-tuned for this task type, as in config.json "architectures"
     architecture_suffix: ClassVar[str]
-    #: key of `compute_metrics`' result that picks the best checkpoint
+    #: key of `compute_metrics`' result that picks the best checkpoint (in the direction `higher_is_better` says)
     metric_name: ClassVar[str]
     #: dataclass of the task type's own options (e.g. QA's window stride), each one a command-line flag of the
     #: training, compress and pipeline commands; their values are the task's `options`, recorded with its models
@@ -293,7 +294,8 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def score(self, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> dict:
-        """The task's metrics for decoded results against the examples' gold labels."""
+        """The task's metrics for decoded results against the examples' gold labels; defined for any non-empty
+        list, one example included (accuracy-controlled NNCF scores each dev example on its own)."""
 
     def metrics_function(self, examples: Sequence[Mapping[str, Any]], encoded: Encoded) -> Callable[[Any], dict]:
         """The Trainer's `compute_metrics` for one dev set: decode every feature's outputs, then score the examples.
