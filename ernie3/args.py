@@ -275,7 +275,8 @@ def best_model_settings(task: Task, defaults: dict[str, Any], cli: set[str]) -> 
     Flags given on the command line are the user's explicit choice and are left as they are.
     """
     forced: dict[str, Any] = {}
-    wanted = {"load_best_model_at_end": True, "metric_for_best_model": task.metric_name, "greater_is_better": True}
+    wanted = {"load_best_model_at_end": True, "metric_for_best_model": task.metric_name,
+              "greater_is_better": task.higher_is_better}  # fmt: skip
     for key, value in wanted.items():
         if key not in cli and defaults.get(key) != value:
             forced[key] = value

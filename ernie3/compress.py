@@ -238,7 +238,11 @@ def make_dynamic_evaluator(task: Task, examples: list[dict], encoded: Any):
         unpack = lambda values: values[0] if len(values) == 1 else values  # noqa: E731
         metrics = compute_metrics(EvalPrediction(predictions=unpack(predictions), label_ids=unpack(labels)))
         value = float(metrics[task.metric_name])
-        return value if np.isfinite(value) else 0.0
+        if not np.isfinite(value):
+            return 0.0
+        # paddlenlp's DynaBERT keeps a width's checkpoint when this value beats its best so far, which starts at
+        # 0.0: a lower-is-better metric is turned into a positive value that falls as the metric rises
+        return value if task.higher_is_better else float(np.exp(-np.clip(value, -700.0, 700.0)))
 
     return evaluate
 
@@ -302,7 +306,9 @@ def build_engine_candidates(
                 name, path = derived("openvino-bf16")
                 built.append(Candidate(name, link_float_candidate(source, path, "openvino", "bf16"), source.model_file,
                                        "openvino", "bf16", source.name))  # fmt: skip
-            variants = [("openvino-int8", False)] + ([("openvino-int8-ac", True)] if is_float and eval_args.nncf_accuracy_control else [])
+            # NNCF's accuracy control takes the validation metric as higher-is-better: not for other tasks
+            accuracy_control = is_float and eval_args.nncf_accuracy_control and task.higher_is_better
+            variants = [("openvino-int8", False)] + ([("openvino-int8-ac", True)] if accuracy_control else [])
             for variant, accuracy_control in variants:
                 name, path = derived(variant)
                 logger.info(f"NNCF INT8 of {source.name}{' with accuracy control' if accuracy_control else ''}")
@@ -365,13 +371,26 @@ def agreement(decisions: Sequence, reference: Sequence) -> float:
     return sum(a == b for a, b in zip(decisions, reference)) / len(reference)
 
 
-def pick_best(results: list[dict], max_metric_drop: float, speed: Optional[Callable[[dict], Any]] = None) -> dict:
-    """The best candidate whose metric is within `max_metric_drop` (relative) of the float model's (the first
-    result); `speed` says what best means, higher is better (default: the evaluation's throughput; see
-    ernie3.lightweight.objective_key for latency, size and memory)."""
-    floor = results[0]["metric"] * (1 - max_metric_drop)
-    eligible = [r for r in results if r["metric"] >= floor - 1e-12]
-    return max(eligible, key=speed or (lambda r: r["throughput"]))
+def within_metric_drop(metric: float, reference: float, max_metric_drop: float, higher_is_better: bool = True) -> bool:
+    """Whether `metric` is at most `max_metric_drop` (relative) worse than `reference`, in the metric's direction
+    (a lower-is-better metric, e.g. a loss or an error rate, may rise by that much)."""
+    if higher_is_better:
+        return metric >= reference * (1 - max_metric_drop) - 1e-12
+    return metric <= reference * (1 + max_metric_drop) + 1e-12
+
+
+def pick_best(
+    results: list[dict],
+    max_metric_drop: float,
+    speed: Optional[Callable[[dict], Any]] = None,
+    higher_is_better: bool = True,
+) -> dict:
+    """The fastest candidate whose metric is within `max_metric_drop` (relative, in the task's metric direction)
+    of the float model's (the first result); `speed` says what fastest means (default: the evaluation's
+    throughput, higher is better; see ernie3.lightweight.objective_key for latency, size and memory)."""
+    reference = results[0]["metric"]
+    eligible = [r for r in results if within_metric_drop(r["metric"], reference, max_metric_drop, higher_is_better)]
+    return max(eligible or results[:1], key=speed or (lambda r: r["throughput"]))
 
 
 def markdown_report(task: Task, results: list[dict], best: dict, settings: dict) -> str:
@@ -561,7 +580,8 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         logger.info(f"Measuring the predictor peak RSS of {len(candidates)} candidates, each in a process of its own")
         for candidate, result in zip(candidates, results):
             result["peak_rss_mb"] = measure_peak_rss(candidate, args.per_device_eval_batch_size, eval_args.num_threads)
-    best = pick_best(results, eval_args.max_metric_drop, objective_key(light.optimize_for))
+    best = pick_best(results, eval_args.max_metric_drop, objective_key(light.optimize_for),
+                     higher_is_better=task.higher_is_better)
     best_dir = copy_best(best, output_dir)
     settings = {
         "strategy": args.strategy, "eval_examples": len(examples["dev"]), "num_threads": eval_args.num_threads,

@@ -68,6 +68,9 @@ def load_online_examples(task: Task, split: str, skip_invalid: bool = False) -> 
     from ernie3.modeling import short_reason
 
     flag = SPLIT_FLAGS.get(split, split)
+    if task.online_dataset is None:
+        raise UserError(f"task {task.name} has no online dataset: pass local files with --train_file/--dev_file "
+                        f"(the {split} split: {flag})")  # fmt: skip
     online_split = task.online_split(split)
     if online_split is None:
         raise UserError(f"paddlenlp's {task.online_dataset[0]} has no {split} split; pass a local file with {flag}")
@@ -110,5 +113,9 @@ def load_examples(task: Task, split: str, path: Optional[str], skip_invalid: boo
 
 def sample_file(task_name: str, split: str) -> Optional[str]:
     """The shipped sample file of a task's split, whatever its format's extension (.json, .tsv); None if none."""
-    found = sorted(glob.glob(os.path.join(SAMPLES_DIR, task_name, f"{split}.*")))
+    from ernie3.tasks import TASKS
+
+    task = TASKS.get(task_name)
+    directory = task.sample_dir() if task is not None else os.path.join(SAMPLES_DIR, task_name)
+    found = sorted(glob.glob(os.path.join(glob.escape(directory), f"{split}.*")))
     return found[0] if found else None

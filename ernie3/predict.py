@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -38,6 +38,7 @@ class Predictor:
         model_prefix: Optional[str] = None,
         warmup: bool = False,
         tokenizer: str = "auto",
+        task_options: Optional[Mapping[str, Any]] = None,
     ):
         """`model_path`: a model directory written by --do_export or the compress scripts, a static program
         file, or an .onnx file; the tokenizer and ernie3_task.json are read from the same directory.
@@ -50,11 +51,14 @@ class Predictor:
 
         `tokenizer`: fast (Rust WordPiece, ernie3/fast_tokenizer.py), paddlenlp (its Python ErnieTokenizer), or auto:
         the fast one when it gives paddlenlp's ids on probe texts and the task's sample inputs, else paddlenlp's
-        (`tokenizer_choice` says which and why)."""
+        (`tokenizer_choice` says which and why).
+
+        `task_options`: values of the task's decoding options ({name: value}, e.g. QA's max_answer_length) that
+        replace those recorded with the model; options that shape features cannot change without a new export."""
         model_dir = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
         if not os.path.exists(model_path):
             raise UserError(f"model path not found: {model_path}")
-        self.task = task_of_model_dir(model_dir)
+        self.task = task_of_model_dir(model_dir).with_decoding_options(task_options or {})
         self.batch_size = batch_size
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")

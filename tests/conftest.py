@@ -6,6 +6,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
 SHARED_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data"))
 
+# Test-only task types (tests/task_plugins), added to the registry as any project adds its own: through
+# ERNIE3_TASK_MODULES, which subprocesses (servers, scripts) inherit. The shared tests below ask the registry.
+TEST_TASK_MODULES = [os.path.join(REPO_ROOT, "tests", "task_plugins", "multi_label.py")]
+os.environ["ERNIE3_TASK_MODULES"] = os.pathsep.join(
+    dict.fromkeys(filter(None, [*os.environ.get("ERNIE3_TASK_MODULES", "").split(os.pathsep), *TEST_TASK_MODULES]))
+)
+
 import ernie3  # noqa: E402,F401  (environment set-up before paddle is imported)
 
 
@@ -53,13 +60,18 @@ def trained_tnews(tiny_model_dir, tmp_path_factory) -> dict:
     ])  # fmt: skip
 
 
-# (task type, task, flags) of one small exported model per task type: two training steps are enough for tests that
-# compare two ways of running the same weights; QA gets short windows so that the sample contexts are cut into several
-TINY_EXPORT_TASKS = (
-    ("seq_cls", "tnews", []),
-    ("token_cls", "msra_ner", ["--max_seq_length", "64"]),
-    ("qa", "cmrc2018", ["--max_seq_length", "64", "--doc_stride", "24", "--max_query_length", "24"]),
-)
+def sample_task_cases() -> list[tuple[str, str, list]]:
+    """(task type, task, flags) of every task type that ships samples, asked from the registry: the shared tests
+    parametrize over these, so a new task type (tests/task_plugins too) is covered without editing them. The
+    flags are the type's `sample_flags` for a tiny model (QA's short windows cut the sample contexts in several)."""
+    from ernie3.tasks import sample_tasks
+
+    return [(task.task_type, task.name, list(task.sample_flags)) for task in sample_tasks()]
+
+
+# one small exported model per task type: two training steps are enough for tests that compare two ways of running
+# the same weights
+TINY_EXPORT_TASKS = tuple(sample_task_cases())
 
 
 def export_tiny_model(task_type: str, task_name: str, flags: list, model_dir: str, output_dir: str) -> str:

@@ -15,16 +15,16 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, sample_file
+from conftest import REPO_ROOT, TINY_EXPORT_TASKS, sample_file
 
 from ernie3.errors import UserError, run_cli
 
 SCRIPTS = ("run_seq_cls.py", "run_token_cls.py", "run_qa.py", "compress_seq_cls.py", "compress_token_cls.py",
            "compress_qa.py")  # fmt: skip
-TASKS = {"seq_cls": "tnews", "token_cls": "msra_ner", "qa": "cmrc2018"}
-#: settings both fine-tuning and later steps of each task type use, small enough for a tiny model
-SMALL = {"seq_cls": [], "token_cls": ["--max_seq_length", "64"],
-         "qa": ["--max_seq_length", "64", "--doc_stride", "24", "--max_query_length", "24"]}  # fmt: skip
+#: every task type that ships samples (the registry's), with its sample task
+TASKS = {task_type: task_name for task_type, task_name, _ in TINY_EXPORT_TASKS}
+#: settings both fine-tuning and later steps of each task type use, small enough for a tiny model (its sample_flags)
+SMALL = {task_type: flags for task_type, _, flags in TINY_EXPORT_TASKS}
 
 
 def train_entry(task_type):
@@ -109,8 +109,10 @@ def test_help_of_every_script_works():
 # --- 2. --do_predict on its own -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("task_type", sorted(TASKS))
 def test_predict_alone_writes_predictions(fine_tuned, task_type, tmp_path):
+    from ernie3.data import sample_file as shipped_sample
+
     task = TASKS[task_type]
-    test_file = sample_file(task, "test" if task != "cmrc2018" else "dev")
+    test_file = shipped_sample(task, "test") or sample_file(task, "dev")  # CMRC2018's samples have no test split
     summary = train_entry(task_type)([
         "--task_name", task, "--model_name_or_path", str(fine_tuned[task_type] / "best"), "--output_dir", str(tmp_path),
         "--test_file", test_file, "--do_predict",

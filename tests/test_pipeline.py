@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import sample_file
+from conftest import TINY_EXPORT_TASKS, sample_file
 from ernie3 import layout
 from ernie3.errors import UserError
 
@@ -90,7 +90,7 @@ def test_flags_go_to_their_stages():
                            "mse", "--max_steps", "5", "--max_metric_drop", "0.02", "--seed", "3"]  # fmt: skip
 
 
-@pytest.mark.parametrize("task_name", ["tnews", "msra_ner", "cmrc2018"])
+@pytest.mark.parametrize("task_name", [task_name for _, task_name, _ in TINY_EXPORT_TASKS])
 def test_the_samples_config_is_valid_for_both_stages(tiny_model_dir, task_name, tmp_path):
     """ernie3/samples/config.yml (the demo's settings) parses for fine-tuning and compression of each sample task."""
     from ernie3.cli.pipeline import check_stage_flags

@@ -19,12 +19,15 @@ from ernie3.cli.load_test import check_loopback
 from ernie3.serving.config import ServingLimits, parse_config
 from ernie3.tasks import get_task
 
+TASKS = TINY_EXPORT_TASKS  # every task type with samples (the registry's); the server is compared with the Predictor
 # the load test's default traffic: each task's own sample inputs
-DEFAULT_INPUTS = {name: get_task(task).sample_inputs() for name, task in (("seq_cls", "tnews"), ("token_cls", "msra_ner"), ("qa", "cmrc2018"))}
+DEFAULT_INPUTS = {task_type: get_task(name).sample_inputs() for task_type, name, _ in TASKS}
 
 SERVING_DIR = os.path.join(REPO_ROOT, "deploy", "serving")
 SERVE_SCRIPT = os.path.join(SERVING_DIR, "serve.py")
-TASKS = TINY_EXPORT_TASKS  # the server is compared with the Predictor on the same weights
+#: a second model on the QA export with decoding options of its own (serving's per-model task_options; on the
+#: second server, so that the first serves one model per task type)
+QA_SHORT = {"name": "cmrc2018_short", "task_options": {"max_answer_length": 2, "n_best_size": 5}}
 # small limits, so that going over them needs small requests
 LIMITS = {"max_batch_size": 16, "max_wait_ms": 20, "max_texts_per_request": 8, "max_text_chars": 200,
           "max_request_chars": 1000, "max_body_bytes": 8192}  # fmt: skip
@@ -102,10 +105,10 @@ def write_config(path, models, defaults=None, server=None):
 @pytest.fixture(scope="module")
 def server(exported, tmp_path_factory):
     models = [
-        {"name": name, "path": exported[task_type], "num_threads": SERVER_THREADS}
+        {"name": name, "path": exported[task_type], "num_threads": SERVER_THREADS,
+         **({"max_text_chars": QA_MAX_TEXT_CHARS} if task_type == "qa" else {})}
         for task_type, name, _ in TASKS
-    ]
-    models[2]["max_text_chars"] = QA_MAX_TEXT_CHARS
+    ]  # fmt: skip
     config = write_config(tmp_path_factory.mktemp("serving") / "config.yml", models, LIMITS,
                           {"read_timeout_s": READ_TIMEOUT_S})  # fmt: skip
     process = ServerProcess(config)
@@ -116,9 +119,10 @@ def server(exported, tmp_path_factory):
 
 
 MODEL_OF = {task_type: name for task_type, name, _ in TASKS}
+SERVED = list(MODEL_OF.values())
 INPUTS = {
+    **DEFAULT_INPUTS,
     "seq_cls": DEFAULT_INPUTS["seq_cls"][:6],  # tnews takes single texts (a pair is refused: see BAD_REQUESTS)
-    "token_cls": DEFAULT_INPUTS["token_cls"],
     # the second context is longer than one window (64 tokens): its answer is chosen over several windows
     "qa": DEFAULT_INPUTS["qa"] + [{"question": "谁创办了这所学校？", "context": "这所学校由张伯苓于1904年创办。" * 6}],
 }
@@ -151,16 +155,18 @@ def assert_same_results(served, expected):
 def test_health_readiness_and_model_list(server):
     assert requests.get(server + "/health", timeout=10).json() == {"status": "ok"}
     ready = requests.get(server + "/ready", timeout=10)
-    assert ready.status_code == 200 and ready.json() == {"ready": True, "models": {n: True for n in MODEL_OF.values()}}
-    models = requests.get(server + "/models", timeout=10).json()["models"]
-    assert [(m["name"], m["task_type"], m["task_name"]) for m in models] == [(n, t, n) for t, n, _ in TASKS]
-    assert models[0]["labels"][:2] == ["100", "101"] and models[2]["options"]["doc_stride"] == 24
-    assert (models[0]["backend"], models[0]["device"], models[0]["precision"]) == ("paddle", "cpu", "fp32")
-    assert models[2]["limits"]["max_text_chars"] == QA_MAX_TEXT_CHARS and models[0]["limits"]["max_text_chars"] == 200
+    assert ready.status_code == 200 and ready.json() == {"ready": True, "models": {n: True for n in SERVED}}
+    listed = requests.get(server + "/models", timeout=10).json()["models"]
+    assert [(m["name"], m["task_type"], m["task_name"]) for m in listed] == [(n, t, n) for t, n, _ in TASKS]
+    models = {m["name"]: m for m in listed}
+    assert models["tnews"]["labels"][:2] == ["100", "101"] and models["cmrc2018"]["options"]["doc_stride"] == 24
+    assert (models["tnews"]["backend"], models["tnews"]["device"], models["tnews"]["precision"]) == ("paddle", "cpu", "fp32")
+    assert models["cmrc2018"]["limits"]["max_text_chars"] == QA_MAX_TEXT_CHARS
+    assert models["tnews"]["limits"]["max_text_chars"] == 200
     assert requests.get(server + "/models/msra_ner", timeout=10).json()["labels"][0] == "B-PER"
 
 
-@pytest.mark.parametrize("task_type", ["seq_cls", "token_cls", "qa"])
+@pytest.mark.parametrize("task_type", [task_type for task_type, _, _ in TASKS])
 def test_outputs_equal_the_predictor_on_the_same_model(server, predictors, task_type):
     texts = INPUTS[task_type]
     response = post(server, MODEL_OF[task_type], {"json": {"texts": texts}})
@@ -198,7 +204,7 @@ BAD_REQUESTS = [
     ("cmrc2018", {"json": {"texts": ["张三在哪里？"]}}, 422, "texts[0]: expected {'question'"),
     ("cmrc2018", {"json": {"texts": [{"question": "谁？", "context": ""}]}}, 422, "'context' is empty"),
     ("cmrc2018", {"json": {"texts": [{"question": "谁？", "context": "长" * 1000}]}}, 422, "1002 characters; at most 1000"),
-    ("nope", {"json": {"texts": ["a"]}}, 404, "unknown model 'nope' (served: tnews, msra_ner, cmrc2018)"),
+    ("nope", {"json": {"texts": ["a"]}}, 404, f"unknown model 'nope' (served: {', '.join(SERVED)})"),
     # text content: lone surrogates (valid JSON, not Unicode), invisible-only texts (refused as whitespace-only ones)
     ("tnews", {"data": b'{"texts": ["\\ud800"]}'}, 422, "texts[0]: text 1 holds a lone UTF-16 surrogate (\\ud800)"),
     ("msra_ner", {"data": b'{"texts": ["ok", "\\udfff\\u5f20"]}'}, 422, "texts[1]: the text holds a lone UTF-16 surrogate"),
@@ -621,10 +627,10 @@ def test_a_big_request_runs_in_batches_that_take_turns_with_other_requests(fake_
 def test_models_list_shows_no_filesystem_paths(server, fake_server, exported):
     for listing in (requests.get(server + "/models", timeout=10).text, requests.get(fake_server[0] + "/models", timeout=10).text):
         assert "/models/broken" not in listing and "/tmp" not in listing and '"path"' not in listing
-    models = requests.get(server + "/models", timeout=10).json()["models"]
-    assert models[0]["inputs"] == ["text"] and models[0]["num_threads"] == SERVER_THREADS
-    assert models[2]["inputs"] == ["question", "context"]  # what one text of a request holds, as the task says
-    assert {"limits", "stats", "task_name", "task_type", "labels"} <= set(models[1])
+    models = {m["name"]: m for m in requests.get(server + "/models", timeout=10).json()["models"]}
+    assert models["tnews"]["inputs"] == ["text"] and models["tnews"]["num_threads"] == SERVER_THREADS
+    assert models["cmrc2018"]["inputs"] == ["question", "context"]  # what one text of a request holds, as the task says
+    assert {"limits", "stats", "task_name", "task_type", "labels"} <= set(models["msra_ner"])
     assert exported["seq_cls"] not in requests.get(server + "/models/tnews", timeout=10).text
 
 
@@ -651,6 +657,7 @@ def keyed_server(exported, tmp_path_factory):
     models = [
         {"name": "tnews", "path": str(compressed), "num_threads": SERVER_THREADS},
         {"name": "cmrc2018", "path": exported["qa"], "num_threads": SERVER_THREADS, **BIG_QA_LIMITS},
+        {**QA_SHORT, "path": exported["qa"], "num_threads": SERVER_THREADS},
     ]
     server_settings = {"api_key_env": "TEST_SERVING_KEY", "read_timeout_s": READ_TIMEOUT_S}
     process = ServerProcess(write_config(root / "config.yml", models, None, server_settings),
@@ -670,6 +677,21 @@ def test_the_api_key_guards_every_endpoint_but_health(keyed_server):
             assert response.status_code == 401, (headers, path)
             assert "API key" in response.json()["error"] and response.headers["www-authenticate"] == "Bearer"
     assert requests.post(keyed_server + "/models/tnews/predict", json={"texts": ["球队"]}, headers=good, timeout=30).status_code == 200
+
+
+def test_a_models_task_options_change_its_decoding_without_a_new_export(keyed_server, exported):
+    """serving's per-model task_options: the same QA export served with a shorter answer limit answers as the
+    Predictor with those options does, and the model list shows the options it runs with."""
+    from ernie3.predict import Predictor
+
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    texts = INPUTS["qa"]
+    response = post(keyed_server, QA_SHORT["name"], {"json": {"texts": texts}}, headers=headers)
+    assert response.status_code == 200, response.text
+    short = Predictor(exported["qa"], num_threads=SERVER_THREADS, task_options=QA_SHORT["task_options"])
+    assert response.json() == {"results": short.predict_texts(texts)}
+    listed = requests.get(f"{keyed_server}/models/{QA_SHORT['name']}", headers=headers, timeout=10).json()["options"]
+    assert listed["max_answer_length"] == 2 and listed["n_best_size"] == 5 and listed["doc_stride"] == 24
 
 
 def test_a_compress_output_dir_is_served_from_its_best_candidate(keyed_server, predictors):
@@ -700,7 +722,7 @@ def test_clients_and_load_test_send_the_api_key(keyed_server):
     with_flag = run_script("client_seq_cls.py", "--url", keyed_server, "--api_key", API_KEY, "球队")
     assert with_flag.returncode == 0, with_flag.stderr
     from_env = subprocess.run([sys.executable, os.path.join(SERVING_DIR, "client_qa.py"), "--url", keyed_server,
-                               "--question", "谁？", "--context", "张三在北京。"], capture_output=True, text=True,
+                               "--model", "cmrc2018", "--question", "谁？", "--context", "张三在北京。"], capture_output=True, text=True,
                               timeout=120, cwd=REPO_ROOT, env={**os.environ, "ERNIE3_API_KEY": API_KEY})  # fmt: skip
     assert from_env.returncode == 0 and "answer" in json.loads(from_env.stdout), from_env.stderr
     load = run_script("load_test.py", "--url", keyed_server, "--model", "tnews", "--requests", "4", "--warmup", "1",
@@ -748,6 +770,7 @@ def test_pair_tasks_refuse_single_texts_naming_the_index():
     ("backend", "", "'backend' must be a non-empty string"),
     ("tensorrt", {"precison": "fp16"}, "unknown tensorrt setting 'precison'"),
     ("tensorrt", {"min_shape": [4, 4], "opt_shape": [2, 2]}, "TensorRT shapes must satisfy min <= opt <= max"),
+    ("task_options", ["max_answer_length=3"], "'task_options' must be a mapping of the task's decoding options"),
 ])  # fmt: skip
 def test_predictor_options_are_checked_with_the_config(option, value, message):
     with pytest.raises(UserError, match=re.escape(f"models[0] (a): {message}")):
@@ -780,6 +803,22 @@ def test_api_key_settings(monkeypatch):
     monkeypatch.setenv("SOME_KEY_VAR", "secret")
     assert resolve_api_key(ServerSettings(api_key_env="SOME_KEY_VAR")) == "secret"
     assert resolve_api_key(ServerSettings()) is None
+
+
+@pytest.mark.parametrize("task_options, message", [
+    ({"doc_stride": 16}, "task option 'doc_stride' of cmrc2018 shapes the model's features, not only its decoding"),
+    ({"threshold": 0.3}, "unknown task option 'threshold' for cmrc2018 (its decoding options: max_answer_length, "
+                         "n_best_size)"),
+    ({"n_best_size": 0}, "bad task option for cmrc2018: --n_best_size must be a positive integer, got 0"),
+    ({"max_answer_length": "many"}, "task option 'max_answer_length' takes int values, got 'many'"),
+])  # fmt: skip
+def test_a_bad_task_option_stops_the_model_loading_with_one_line(exported, task_options, message):
+    from ernie3.serving.config import ModelSpec
+    from ernie3.serving.models import load_predictor
+
+    spec = ModelSpec("qa", exported["qa"], ServingLimits(), {"task_options": task_options, "num_threads": 1})
+    with pytest.raises(UserError, match=re.escape(f"model 'qa' could not be loaded: {message}")):
+        load_predictor(spec)
 
 
 def test_bad_predictor_option_stops_start_up_before_loading(exported, tmp_path):

@@ -21,6 +21,26 @@ def check_positive(args: argparse.Namespace, *names: str) -> None:
             raise UserError(f"--{name} must be at least 1, got {value}")
 
 
+def add_task_option_argument(parser: Any) -> None:
+    parser.add_argument("--task_option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a decoding option of the model's task, instead of the value it was exported with "
+                             "(repeatable; e.g. qa: max_answer_length=30, n_best_size=10; long texts: pooling=max)")  # fmt: skip
+
+
+def task_options(values: list[str]) -> dict[str, str]:
+    """{name: value} of the repeated --task_option NAME=VALUE flags; the Predictor checks them against the task."""
+    options: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not value.strip():
+            raise UserError(f"--task_option takes NAME=VALUE (e.g. max_answer_length=30), got {item!r}")
+        if name in options:
+            raise UserError(f"--task_option {name} is given twice")
+        options[name] = value
+    return options
+
+
 def tensorrt_options(args: argparse.Namespace) -> Optional[TensorRTOptions]:
     if not (args.use_trt or args.collect_shape):
         return None

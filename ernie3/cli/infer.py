@@ -7,7 +7,8 @@ import argparse
 import time
 from typing import Optional, Sequence
 
-from ernie3.cli.common import (add_batch_arguments, add_tokenizer_argument, check_positive, run_batch_job,
+from ernie3.cli.common import (add_batch_arguments, add_task_option_argument, add_tokenizer_argument, check_positive,
+                               run_batch_job, task_options,
                                tensorrt_options)
 from ernie3.errors import UserError
 from ernie3.files import check_report_file, write_json_atomic
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--perf", action="store_true", help="also measure throughput and latency after warm-up")
     parser.add_argument("--output_file", help="write the metrics (and perf figures) as JSON here; with --input_file, "
                                                "the predictions (JSON lines)")  # fmt: skip
+    add_task_option_argument(parser)
     parser.add_argument("--verbose", action="store_true", help="show Paddle's native logs (pass logs on model load)")
     add_tokenizer_argument(parser)
     add_batch_arguments(parser, output_file=False)
@@ -61,12 +63,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     check_positive(args, "batch_size", "num_threads", "max_examples", "max_seq_length", "trt_workspace_size")
     if (args.use_trt or args.collect_shape) and args.device != "gpu":
         raise UserError("--use_trt/--collect_shape need --device gpu (TensorRT runs on NVIDIA GPUs only)")
+    options = task_options(args.task_option)
     model_path = resolve_model_path(args.model_path)
     if args.input_file:  # prediction mode: a file of any size → predictions, streamed (ernie3/batch_predict.py)
         return run_batch_job(args, dict(
             model_path=model_path, backend=args.backend, device=args.device, precision=args.precision,
             num_threads=args.num_threads, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-            tensorrt=tensorrt_options(args), tokenizer=args.tokenizer,
+            tensorrt=tensorrt_options(args), tokenizer=args.tokenizer, task_options=options,
         ))  # fmt: skip
     if args.output_file:
         check_report_file(args.output_file, "--output_file", REPORT_KEYS)
@@ -80,6 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         max_seq_length=args.max_seq_length,
         tensorrt=tensorrt_options(args),
         tokenizer=args.tokenizer,
+        task_options=options,
     )
     task = predictor.task
     if args.task_name and get_task(args.task_name).name != task.name:

@@ -402,14 +402,14 @@ def deploy_commands(task: Any, model_path: str, dev_file: Optional[str], num_thr
     }
 
 
-def pick_deployment(rows: list[dict], max_metric_drop: float, optimize_for: str) -> dict:
+def pick_deployment(rows: list[dict], max_metric_drop: float, optimize_for: str, higher_is_better: bool = True) -> dict:
     """Compression's pick rule, with throughput and latency as this command's benchmark measured them."""
     from ernie3.compress import pick_best
     from ernie3.lightweight import objective_key
 
     key = objective_key(optimize_for, throughput=lambda r: r["batch_throughput"],
                         latency_ms=lambda r: r["batch1_latency_p50_ms"])  # fmt: skip
-    return pick_best(rows, max_metric_drop, speed=key)
+    return pick_best(rows, max_metric_drop, speed=key, higher_is_better=higher_is_better)
 
 
 # -- the report -----------------------------------------------------------------------------------------------------
@@ -549,6 +549,7 @@ def remove_previous_reports(output_dir: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     from ernie3 import compress, train
+    from ernie3.compress import within_metric_drop
     from ernie3.data import load_examples
     from ernie3.export import task_of_model_dir
     from ernie3.files import write_run_record
@@ -611,11 +612,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     bench_seconds = time.time() - stage_started
 
     max_metric_drop = compressed["settings"]["max_metric_drop"]
-    floor = compressed["candidates"][0]["metric"] * (1 - max_metric_drop)
+    reference = compressed["candidates"][0]["metric"]
     rows = [{**{k: v for k, v in r.items() if k != "throughput"}, "eval_throughput": r["throughput"],
-             **measured[r["name"]], "within_drop": r["metric"] >= floor - 1e-12}
+             **measured[r["name"]],
+             "within_drop": within_metric_drop(r["metric"], reference, max_metric_drop, trained_task.higher_is_better)}
             for r in compressed["candidates"]]  # fmt: skip
-    picked = pick_deployment(rows, max_metric_drop, args.optimize_for)
+    picked = pick_deployment(rows, max_metric_drop, args.optimize_for, trained_task.higher_is_better)
     deploy_path = picked["path"]
     objective = {
         "latency": lambda: f"the lowest batch-1 median latency ({picked['batch1_latency_p50_ms']:.2f} ms)",

@@ -8,7 +8,8 @@ from typing import Any, Optional, Sequence
 
 from ernie3.errors import UserError
 from ernie3.files import read_lines
-from ernie3.cli.common import (add_batch_arguments, add_tokenizer_argument, check_positive, run_batch_job,
+from ernie3.cli.common import (add_batch_arguments, add_task_option_argument, add_tokenizer_argument, check_positive,
+                               run_batch_job, task_options,
                                tensorrt_options)
 from ernie3.layout import resolve_model_path
 from ernie3.logs import set_verbose
@@ -55,6 +56,7 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
                         help="default: a compress candidate's candidate.json, else by model file")  # fmt: skip
     parser.add_argument("--batch_size", type=int, default=32)
     add_tokenizer_argument(parser)
+    add_task_option_argument(parser)
     add_batch_arguments(parser, input_file=False)  # --input_file with --output_file: streamed batch prediction
     if device == "cpu":
         parser.add_argument("--num_threads", type=int, default=2)
@@ -64,6 +66,7 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
     args = parser.parse_args(argv)
     set_verbose(args.verbose)
     check_positive(args, "batch_size", "num_threads")
+    options = task_options(args.task_option)
 
     tensorrt = None
     if device == "gpu" and args.use_trt:
@@ -78,12 +81,13 @@ def main(device: str, argv: Optional[Sequence[str]] = None) -> list[dict]:
         return run_batch_job(args, dict(
             model_path=resolve_model_path(args.model_path), backend=args.backend, device=device,
             precision=args.precision, num_threads=getattr(args, "num_threads", 1), batch_size=args.batch_size,
-            tensorrt=tensorrt, tokenizer=args.tokenizer,
+            tensorrt=tensorrt, tokenizer=args.tokenizer, task_options=options,
         ))  # fmt: skip
     predictor = Predictor(
         resolve_model_path(args.model_path), backend=args.backend, device=device, precision=args.precision,
         num_threads=getattr(args, "num_threads", 1), batch_size=args.batch_size, tensorrt=tensorrt,
         tokenizer=args.tokenizer,
+        task_options=options,
     )  # fmt: skip
     task = predictor.task
     inputs = read_inputs(args.input_file, task) if args.input_file else inputs_from_arguments(args, task)

@@ -161,6 +161,10 @@ def check_predictor_options(where: str, options: Mapping[str, Any]) -> dict:
             tensorrt_options(where, value)
         elif key == "tokenizer" and value not in TOKENIZER_CHOICES:
             raise UserError(f"{where}: 'tokenizer' must be one of {', '.join(TOKENIZER_CHOICES)}, got {value!r}")
+        elif key == "task_options" and (not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value)):
+            # checked against the model's task when it loads (the config does not know the task)
+            raise UserError(f"{where}: 'task_options' must be a mapping of the task's decoding options to values, "
+                            f"got {value!r}")  # fmt: skip
         elif key in ("backend", "model_prefix") and (not isinstance(value, str) or not value):
             raise UserError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
     return dict(options)

@@ -4,12 +4,15 @@ from __future__ import annotations
 import abc
 import copy
 import dataclasses
+import math
+import os
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ernie3.errors import UserError
 from ernie3.files import read_json_lines, write_json_lines_atomic
 
 #: the label (and padded output) value the loss and metrics skip: paddlenlp's and the Trainer's padding convention
@@ -130,6 +133,24 @@ class Task(abc.ABC):
 
     The same methods serve training (Trainer) and deployment (Predictor):
     examples → `encode` → features → model → outputs → `decode` → per-example results → `score` / files.
+
+    The contract every task type keeps (the commands rely on it, none of them checks it):
+    - `score` works on any non-empty list of examples, a single one included: accuracy-controlled NNCF
+      quantization scores every dev example on its own to rank layers.
+    - `metric_name` is a key of `score`'s (and `compute_metrics`') result; `higher_is_better` says its direction,
+      which the best-checkpoint pick (the Trainer's `greater_is_better`) and compression's and the pipeline's
+      candidate picks (the maximum metric drop) honour; NNCF's accuracy control assumes higher-is-better, so
+      compress builds no accuracy-controlled candidate for the other direction.
+    - `online_dataset` None: the task has no online copy; commands then ask for --train_file/--dev_file.
+    - options (`options_class`) are recorded with exported models; those in `decoding_options` change only how
+      outputs are decoded, so deployment (infer.py and the deploy predictors' --task_option, serving's per-model
+      `task_options`) may set them without re-exporting.
+    - a task type whose records and examples the shared tests and the demo can run ships samples (`sample_dir`:
+      train/dev, and test where it has one) and says the flags a tiny model trains on them with (`sample_flags`).
+
+    A task type is one module with a module-level `TASKS` tuple: in this package (found by itself), or anywhere
+    else when named in the ERNIE3_TASK_MODULES environment variable (module names or .py files, separated by
+    os.pathsep), as the test suite adds its test-only task types.
     """
 
     task_type: ClassVar[str]
@@ -137,22 +158,32 @@ class Task(abc.ABC):
     label_names: ClassVar[tuple[str, ...]] = ("labels",)
     #: class-name ending of a model fine-tuned for this task type, as in config.json "architectures"
     architecture_suffix: ClassVar[str]
-    #: key of `compute_metrics`' result that picks the best checkpoint
+    #: key of `compute_metrics`' result that picks the best checkpoint (in the direction `higher_is_better` says)
     metric_name: ClassVar[str]
     #: dataclass of the task type's own options (e.g. QA's window stride), each one a command-line flag of the
     #: training, compress and pipeline commands; their values are the task's `options`, recorded with its models
     options_class: ClassVar[Optional[type]] = None
+    #: the options that change only how outputs are decoded (not the features): deployment may set them
+    decoding_options: ClassVar[frozenset[str]] = frozenset()
+    #: whether a larger `metric_name` is better (it picks best checkpoints and compressed candidates)
+    higher_is_better: ClassVar[bool] = True
+    #: training flags a tiny model needs on the shipped samples (e.g. QA's short windows), for the shared tests
+    sample_flags: ClassVar[tuple[str, ...]] = ()
+    #: whether `<name>_long` can read this task's texts in windows: then `window_texts` says how an example's text
+    #: is cut, an example's `label` is every window's training target, and `postprocess` turns one row of (pooled)
+    #: logits per example into its result
+    windowable: ClassVar[bool] = False
 
     def __init__(
         self,
         name: str,
         labels: tuple[str, ...],
-        online_dataset: tuple[str, Optional[str]],
+        online_dataset: Optional[tuple[str, Optional[str]]],
         online_splits: Optional[Mapping[str, Optional[str]]] = None,
     ):
         self.name = name
         self.labels = labels
-        # positional arguments of paddlenlp.datasets.load_dataset
+        # positional arguments of paddlenlp.datasets.load_dataset; None: no online copy (local files only)
         self.online_dataset = online_dataset
         # our split name → the online dataset's split name (None: it has no such split)
         self.online_splits = dict(online_splits or {})
@@ -166,6 +197,12 @@ class Task(abc.ABC):
 
     def online_split(self, split: str) -> Optional[str]:
         return self.online_splits.get(split, split)
+
+    def sample_dir(self) -> str:
+        """Where this task's shipped samples are (train/dev/test files in the task's format), if it has any."""
+        from ernie3.data import SAMPLES_DIR
+
+        return os.path.join(SAMPLES_DIR, self.name)
 
     def config_sections(self) -> tuple[str, ...]:
         """config.yml sections that hold this task's defaults, later ones winning (after `common`)."""
@@ -225,6 +262,27 @@ class Task(abc.ABC):
         changed.option_values = dataclasses.replace(self.option_values, **options)
         return changed
 
+    def with_decoding_options(self, values: Mapping[str, Any]) -> "Task":
+        """This task with decoding options set at deployment ({name: value}; strings from the command line are
+        converted to the option's type); options that shape features, unknown names and bad values are one-line
+        errors."""
+        if not values:
+            return self
+        current = self.options
+        changed: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in self.decoding_options:
+                if name in current:
+                    raise UserError(f"task option '{name}' of {self.name} shapes the model's features, not only its "
+                                    "decoding: it is fixed when the model is exported (export again to change it)")  # fmt: skip
+                known = ", ".join(sorted(self.decoding_options)) or "none"
+                raise UserError(f"unknown task option '{name}' for {self.name} (its decoding options: {known})")
+            changed[name] = option_value(name, value, current[name])
+        try:
+            return self.with_options(**changed)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"bad task option for {self.name}: {exc}") from None
+
     @property
     def num_labels(self) -> int:
         return len(self.labels)
@@ -271,7 +329,8 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def score(self, examples: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> dict:
-        """The task's metrics for decoded results against the examples' gold labels."""
+        """The task's metrics for decoded results against the examples' gold labels; defined for any non-empty
+        list, one example included (accuracy-controlled NNCF scores each dev example on its own)."""
 
     def metrics_function(self, examples: Sequence[Mapping[str, Any]], encoded: Encoded) -> Callable[[Any], dict]:
         """The Trainer's `compute_metrics` for one dev set: decode every feature's outputs, then score the examples.
@@ -342,6 +401,14 @@ class Task(abc.ABC):
         losses = [soft_kl(s, t, temperature) for s, t in zip(student_outputs, teacher_outputs)]
         return sum(losses) / len(losses)
 
+    def window_texts(self, example: Mapping[str, Any]) -> tuple[Optional[str], str]:
+        """For `windowable` tasks: (a text every window keeps whole, or None; the text cut into windows)."""
+        raise NotImplementedError(f"{self.name} does not say how its texts are windowed")
+
+    def postprocess(self, logits: np.ndarray) -> list[dict]:
+        """For `windowable` tasks: one result per row of logits (one row per example)."""
+        raise NotImplementedError(f"{self.name} does not decode pooled logits")
+
     @abc.abstractmethod
     def answer(self, output: dict) -> Any:
         """The answer in one result (a label, an entity list, an answer text) without its scores: what agreement
@@ -353,3 +420,28 @@ class Task(abc.ABC):
         if self.options:
             info["options"] = dict(self.options)
         return info
+
+
+def option_value(name: str, value: Any, current: Any) -> Any:
+    """A decoding option's value in the type of its current value: given as a string (command line) or as typed
+    YAML; the options class then checks its range."""
+    kind = type(current)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return text.lower() in ("true", "1", "yes")
+            converted = kind(text)
+        except ValueError:
+            raise UserError(f"task option '{name}' takes {kind.__name__} values, got {value!r}") from None
+    elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        converted = float(value)
+    elif type(value) is kind:
+        converted = value
+    else:
+        raise UserError(f"task option '{name}' takes {kind.__name__} values, got {value!r}")
+    if isinstance(converted, float) and not math.isfinite(converted):
+        raise UserError(f"task option '{name}' must be a finite number, got {value!r}")
+    return converted

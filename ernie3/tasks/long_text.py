@@ -1,14 +1,17 @@
-"""Long-text classification: every CLUE classification task, with texts longer than --max_seq_length read whole.
+"""Long-text classification: every windowable classification task (`Task.windowable`: the CLUE classification
+tasks, and any task type that says how its texts are windowed), with texts longer than --max_seq_length read whole.
 
 `<name>_long` (iflytek_long, csl_long, ...) reads the same files, labels and raw inputs as `<name>` (it delegates
-all of that to the wrapped seq_cls task); it differs in two steps only:
-- encode: a text longer than one window is cut into overlapping windows whose starts are `--doc_stride` tokens
-  apart; each window is one feature with the text's label (training uses every window). For pair tasks (CSL:
-  keywords, abstract) the first text stays whole in every window and the second one is windowed.
-- decode: the windows' logits are pooled per text (`--pooling mean|max`) into one prediction.
+all of that, the head, loss and metric to the wrapped task); it differs in two steps only:
+- encode: the text the task's `window_texts` names is cut into overlapping windows whose starts are `--doc_stride`
+  tokens apart; each window is one feature with the example's label (training uses every window). A text the task
+  keeps whole (CSL's keywords) is in every window.
+- decode: the windows' logits are pooled per example (`--pooling mean|max`) and decoded by the wrapped task's
+  `postprocess` (softmax for seq_cls, whatever the task's head needs otherwise).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -17,8 +20,6 @@ import numpy as np
 from ernie3.errors import UserError
 from ernie3.fast_tokenizer import text_ids
 from ernie3.tasks.base import Encoded, RecordLocation, Task
-from ernie3.tasks.seq_cls import TASKS as SEQ_CLS_TASKS
-from ernie3.tasks.seq_cls import SeqClsTask
 
 POOLINGS = ("mean", "max")
 
@@ -52,18 +53,42 @@ class LongTextOptions:
             raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
 
 
+def combined_options(base_class: Optional[type]) -> type:
+    """The window options, plus the wrapped task's own options (e.g. a decoding threshold) when it has some."""
+    if base_class is None:
+        return LongTextOptions
+
+    def __post_init__(self: Any) -> None:
+        LongTextOptions.__post_init__(self)
+        if hasattr(base_class, "__post_init__"):
+            base_class.__post_init__(self)
+
+    return dataclasses.make_dataclass(f"Long{base_class.__name__}", [], bases=(LongTextOptions, base_class),
+                                      namespace={"__post_init__": __post_init__})  # fmt: skip
+
+
 class LongTextTask(Task):
-    """A seq_cls task whose long texts are classified window by window, the windows' logits pooled per text."""
+    """A windowable classification task whose long texts are read window by window, the windows' logits pooled."""
 
     task_type = "long_seq_cls"
     metric_name = "accuracy"
     architecture_suffix = "ForSequenceClassification"
     options_class = LongTextOptions
 
-    def __init__(self, base: SeqClsTask, name: Optional[str] = None):
+    def __init__(self, base: Task, name: Optional[str] = None):
+        if not base.windowable:
+            raise ValueError(f"{base.name} does not say how its texts are windowed (Task.windowable)")
+        # set before Task.__init__, which builds the option values from options_class
+        self.options_class = combined_options(base.options_class)
         super().__init__(name or f"{base.name}_long", base.labels, base.online_dataset, base.online_splits)
-        #: the seq_cls task whose file formats, labels, raw inputs and outputs this one shares
+        if base.option_values is not None:  # the wrapped task's option values, not only its class defaults
+            self.option_values = dataclasses.replace(self.option_values, **base.options)
+        #: the task whose file formats, labels, raw inputs, head, metric and outputs this one shares
         self.base = base
+        self.task_type = f"long_{base.task_type}"
+        self.metric_name, self.higher_is_better = base.metric_name, base.higher_is_better
+        self.architecture_suffix, self.label_names = base.architecture_suffix, base.label_names
+        self.decoding_options = frozenset({"pooling"}) | base.decoding_options
 
     # -- options --------------------------------------------------------------------------------------------------
 
@@ -79,8 +104,26 @@ class LongTextTask(Task):
 
     @property
     def pair(self) -> bool:
-        """Whether every input is two texts (CSL, AFQMC, NLI) or one (IFLYTEK, TNEWS, WSC)."""
-        return self.base.pair
+        """For seq_cls tasks: whether every input is two texts (CSL, AFQMC, NLI) or one (IFLYTEK, TNEWS, WSC)."""
+        return bool(getattr(self.base, "pair", False))
+
+    def decoder(self) -> Task:
+        """The wrapped task with this task's values of its options (e.g. a decoding threshold set at deployment)."""
+        if self.base.option_values is None:
+            return self.base
+        return self.base.with_options(**{name: self.options[name] for name in self.base.options})
+
+    def model_kwargs(self) -> dict:
+        return self.base.model_kwargs()
+
+    def loss_function(self) -> Any:
+        return self.base.loss_function()
+
+    def data_collator(self, tokenizer: Any) -> Any:
+        return self.base.data_collator(tokenizer)
+
+    def metric_summary(self, metrics: Mapping[str, float], prefix: str = "") -> str:
+        return self.base.metric_summary(metrics, prefix)
 
     @property
     def input_flags(self) -> dict[str, str]:
@@ -111,7 +154,7 @@ class LongTextTask(Task):
         return self.base.score(examples, results)
 
     def postprocess(self, logits: np.ndarray) -> list[dict]:
-        return self.base.postprocess(logits)
+        return self.decoder().postprocess(logits)
 
     def prediction_record(self, position: int, example: Mapping[str, Any], result: Mapping[str, Any]) -> dict:
         return self.base.prediction_record(position, example, result)
@@ -122,27 +165,25 @@ class LongTextTask(Task):
     # -- windows --------------------------------------------------------------------------------------------------
 
     def encode(self, examples: Sequence[Mapping[str, Any]], tokenizer: Any, max_seq_length: int) -> Encoded:
-        """[CLS] window [SEP] features (pairs: [CLS] first text [SEP] window of the second [SEP]); a text that fits
-        gives exactly the feature its seq_cls task gives, a longer one a window every `doc_stride` tokens."""
-        specials = tokenizer.num_special_tokens_to_add(pair=self.pair)
-        room = max_seq_length - specials  # tokens of text a feature holds
-        if self.option_values.doc_stride >= room:
-            raise UserError(
-                f"--doc_stride {self.option_values.doc_stride} must be smaller than the {room} text tokens of a window "
-                f"(--max_seq_length {max_seq_length} minus {specials} special tokens), so that consecutive windows overlap"
-            )
+        """[CLS] window [SEP] features ([CLS] kept text [SEP] window [SEP] where the task keeps a text whole, as
+        CSL its keywords); a text that fits gives exactly the feature its task gives, a longer one a window every
+        `doc_stride` tokens."""
         encoded = Encoded([], [], [])
+        stride, max_windows = self.option_values.doc_stride, self.option_values.max_windows_per_text
         for example_index, example in enumerate(examples):
-            first = token_ids(tokenizer, example["text_a"])
-            windowed = token_ids(tokenizer, example["text_b"]) if example.get("text_b") is not None else None
-            if windowed is None:
-                windowed, first = first, None
-            else:
-                # the first text (CSL's keywords) stays whole, but never takes more than half of a window
-                first = first[: room // 2]
+            kept, windowed_text = self.base.window_texts(example)
+            specials = tokenizer.num_special_tokens_to_add(pair=kept is not None)
+            room = max_seq_length - specials  # tokens of text a feature holds
+            if stride >= room:
+                raise UserError(
+                    f"--doc_stride {stride} must be smaller than the {room} text tokens of a window "
+                    f"(--max_seq_length {max_seq_length} minus {specials} special tokens), so that consecutive windows overlap"
+                )
+            # the kept text stays whole, but never takes more than half of a window
+            first = token_ids(tokenizer, kept)[: room // 2] if kept is not None else None
+            windowed = token_ids(tokenizer, windowed_text)
             window_length = room - (len(first) if first is not None else 0)
-            for start, length in text_windows(len(windowed), window_length, self.option_values.doc_stride,
-                                              self.option_values.max_windows_per_text):  # fmt: skip
+            for start, length in text_windows(len(windowed), window_length, stride, max_windows):
                 piece = windowed[start : start + length]
                 ids = (first, piece) if first is not None else (piece,)
                 feature = {
@@ -162,7 +203,7 @@ class LongTextTask(Task):
         """One prediction per text from its windows' pooled logits: label, probability (softmax of the pooled
         logits), label description where the task has them, and how many windows the text was read in."""
         pooled, counts = pool_logits(outputs[0], encoded.example_indices, len(examples), self.option_values.pooling)
-        return [{**result, "windows": count} for result, count in zip(self.base.postprocess(pooled), counts)]
+        return [{**result, "windows": count} for result, count in zip(self.postprocess(pooled), counts)]
 
 
 def token_ids(tokenizer: Any, text: str) -> list[int]:
@@ -200,4 +241,6 @@ def pool_logits(
     return pooled, counts.tolist()
 
 
-TASKS = tuple(LongTextTask(task) for task in SEQ_CLS_TASKS)
+def derived_tasks(tasks: Mapping[str, Task]) -> tuple[Task, ...]:
+    """`<name>_long` for every windowable task the registry holds (those of ERNIE3_TASK_MODULES included)."""
+    return tuple(LongTextTask(task) for task in tasks.values() if task.windowable)

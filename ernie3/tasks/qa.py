@@ -49,6 +49,9 @@ class QATask(Task):
     architecture_suffix = "ForQuestionAnswering"
     label_names = ("start_positions", "end_positions")
     options_class = QAOptions
+    decoding_options = frozenset({"n_best_size", "max_answer_length"})
+    # short windows, so that the sample contexts are cut into several as real CMRC2018 contexts are
+    sample_flags = ("--max_seq_length", "64", "--doc_stride", "24", "--max_query_length", "24")
 
     def __init__(
         self,

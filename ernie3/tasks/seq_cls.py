@@ -14,6 +14,7 @@ class SeqClsTask(Task):
     task_type = "seq_cls"
     metric_name = "accuracy"
     architecture_suffix = "ForSequenceClassification"
+    windowable = True
 
     def __init__(
         self,
@@ -84,6 +85,12 @@ class SeqClsTask(Task):
             if piece is not None:
                 check_text(piece, f"text {position + 1}")
         return {"id": None, "text_a": pieces[0], "text_b": pieces[1], "label": None}
+
+    def window_texts(self, example: Mapping[str, Any]) -> tuple[Optional[str], str]:
+        """A single text is windowed; of a pair (CSL: keywords, abstract) the first stays whole, the second is."""
+        if example.get("text_b") is None:
+            return None, example["text_a"]
+        return example["text_a"], example["text_b"]
 
     def convert_example(self, example: Mapping[str, Any], tokenizer: Any, max_seq_length: int) -> dict:
         """Tokenize one example; texts longer than `max_seq_length` tokens are truncated."""

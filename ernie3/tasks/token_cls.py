@@ -31,6 +31,7 @@ class TokenClsTask(Task):
     task_type = "token_cls"
     metric_name = "f1"
     architecture_suffix = "ForTokenClassification"
+    sample_flags = ("--max_seq_length", "64")
 
     def model_class(self) -> Any:
         from paddlenlp.transformers import AutoModelForTokenClassification
