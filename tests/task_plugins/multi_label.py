@@ -73,6 +73,14 @@ class MultiLabelTask(Task):
 
         return paddle.nn.BCEWithLogitsLoss()
 
+    def distillation_loss(self, student_outputs: Sequence[Any], teacher_outputs: Sequence[Any], batch: Mapping[str, Any],
+                          temperature: float) -> Any:
+        """Sigmoid heads distil per label: BCE against the teacher's temperature-softened sigmoids."""
+        import paddle.nn.functional as F
+
+        student, teacher = student_outputs[0] / temperature, teacher_outputs[0] / temperature
+        return F.binary_cross_entropy_with_logits(student, F.sigmoid(teacher)) * temperature**2
+
     def data_collator(self, tokenizer: Any) -> Any:
         return MultiLabelCollator(tokenizer)
 
