@@ -20,9 +20,7 @@ import tempfile
 import time
 from typing import Any, Callable, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ernie3.errors import UserError, run_cli  # noqa: E402
+from ernie3.errors import UserError, run_cli
 
 # task name → dev file under the data folder (the first that exists)
 DATASETS = {
