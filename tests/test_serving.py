@@ -936,3 +936,46 @@ def test_ray_section_refuses_nan_and_inf(settings, message):
 
     with pytest.raises(UserError, match=re.escape(message)):
         parse_ray_section(settings, ["a"])
+
+
+def test_the_per_type_clients_take_the_long_text_variant_of_their_type(capsys):
+    """GET /models reports `<name>_long` models as long_<type>: client_seq_cls.py (main("seq_cls")) must take them."""
+    import http.server
+
+    from ernie3.cli.client import main as client_main, pick_model
+
+    models = [{"name": "iflytek_long", "task_name": "iflytek_long", "task_type": "long_seq_cls"},
+              {"name": "msra_ner", "task_name": "msra_ner", "task_type": "token_cls"}]  # fmt: skip
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self, body):
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._answer({"models": models})
+
+        def do_POST(self):
+            texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
+            self._answer({"results": [{"label": "0", "score": 0.5, "windows": 1} for _ in texts]})
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert pick_model(url, None, "seq_cls")["name"] == "iflytek_long"
+        assert pick_model(url, "iflytek_long", "seq_cls")["name"] == "iflytek_long"
+        with pytest.raises(UserError, match="'iflytek_long' is a long_seq_cls model, not token_cls"):
+            pick_model(url, "iflytek_long", "token_cls")
+        client_main("seq_cls", ["--url", url, "一段很长的文本"])
+        assert json.loads(capsys.readouterr().out) == {"input": "一段很长的文本", "label": "0", "score": 0.5, "windows": 1}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
