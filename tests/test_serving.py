@@ -350,8 +350,27 @@ def test_config_defaults_overrides_and_predictor_options():
     model = config.models[0]
     assert model.path == "/configs/m"  # relative to the config file
     assert model.limits == ServingLimits(max_batch_size=8, max_wait_ms=0.0)
-    assert model.predictor_options == {"num_threads": 2, "precision": "fp32"}
+    # batch_size: the model's max_batch_size unless given, so the Predictor's shapes stop where batches do
+    assert model.predictor_options == {"num_threads": 2, "precision": "fp32", "batch_size": 8}
     assert config.server.host == "127.0.0.1"
+    given = parse_config({"models": [{"name": "a", "path": "m", "batch_size": 4}]}, "/configs").models[0]
+    assert given.predictor_options == {"batch_size": 4} and given.limits.max_batch_size == 16
+
+
+def test_the_shipped_config_keeps_predictor_shapes_within_max_batch_size(tiny_exports):
+    from ernie3.memory import plan_model
+    from ernie3.predict import Predictor
+
+    with open(os.path.join(SERVING_DIR, "config.yml"), encoding="utf-8") as handle:
+        config = parse_config(yaml.safe_load(handle), SERVING_DIR)
+    for spec in config.models:
+        assert spec.predictor_options["batch_size"] <= spec.limits.max_batch_size
+    # the memory plan and the Predictor read the same options: the same shapes, none beyond max_batch_size
+    spec = config.models[0]
+    plan = plan_model(tiny_exports["seq_cls"], dict(spec.predictor_options))
+    predictor = Predictor(tiny_exports["seq_cls"], **spec.predictor_options)
+    assert plan["buckets"].batch_sizes == predictor.buckets.batch_sizes
+    assert max(predictor.buckets.batch_sizes) == spec.limits.max_batch_size == 16
 
 
 def test_the_sample_config_is_valid():
