@@ -39,7 +39,7 @@ test: $(STAMP)
 
 # every output the targets and the README's commands write by default; never the venv
 clean:
-	rm -rf demo_output output bench_output soak_output .pytest_cache
+	rm -rf demo_output output bench_output soak_output log .pytest_cache
 
 distclean: clean
 	rm -rf $(VENV)

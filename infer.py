@@ -2,7 +2,7 @@
 
     python infer.py --task_name tnews --model_path output/tnews/compress --dev_file dev.json --perf
     python infer.py --model_path output/tnews/export/model.onnx --dev_file dev.json
-    python infer.py --model_path output/tnews/compress/best --device gpu --use_trt --precision int8   # GPU build
+    python infer.py --model_path output/tnews/compress/width_mult_0.75/hist16_1 --device gpu --use_trt --precision int8
 """
 from ernie3.errors import run_cli
 from ernie3.cli.infer import main

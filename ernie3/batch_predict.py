@@ -53,6 +53,8 @@ class BatchSettings:
     progress: bool = True
     #: replace the finished output of an earlier job (only an output this tool wrote)
     overwrite: bool = False
+    #: each output line carries its input as given ("input"); part of the fingerprint: it changes every line
+    include_input: bool = True
 
     def __post_init__(self) -> None:
         if self.input_format not in INPUT_FORMATS:
@@ -151,14 +153,20 @@ def reads_json_lines(task: Task) -> bool:
 
 def example_from_line(task: Task, input_format: str, line: Union[str, bytes]) -> dict:
     """The example of one input line; RecordError says what is wrong with it."""
+    return input_and_example(task, input_format, line)[1]
+
+
+def input_and_example(task: Task, input_format: str, line: Union[str, bytes]) -> tuple[Any, dict]:
+    """(the input as given, its example) of one input line: the line itself for --input_format text, else its JSON
+    value (an API input, or a dataset record); RecordError says what is wrong with it."""
     line = line_text(line)
     if input_format == "text":
-        return task.example_from_text(task.input_from_line(line))
+        return line, task.example_from_text(task.input_from_line(line))
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         raise RecordError(json_error_text(exc)) from None
-    return example_from_record(task, input_format, value)
+    return value, example_from_record(task, input_format, value)
 
 
 def example_from_record(task: Task, input_format: str, value: Any) -> dict:
@@ -172,11 +180,18 @@ def example_from_record(task: Task, input_format: str, value: Any) -> dict:
     return example
 
 
-def prediction_line(location: RecordLocation, example: dict, result: dict) -> str:
-    """One output line: where the input was, its id if it had one, and the result as the HTTP API gives it."""
+#: `prediction_line`'s `given` when the output leaves the inputs out (--no_input_in_output)
+NO_INPUT = object()
+
+
+def prediction_line(location: RecordLocation, example: dict, result: dict, given: Any = NO_INPUT) -> str:
+    """One output line: where the input was, its id if it had one, the input as given (unless NO_INPUT), and the
+    result as the HTTP API gives it."""
     record: dict = {"line": location}
     if example.get("id") is not None:
         record["id"] = example["id"]
+    if given is not NO_INPUT:
+        record["input"] = given
     record.update(result)
     return json.dumps(record, ensure_ascii=False) + "\n"
 
@@ -197,13 +212,17 @@ class ChunkResult:
 
 
 def predict_chunk(
-    predictor: Any, source: str, items: list[tuple[RecordLocation, Any]], convert: Callable[[Any], dict], skip_invalid: bool
+    predictor: Any, source: str, items: list[tuple[RecordLocation, Any]], convert: Callable[[Any], tuple[Any, dict]],
+    skip_invalid: bool, include_input: bool = True,
 ) -> ChunkResult:
-    """Convert, predict and format one chunk; an invalid record is skipped or stops the job naming file:line."""
-    examples, locations, skipped = [], [], []
+    """Convert (`convert`: item → (input as given, example)), predict and format one chunk; an invalid record is
+    skipped or stops the job naming file:line."""
+    examples, locations, inputs, skipped = [], [], [], []
     for location, raw in items:
         try:
-            examples.append(convert(raw))
+            given, example = convert(raw)
+            examples.append(example)
+            inputs.append(given if include_input else NO_INPUT)
             locations.append(location)
         except RecordError as exc:
             where = f"{source}:{location}" if isinstance(location, int) else f"{source}: {location}"
@@ -211,7 +230,7 @@ def predict_chunk(
                 raise UserError(f"{where}: {exc} (--skip_invalid_records skips such lines)") from None
             skipped.append(skipped_line(location, str(exc)))
     results = predictor.predict(examples) if examples else []
-    output = "".join(prediction_line(loc, ex, res) for loc, ex, res in zip(locations, examples, results))
+    output = "".join(prediction_line(*line) for line in zip(locations, examples, results, inputs))
     return ChunkResult(output, "".join(skipped), len(items), len(examples), len(skipped))
 
 
@@ -488,14 +507,14 @@ def _predict_into(predictor: Any, settings: BatchSettings, paths: OutputPaths, l
     if line_based:
         chunks: Iterator = line_chunks(settings.input_file, progress.input_offset, progress.next_line, settings.chunk_size)
 
-        def convert(line: str) -> dict:
-            return example_from_line(task, settings.input_format, line)
+        def convert(line: str) -> tuple[Any, dict]:
+            return input_and_example(task, settings.input_format, line)
 
     else:
         chunks = record_chunks(task, settings.input_file, progress.records_done, settings.chunk_size)
 
-        def convert(record: Any) -> dict:
-            return example_from_record(task, settings.input_format, record)
+        def convert(record: Any) -> tuple[Any, dict]:
+            return record, example_from_record(task, settings.input_format, record)
 
     from tqdm import tqdm
 
@@ -510,7 +529,8 @@ def _predict_into(predictor: Any, settings: BatchSettings, paths: OutputPaths, l
                desc="predict", smoothing=0.1)  # fmt: skip
     try:
         for items, input_offset, next_line in chunks:
-            result = predict_chunk(predictor, settings.input_file, items, convert, settings.skip_invalid)
+            result = predict_chunk(predictor, settings.input_file, items, convert, settings.skip_invalid,
+                                   settings.include_input)
             # commit order: output, skipped lines, then the manifest that makes them count
             progress.output_bytes += _fsync_append(output, result.output)
             if skipped is not None and result.skipped:

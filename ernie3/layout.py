@@ -94,6 +94,20 @@ def is_compress_output(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, REPORT_JSON))
 
 
+def enclosing_compress_output(path: str) -> Optional[str]:
+    """The compress output dir a candidate path (best/, float/hist4_1/, float/openvino-int8/, a file in one) lies
+    in, or None; relative as `path` is, so that messages show the user's own spelling."""
+    directory = os.path.normpath(path)
+    for _ in range(5):  # OUTPUT/<src>/<variant>/emb-int8/model.xml at the deepest
+        if is_compress_output(directory):
+            return directory
+        parent = os.path.dirname(directory) or "."
+        if parent == directory:
+            return None
+        directory = parent
+    return None
+
+
 def resolve_model_path(model_path: str) -> str:
     """A compress output dir means its best/ candidate; anything else is used as given."""
     if not os.path.exists(model_path):

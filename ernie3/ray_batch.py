@@ -23,8 +23,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from ernie3.batch_predict import (JOB_KIND, BatchSettings, check_apart_from_input_and_model, example_from_line, line_text,
-                                  model_dir_of, numbered_lines, prediction_line, reads_json_lines, skipped_line)  # fmt: skip
+from ernie3.batch_predict import (JOB_KIND, BatchSettings, check_apart_from_input_and_model, input_and_example, line_text,
+                                  NO_INPUT, model_dir_of, numbered_lines, prediction_line, reads_json_lines, skipped_line)  # fmt: skip
 from ernie3.errors import UserError
 from ernie3.files import atomic_directory, resolve_output_path
 from ernie3.tasks import RecordError
@@ -196,7 +196,7 @@ def model_files(model_dir: str) -> dict[str, bytes]:
 class ChunkPredictor:
     """One actor of the pool: a Predictor, and one chunk of numbered lines → prediction lines or error messages."""
 
-    def __init__(self, predictor_options: dict, input_format: str, shipped_model: Any = None):
+    def __init__(self, predictor_options: dict, input_format: str, shipped_model: Any = None, include_input: bool = True):
         import ray
 
         from ernie3.predict import Predictor
@@ -213,24 +213,27 @@ class ChunkPredictor:
             options["model_path"] = os.path.join(directory, model_file) if model_file else directory
         self.predictor = Predictor(**options)
         self.input_format = input_format
+        self.include_input = include_input
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ernie3.tasks import RecordError
 
         lines = [int(n) for n in batch["line"]]
-        examples, positions, errors = [], [], [str(error) for error in batch["error"]]
+        examples, positions, inputs, errors = [], [], [], [str(error) for error in batch["error"]]
         for position, text in enumerate(batch["text"]):
             if errors[position]:
                 continue
             try:
-                examples.append(example_from_line(self.predictor.task, self.input_format, str(text)))
+                given, example = input_and_example(self.predictor.task, self.input_format, str(text))
+                examples.append(example)
+                inputs.append(given if self.include_input else NO_INPUT)
                 positions.append(position)
             except RecordError as exc:
                 errors[position] = str(exc)
         outputs = [""] * len(lines)
         results = self.predictor.predict(examples) if examples else []
-        for position, example, result in zip(positions, examples, results):
-            outputs[position] = prediction_line(lines[position], example, result)
+        for position, example, result, given in zip(positions, examples, results, inputs):
+            outputs[position] = prediction_line(lines[position], example, result, given)
         return {"line": np.array(lines, dtype=np.int64), "output": np.array(outputs, dtype=object),
                 "error": np.array(errors, dtype=object)}  # fmt: skip
 
@@ -286,7 +289,7 @@ def predict_on_ray(settings: BatchSettings, predictor_options: dict, options: Ra
         ).map_batches(
             ChunkPredictor,
             fn_constructor_kwargs={"predictor_options": options_for_actor, "input_format": settings.input_format,
-                                   "shipped_model": shipped},  # fmt: skip
+                                   "shipped_model": shipped, "include_input": settings.include_input},  # fmt: skip
             batch_size=settings.chunk_size,  # = one block of the datasource = one chunk of the local engine
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=options.num_workers),

@@ -104,11 +104,34 @@ def changed_data(record: Optional[Mapping[str, Any]], data: Mapping[str, Any]) -
 
 
 def resume_error(exc: BaseException, checkpoint: str) -> Optional[UserError]:
-    """One line for a checkpoint whose weights or optimizer state do not fit the model (shape mismatch)."""
+    """One line for a checkpoint whose weights or optimizer state do not fit the model (shape mismatch), or whose
+    files cannot be read (damaged); None for any other error."""
     text = str(exc)
     if "shape not match" in text.lower() or "shape mismatch" in text.lower():
         lines = [line.strip() for line in text.splitlines() if "hape" in line]
         detail = lines[0][:160] if lines else type(exc).__name__
         return UserError(f"{checkpoint} does not fit the model being trained ({detail}): pass --overwrite_output_dir "
                          "to start over, or choose a new --output_dir")  # fmt: skip
+    if raised_while_loading_checkpoint(exc):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        detail = (lines[-1] if lines else type(exc).__name__)[:200]
+        return UserError(f"{checkpoint} is damaged and cannot be resumed ({type(exc).__name__}: {detail}): pass "
+                         "--overwrite_output_dir to start over, --resume_from_checkpoint an earlier checkpoint-N, "
+                         "or choose a new --output_dir")  # fmt: skip
     return None
+
+
+#: the Trainer methods that read a checkpoint's files on resume (weights, optimizer/scheduler, RNG, trainer state)
+CHECKPOINT_READERS = frozenset({"_load_from_checkpoint", "_load_optimizer_and_scheduler", "_load_rng_state",
+                                "load_from_json"})  # fmt: skip
+
+
+def raised_while_loading_checkpoint(exc: BaseException) -> bool:
+    """Whether `exc` came from reading a checkpoint's files (a truncated, garbage or missing file), judged by the
+    frames it passed through: an error anywhere else in training is not blamed on the checkpoint."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name in CHECKPOINT_READERS:
+            return True
+        frame = frame.tb_next
+    return False

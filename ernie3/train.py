@@ -489,7 +489,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
             logger.warning(f"{checkpoint} records no loss so far: train_loss covers the resumed steps only")
         try:
             train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        except (ValueError, RuntimeError, AssertionError) as exc:
+        except Exception as exc:  # paddle.load, pickle and json raise many kinds for a damaged checkpoint file
             error = resume_error(exc, checkpoint) if checkpoint else None
             if error is None:
                 raise

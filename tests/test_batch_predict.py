@@ -98,7 +98,9 @@ def test_streaming_output_equals_predictor_in_input_order(model, big_input, refe
     expected = Predictor(model, num_threads=1, batch_size=BATCH).predict_texts([text for _, text in numbered])
     records = [json.loads(line) for line in reference.decode("utf-8").splitlines()]
     assert [r["line"] for r in records] == [number for number, _ in numbered]  # blank lines give no output
-    assert [{k: v for k, v in r.items() if k != "line"} for r in records] == expected
+    assert [r["input"] for r in records] == [text for _, text in numbered]  # each input as given, by default
+    assert [{k: v for k, v in r.items() if k not in ("line", "input")} for r in records] == expected
+    assert list(records[0])[:2] == ["line", "input"]  # where the input was and what it was, then the result
 
 
 def test_killed_run_resumes_to_identical_output(model, big_input, reference, tmp_path):
@@ -174,6 +176,8 @@ def test_dataset_format_and_deploy_script(model, tmp_path):
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [r.get("id") for r in records] == [e["id"] for e in examples]
     assert [r["label"] for r in records] == [e["label"] for e in expected]
+    with open(dev, encoding="utf-8") as handle:  # the dataset record as given
+        assert [r["input"] for r in records] == [json.loads(line) for line in handle if line.strip()]
 
     text_file = tmp_path / "texts.txt"
     text_file.write_text("\n".join(tnews_texts()[:50]) + "\n", encoding="utf-8")
@@ -181,7 +185,47 @@ def test_dataset_format_and_deploy_script(model, tmp_path):
     summary = deploy_main("cpu", ["--model_path", model, "--input_file", str(text_file), "--output_file", str(deploy_output),
                                   "--input_format", "text", "--num_threads", "1", "--no_progress"])  # fmt: skip
     assert summary["predicted"] == 50
-    assert [json.loads(line)["line"] for line in deploy_output.read_text().splitlines()] == list(range(1, 51))
+    deployed = [json.loads(line) for line in deploy_output.read_text().splitlines()]
+    assert [r["line"] for r in deployed] == list(range(1, 51))
+    assert [r["input"] for r in deployed] == tnews_texts()[:50]  # the plain-text line as given
+
+
+def test_no_input_in_output_drops_the_inputs_and_is_part_of_the_job_fingerprint(model, tmp_path):
+    input_file = tmp_path / "in.jsonl"
+    write_api_lines(input_file, 150, bad={100: "{not json"})
+    with_inputs, without = tmp_path / "with.jsonl", tmp_path / "without.jsonl"
+    run_infer(infer_argv(model, input_file, with_inputs, "--skip_invalid_records"))
+    run_infer(infer_argv(model, input_file, without, "--skip_invalid_records", "--no_input_in_output"))
+    full = [json.loads(line) for line in with_inputs.read_text(encoding="utf-8").splitlines()]
+    lean = [json.loads(line) for line in without.read_text(encoding="utf-8").splitlines()]
+    assert all("input" not in r for r in lean) and all(isinstance(r["input"], str) for r in full)
+    assert lean == [{k: v for k, v in r.items() if k != "input"} for r in full]
+
+    # an unfinished job (stopped at its bad line) is resumed only with the same choice: the lines would differ
+    stopped = tmp_path / "stopped.jsonl"
+    with pytest.raises(UserError, match=r":100: malformed JSON"):
+        run_infer(infer_argv(model, input_file, stopped))
+    with pytest.raises(UserError, match=r"progress.json: an unfinished run with another job"):
+        run_infer(infer_argv(model, input_file, stopped, "--no_input_in_output"))
+
+
+def test_ray_actors_give_the_inputs_unless_asked_not_to(model):
+    """The Ray engine's actor (run here in-process): the same lines as the local engine, with or without inputs."""
+    import numpy as np
+
+    from ernie3.batch_predict import prediction_line
+    from ernie3.predict import Predictor
+    from ernie3.ray_batch import ChunkPredictor
+
+    texts = tnews_texts()[:3]
+    batch = {"line": np.array([1, 2, 3]), "text": np.array([json.dumps(t, ensure_ascii=False) for t in texts], dtype=object),
+             "error": np.array(["", "", ""], dtype=object)}  # fmt: skip
+    expected = Predictor(model, num_threads=1, batch_size=BATCH).predict_texts(texts)
+    options = {"model_path": model, "batch_size": BATCH, "num_threads": 1}
+    with_inputs = ChunkPredictor(options, "api")(batch)["output"]
+    assert [json.loads(line) for line in with_inputs] == [{"line": n, "input": t, **r} for n, t, r in zip([1, 2, 3], texts, expected)]
+    without = ChunkPredictor(options, "api", include_input=False)(batch)["output"]
+    assert list(without) == [prediction_line(n, {}, r) for n, r in zip([1, 2, 3], expected)]
 
 
 # -- outputs that would destroy something are refused before any work (issue 18) ---------------------------------
@@ -328,7 +372,9 @@ def test_binary_input_is_refused_naming_file_and_line(model, tmp_path):
     from ernie3.predict import Predictor
 
     expected = Predictor(model, num_threads=1, batch_size=BATCH).predict_texts(["球队赢了", "新手机上市"])
-    assert [{k: v for k, v in json.loads(line).items() if k != "line"} for line in output.read_text().splitlines()] == expected
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r.pop("input") for r in records] == ["球队赢了", "新手机上市"]  # the BOM is not part of the text
+    assert [{k: v for k, v in r.items() if k != "line"} for r in records] == expected
 
 
 def test_json_error_wording(model, tmp_path):

@@ -298,3 +298,34 @@ def test_benchmark_runs_every_variant_on_a_small_shape(tmp_path):
     # the models it built are gone (no --keep_models); nothing else is touched
     assert not os.path.exists(tmp_path / "models") and not os.path.exists(tmp_path / "onnx")
     assert mine.read_text(encoding="utf-8") == "not the benchmark's"
+
+
+def test_a_gpu_run_of_a_cpu_only_candidate_names_the_paddle_candidates_to_use(ptq_dir, capsys):
+    with open(os.path.join(ptq_dir, "report.json"), encoding="utf-8") as handle:
+        rows = json.load(handle)["candidates"]
+    cpu_only = [r for r in rows if r["backend"] in ("openvino", "onnxruntime")]
+    assert cpu_only, "the default engines add OpenVINO candidates"
+    paddle_int8 = [r for r in rows if r["backend"] == "paddle" and r["precision"] == "int8"]
+    best_int8 = max(paddle_int8, key=lambda r: r["metric"])
+    for row in cpu_only[:1]:
+        with pytest.raises(UserError, match="runs on CPU only; on GPU use a Paddle candidate of") as caught:
+            create_backend(row["path"], device="gpu")
+        message = str(caught.value)
+        assert os.path.join(ptq_dir, best_int8["name"]) in message and "--use_trt --precision int8" in message
+        assert os.path.join(ptq_dir, "float") + " (Paddle float" in message
+    # the same through infer.py on the candidate dir (GPU build or not, the CPU-only engine is what is refused)
+    from ernie3.cli.infer import main as infer_main
+
+    with pytest.raises(UserError, match="on GPU use a Paddle candidate of"):
+        infer_main(["--model_path", cpu_only[0]["path"], "--dev_file", DEV, "--device", "gpu"])
+
+
+def test_onnxruntime_on_an_export_dir_says_how_to_export(trained_tnews):
+    export_dir = trained_tnews["export_dir"]
+    assert not os.path.exists(os.path.join(export_dir, "model.onnx"))
+    with pytest.raises(UserError) as caught:
+        create_backend(export_dir, backend="onnxruntime")
+    message = str(caught.value)
+    assert message.startswith(f"ONNX model not found: {os.path.join(export_dir, 'model.onnx')}; export it first")
+    assert f"deploy/paddle2onnx/export_onnx.py --model_path {export_dir}" in message
+    assert f"ernie3 export-onnx --model_path {export_dir}" in message

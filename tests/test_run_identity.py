@@ -130,3 +130,26 @@ def test_paddle_shape_errors_become_one_line():
     error = resume_error(exc, "out/checkpoint-3")
     assert isinstance(error, UserError) and "\n" not in str(error) and "out/checkpoint-3 does not fit" in str(error)
     assert resume_error(ValueError("something else"), "out/checkpoint-3") is None
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbage optimizer state", "binary trainer state",
+                                    "missing weights", "garbage RNG state"])  # fmt: skip
+def test_a_damaged_checkpoint_is_one_line_on_resume(capsys, tiny_model_dir, started_run, damage):
+    checkpoint = started_run / "checkpoint-3"
+    name, content = {
+        "truncated weights": ("model_state.pdparams", (checkpoint / "model_state.pdparams").read_bytes()[:1000]),
+        "garbage optimizer state": ("optimizer.pdopt", b"garbage\n"),
+        "binary trainer state": ("trainer_state.json", b"\xff\xfe\x00"),
+        "missing weights": ("model_state.pdparams", None),
+        "garbage RNG state": ("rng_state.pth", b"junk\n"),
+    }[damage]
+    if content is None:
+        os.remove(checkpoint / name)
+    else:
+        (checkpoint / name).write_bytes(content)
+    line = refusal(capsys, tiny_model_dir, started_run)
+    assert line.startswith(f"error: {checkpoint} is damaged and cannot be resumed (")
+    assert "--overwrite_output_dir" in line
+    # what a damaged checkpoint does not take away: starting over
+    run("seq_cls", argv(tiny_model_dir, started_run, 3, "--overwrite_output_dir"))
+    assert os.path.isfile(checkpoint / name)

@@ -350,8 +350,27 @@ def test_config_defaults_overrides_and_predictor_options():
     model = config.models[0]
     assert model.path == "/configs/m"  # relative to the config file
     assert model.limits == ServingLimits(max_batch_size=8, max_wait_ms=0.0)
-    assert model.predictor_options == {"num_threads": 2, "precision": "fp32"}
+    # batch_size: the model's max_batch_size unless given, so the Predictor's shapes stop where batches do
+    assert model.predictor_options == {"num_threads": 2, "precision": "fp32", "batch_size": 8}
     assert config.server.host == "127.0.0.1"
+    given = parse_config({"models": [{"name": "a", "path": "m", "batch_size": 4}]}, "/configs").models[0]
+    assert given.predictor_options == {"batch_size": 4} and given.limits.max_batch_size == 16
+
+
+def test_the_shipped_config_keeps_predictor_shapes_within_max_batch_size(tiny_exports):
+    from ernie3.memory import plan_model
+    from ernie3.predict import Predictor
+
+    with open(os.path.join(SERVING_DIR, "config.yml"), encoding="utf-8") as handle:
+        config = parse_config(yaml.safe_load(handle), SERVING_DIR)
+    for spec in config.models:
+        assert spec.predictor_options["batch_size"] <= spec.limits.max_batch_size
+    # the memory plan and the Predictor read the same options: the same shapes, none beyond max_batch_size
+    spec = config.models[0]
+    plan = plan_model(tiny_exports["seq_cls"], dict(spec.predictor_options))
+    predictor = Predictor(tiny_exports["seq_cls"], **spec.predictor_options)
+    assert plan["buckets"].batch_sizes == predictor.buckets.batch_sizes
+    assert max(predictor.buckets.batch_sizes) == spec.limits.max_batch_size == 16
 
 
 def test_the_sample_config_is_valid():
@@ -936,3 +955,46 @@ def test_ray_section_refuses_nan_and_inf(settings, message):
 
     with pytest.raises(UserError, match=re.escape(message)):
         parse_ray_section(settings, ["a"])
+
+
+def test_the_per_type_clients_take_the_long_text_variant_of_their_type(capsys):
+    """GET /models reports `<name>_long` models as long_<type>: client_seq_cls.py (main("seq_cls")) must take them."""
+    import http.server
+
+    from ernie3.cli.client import main as client_main, pick_model
+
+    models = [{"name": "iflytek_long", "task_name": "iflytek_long", "task_type": "long_seq_cls"},
+              {"name": "msra_ner", "task_name": "msra_ner", "task_type": "token_cls"}]  # fmt: skip
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self, body):
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._answer({"models": models})
+
+        def do_POST(self):
+            texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
+            self._answer({"results": [{"label": "0", "score": 0.5, "windows": 1} for _ in texts]})
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert pick_model(url, None, "seq_cls")["name"] == "iflytek_long"
+        assert pick_model(url, "iflytek_long", "seq_cls")["name"] == "iflytek_long"
+        with pytest.raises(UserError, match="'iflytek_long' is a long_seq_cls model, not token_cls"):
+            pick_model(url, "iflytek_long", "token_cls")
+        client_main("seq_cls", ["--url", url, "一段很长的文本"])
+        assert json.loads(capsys.readouterr().out) == {"input": "一段很长的文本", "label": "0", "score": 0.5, "windows": 1}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 import requests
 
 from ernie3.errors import UserError, run_cli
+from ernie3.tasks.long_text import long_task_type
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: where clients find the server's API key when --api_key is not given (a flag shows in `ps`; the environment does not)
@@ -62,6 +63,12 @@ def predict(base_url: str, model: str, texts: Sequence[Any], session: Any = None
     return response.json()["results"]
 
 
+def serves_type(model: dict, task_type: str) -> bool:
+    """Whether a GET /models entry takes `task_type`'s inputs: a model of that type, or its long-text variant
+    (`<name>_long`, which reads the same raw inputs in windows)."""
+    return model["task_type"] in (task_type, long_task_type(task_type))
+
+
 def pick_model(base_url: str, name: Optional[str], task_type: Optional[str] = None, api_key: Optional[str] = None) -> dict:
     """GET /models entry of the model to ask: `name`, or the server's only model (of `task_type`, if given)."""
     models = get_json(f"{base_url.rstrip('/')}/models", api_key=api_key)["models"]
@@ -69,10 +76,10 @@ def pick_model(base_url: str, name: Optional[str], task_type: Optional[str] = No
         match = next((m for m in models if m["name"] == name), None)
         if match is None:
             raise UserError(f"--model: the server has no model '{name}' (served: {', '.join(m['name'] for m in models)})")
-        if task_type is not None and match["task_type"] != task_type:
+        if task_type is not None and not serves_type(match, task_type):
             raise UserError(f"--model: '{name}' is a {match['task_type']} model, not {task_type}")
         return match
-    candidates = [m for m in models if task_type in (None, m["task_type"])]
+    candidates = [m for m in models if task_type is None or serves_type(m, task_type)]
     if len(candidates) != 1:
         kind = f"{task_type} " if task_type else ""
         found = f"several {kind}models ({', '.join(m['name'] for m in candidates)})" if candidates else f"no {kind}model"

@@ -81,6 +81,8 @@ def add_batch_arguments(parser: Any, input_file: bool = True, output_file: bool 
     group.add_argument("--no_progress", action="store_true", help="no progress bar")
     group.add_argument("--overwrite", action="store_true", help="replace the output of an earlier finished run (only "
                        "an output this tool wrote; any other existing file or directory is refused)")  # fmt: skip
+    group.add_argument("--no_input_in_output", action="store_true",
+                       help="leave each input out of its output line (by default a line carries it as \"input\")")
     group.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: Ray Data with an actor pool")
     group.add_argument("--ray_address", help="join this Ray cluster (e.g. auto); default: start a local Ray")
     group.add_argument("--num_workers", type=int, default=1, help="--engine ray: predictor actors")
@@ -93,7 +95,8 @@ def run_batch_job(args: Any, predictor_options: dict) -> dict:
     if not args.output_file:
         raise UserError("--input_file needs --output_file (where the predictions go)")
     settings = BatchSettings(args.input_file, args.output_file, args.input_format, args.chunk_size,
-                             args.skip_invalid_records, progress=not args.no_progress, overwrite=args.overwrite)  # fmt: skip
+                             args.skip_invalid_records, progress=not args.no_progress, overwrite=args.overwrite,
+                             include_input=not args.no_input_in_output)  # fmt: skip
     # the output is checked before anything else: a refused output costs no model loading and creates nothing
     if args.engine == "ray":
         from ernie3.ray_batch import check_ray_output

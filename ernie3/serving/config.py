@@ -70,7 +70,8 @@ class ModelSpec:
     name: str
     path: str
     limits: ServingLimits
-    #: passed to the Predictor as keyword arguments (backend, device, precision, num_threads, batch_size, ...)
+    #: passed to the Predictor as keyword arguments (backend, device, precision, num_threads, batch_size, ...);
+    #: batch_size defaults to limits.max_batch_size
     predictor_options: dict = field(default_factory=dict)
 
 
@@ -235,6 +236,9 @@ def parse_config(raw: Any, base_dir: str) -> ServingConfig:
             )
         limits = fill_settings(ServingLimits, f"{where} ({name})", {k: v for k, v in rest.items() if k in limit_keys}, defaults)
         options = check_predictor_options(f"{where} ({name})", {k: v for k, v in rest.items() if k not in limit_keys})
+        # a batch holds at most max_batch_size texts: the Predictor's shapes (and the memory plan, read from the same
+        # options) stop there unless batch_size says otherwise, rather than at the Predictor's own default of 32
+        options.setdefault("batch_size", limits.max_batch_size)
         path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(entry["path"])))
         models.append(ModelSpec(name, path, limits, options))
     return ServingConfig(server, tuple(models))

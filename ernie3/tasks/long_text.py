@@ -67,6 +67,11 @@ def combined_options(base_class: Optional[type]) -> type:
                                       namespace={"__post_init__": __post_init__})  # fmt: skip
 
 
+def long_task_type(task_type: str) -> str:
+    """The task_type of the long-text variant of a `task_type` task (what GET /models reports for `<name>_long`)."""
+    return f"long_{task_type}"
+
+
 class LongTextTask(Task):
     """A windowable classification task whose long texts are read window by window, the windows' logits pooled."""
 
@@ -85,7 +90,7 @@ class LongTextTask(Task):
             self.option_values = dataclasses.replace(self.option_values, **base.options)
         #: the task whose file formats, labels, raw inputs, head, metric and outputs this one shares
         self.base = base
-        self.task_type = f"long_{base.task_type}"
+        self.task_type = long_task_type(base.task_type)
         self.metric_name, self.higher_is_better = base.metric_name, base.higher_is_better
         self.architecture_suffix, self.label_names = base.architecture_suffix, base.label_names
         self.decoding_options = frozenset({"pooling"}) | base.decoding_options
