@@ -210,9 +210,10 @@ def expected_candidates(compression: Any, linked: bool = True) -> int:
     return (floats * (1 + per_float) + ptq_sources * ptq + qat + unpruned_only + ("onnxruntime" in evaluation.engines)
             + int8 * light.int8_embeddings)  # fmt: skip
 
-#: besides its candidates, what a compress run writes per DynaBERT width (paddlenlp's checkpoint of the width and
-#: its static export), in model copies
+#: besides its candidates, what a compress run writes, in model copies: per DynaBERT width (paddlenlp's checkpoint
+#: of the width, with a margin), and best/ (a copy of the pick, which may hold a width's checkpoint beside it)
 COPIES_PER_WIDTH = 2
+BEST_COPIES = 2
 
 
 def model_weights_mb(model_dir: str) -> float:
@@ -226,10 +227,11 @@ def model_weights_mb(model_dir: str) -> float:
 
 def disk_need_mb(arguments: Any, model_mb: float) -> float:
     """A compress run's output size: one model copy per candidate with files of its own, per DynaBERT width's
-    checkpoint and per distilled student (INT8 files are counted as full copies: an upper estimate)."""
+    checkpoint, per distilled student, and best/ (INT8 files are counted as full copies: an upper estimate)."""
     args = arguments.training
     widths = len(args.width_mult_list or []) if "dynabert" in args.strategy else 0
-    copies = expected_candidates(arguments, linked=False) + COPIES_PER_WIDTH * widths + ("distill" in args.strategy)
+    copies = (expected_candidates(arguments, linked=False) + COPIES_PER_WIDTH * widths + ("distill" in args.strategy)
+              + BEST_COPIES)  # fmt: skip
     return model_mb * copies
 
 
