@@ -522,7 +522,7 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
         "every shape bucket.",
         "",
         timing_sentence(settings.get("timing")),
-        *([f"Best: {note}."] if (note := settings.get("tie_note")) else []),
+        *(["", f"Best: {note}."] if (note := settings.get("tie_note")) else []),
         *vocabulary_report_lines(settings.get("vocabulary")),
         "",
         "| " + " | ".join(header) + " |",

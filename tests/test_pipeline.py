@@ -177,7 +177,7 @@ def test_the_deploy_pick_rests_on_interleaved_rounds_and_names_compress_best(pip
     compress_best = report["stages"]["compress"]["best"]
     assert (f"It is also compression's best/ ({compress_best})" in deploy["reason"]) == (compress_best == picked["name"])
     assert "Compression's best/ is" in deploy["reason"] or compress_best == picked["name"]
-    assert ("tied on throughput with" in deploy["reason"]) == bool(tied)
+    assert ("A tie: " in deploy["reason"]) == bool(tied)
     with open(output_dir / layout.PIPELINE_REPORT_MD, encoding="utf-8") as handle:
         markdown = handle.read()
     assert "seq/s): median (IQR)" in markdown and "over 3 interleaved rounds" in markdown

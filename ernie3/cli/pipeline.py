@@ -415,13 +415,14 @@ def pick_deployment(
                      latency_key="batch1_latency_p50_ms")  # fmt: skip
 
 
-def spread_text(row: dict, key: str, digits: int) -> str:
-    """A measured figure as "median (IQR q1–q3)", or the bare number where it has no spread."""
+def spread_text(row: dict, key: str, digits: int, unit: str) -> str:
+    """A measured figure as "median unit, IQR q1–q3 over N rounds", or the bare number where it has no spread."""
     spread = row.get(f"{key}_spread")
     if not spread:
-        return f"{row[key]:.{digits}f}"
+        return f"{row[key]:.{digits}f} {unit}"
     found = Spread.from_dict(spread)
-    return f"{found.median:.{digits}f}, IQR {found.q1:.{digits}f}–{found.q3:.{digits}f} over {found.rounds} rounds"
+    return (f"{found.median:.{digits}f} {unit}, IQR {found.q1:.{digits}f}–{found.q3:.{digits}f} over "
+            f"{found.rounds} rounds")  # fmt: skip
 
 
 def relation_to_compress(picked: str, compressed: dict, optimize_for: str, batch_size: int) -> str:
@@ -661,9 +662,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     picked, tied_with = pick_deployment(rows, max_metric_drop, args.optimize_for, trained_task.higher_is_better)
     deploy_path = picked["path"]
     objective = {
-        "latency": lambda: f"the lowest batch-1 median latency ({spread_text(picked, 'batch1_latency_p50_ms', 2)} ms)",
+        "latency": lambda: f"the lowest batch-1 median latency ({spread_text(picked, 'batch1_latency_p50_ms', 2, 'ms')})",
         "throughput": lambda: (f"the highest batch-{args.bench_batch_size} throughput "
-                               f"({spread_text(picked, 'batch_throughput', 1)} seq/s)"),
+                               f"({spread_text(picked, 'batch_throughput', 1, 'seq/s')})"),
         "size": lambda: f"the smallest size on disk ({picked['size_mb']:.2f} MB)",
         "memory": lambda: f"the lowest predictor peak RSS ({peak_rss_of(picked):.0f} MB)",
     }[args.optimize_for]()  # fmt: skip
@@ -675,7 +676,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
               f"task record and the backend/precision it was measured with.")  # fmt: skip
     note = tie_note(picked, tied_with, OBJECTIVE_FIGURES[args.optimize_for])
     if note:
-        reason += f" {note[0].upper()}{note[1:]}."
+        reason += f" A tie: {note}."
     reason += " " + relation_to_compress(picked["name"], compressed, args.optimize_for, args.bench_batch_size)
     report = {
         "task": trained_task.name,
