@@ -1,8 +1,10 @@
 """One compress path for all task types: paddlenlp's Trainer.compress() (DynaBERT width pruning, then
 post-training quantization over algorithms × calibration batch sizes), then candidates on other engines/precisions
 (Paddle oneDNN BF16, OpenVINO BF16 and NNCF INT8, ONNX Runtime dynamic INT8), every candidate evaluated through the
-Predictor, a report, and the fastest candidate under a maximum metric drop copied to OUTPUT/best/ with a
-candidate.json that tells every later stage which backend and precision run it."""
+Predictor (the metric in one pass, speed over interleaved timing rounds: median and IQR), a report, and the fastest
+candidate under a maximum metric drop (ernie3.pick: a tie within the timing noise goes to the better metric, then
+the smaller model) copied to OUTPUT/best/ with a candidate.json that tells every later stage which backend and
+precision run it."""
 from __future__ import annotations
 
 import json

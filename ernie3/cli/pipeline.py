@@ -24,9 +24,11 @@ Defaults of both stages come from config.yml as for the scripts (the compress: s
 
 The deploy pick: among the candidates within --max_metric_drop of the float model's dev metric (as compression
 measured it), the one with the highest batch-N throughput (--optimize_for throughput) or the lowest batch-1 median
-latency (--optimize_for latency), as this command's benchmark measured them through the Predictor, or the smallest
-on disk (size) or of lowest predictor peak RSS (memory), as compression measured them; the same rule as compression's
-own best pick (ernie3.lightweight.objective_key), which gets --optimize_for too.
+latency (--optimize_for latency), as this command's benchmark measured them through the Predictor over
+--timing_rounds interleaved rounds (a compress flag; median and IQR), or the smallest on disk (size) or of lowest
+predictor peak RSS (memory), as compression measured them. Candidates whose ranges overlap the best's are a tie,
+broken by the metric, then by size: the same rule as compression's own best pick (ernie3.pick), which gets
+--optimize_for too.
 """
 from __future__ import annotations
 
