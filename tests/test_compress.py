@@ -107,6 +107,7 @@ def test_ptq_strategy_quantizes_the_float_model(trained_tnews, tmp_path):
         (["--algo_list", "hist", "fancy"], "--algo_list: unknown algorithm 'fancy'"),
         (["--width_mult_list", "1/3"], "width 1/3 does not keep whole attention heads"),
         (["--strategy", "fancy"], "--strategy: 'fancy' is not supported"),
+        (["--timing_rounds", "0"], "--timing_rounds must be at least 1, got 0"),
     ],
 )
 def test_bad_settings_fail_before_any_work(trained_tnews, tmp_path, extra, message):
