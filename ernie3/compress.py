@@ -1,8 +1,10 @@
 """One compress path for all task types: paddlenlp's Trainer.compress() (DynaBERT width pruning, then
 post-training quantization over algorithms × calibration batch sizes), then candidates on other engines/precisions
 (Paddle oneDNN BF16, OpenVINO BF16 and NNCF INT8, ONNX Runtime dynamic INT8), every candidate evaluated through the
-Predictor, a report, and the fastest candidate under a maximum metric drop copied to OUTPUT/best/ with a
-candidate.json that tells every later stage which backend and precision run it."""
+Predictor (the metric in one pass, speed over interleaved timing rounds: median and IQR), a report, and the fastest
+candidate under a maximum metric drop (ernie3.pick: a tie within the timing noise goes to the better metric, then
+the smaller model) copied to OUTPUT/best/ with a candidate.json that tells every later stage which backend and
+precision run it."""
 from __future__ import annotations
 
 import json
@@ -44,10 +46,11 @@ from ernie3.lightweight import (
     check_strategy,
     collect_qat_outputs,
     measure_peak_rss,
-    objective_key,
     qat_candidates,
 )
+from ernie3.pick import OBJECTIVE_FIGURES, pick_best, tie_note
 from ernie3.quant_embeddings import build_embedding_candidates
+from ernie3.timing import DEFAULT_ROUNDS, SETTLE_SECONDS, Spread, interleaved_figures
 from ernie3.vocab import trim_for_compression, vocabulary_report_lines
 from ernie3.files import (
     atomic_directory,
@@ -94,11 +97,18 @@ class CandidateEvaluationArguments:
                           "metric within --max_metric_drop."},
     )  # fmt: skip
     nncf_subset_size: int = field(default=300, metadata={"help": "Calibration examples for NNCF INT8."})
+    timing_rounds: int = field(
+        default=DEFAULT_ROUNDS,
+        metadata={"help": "Interleaved timing rounds behind each candidate's throughput and batch-1 latency (median "
+                          "and interquartile range); candidates whose ranges overlap are a tie for the best pick."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_engines(self.engines)
         if self.nncf_subset_size < 1:
             raise UserError("--nncf_subset_size must be at least 1")
+        if self.timing_rounds < 1:
+            raise UserError(f"--timing_rounds must be at least 1, got {self.timing_rounds}")
 
 
 #: the compress commands' flag dataclasses beside model, data and Trainer flags (the pipeline parses them too)
@@ -174,6 +184,72 @@ def read_model_config(model_dir: str) -> dict:
     return config
 
 
+
+
+def expected_candidates(compression: Any, linked: bool = True) -> int:
+    """How many candidates compression will build and evaluate (as `_run` builds them), from its parsed
+    arguments (ernie3.args.RunArguments); with `linked=False`, only those with files of their own (BF16 candidates
+    are hard links to their float model's files)."""
+    from ernie3.backends import cpu_has_native_bf16
+
+    args, evaluation = compression.training, compression.extra[CandidateEvaluationArguments]
+    light = compression.extra[LightweightArguments]
+    widths = len(args.width_mult_list or []) if "dynabert" in args.strategy else 0
+    # PTQ and QAT quantize the pruned models after DynaBERT, else the (vocabulary-trimmed) float model
+    ptq_sources = (widths or 1) if "ptq" in args.strategy else 0
+    ptq = len(args.algo_list) * len(args.batch_size_list) * len(args.batch_num_list) if ptq_sources else 0
+    qat = (widths or 1) if "qat" in args.strategy else 0
+    bf16 = cpu_has_native_bf16()
+    openvino = "openvino" in evaluation.engines
+    per_float = ("paddle" in evaluation.engines and bf16) + openvino
+    unpruned_only = openvino * (bf16 + evaluation.nncf_accuracy_control)
+    # with QAT, paddlenlp exports no pruned float model; the distilled student is a float candidate too
+    floats = 1 + (0 if qat else widths) + light.prune_vocab + ("distill" in args.strategy)
+    int8 = ptq_sources * ptq + qat + openvino * (floats + evaluation.nncf_accuracy_control)
+    if not linked:
+        per_float -= "paddle" in evaluation.engines and bf16
+        unpruned_only -= openvino * bf16
+    return (floats * (1 + per_float) + ptq_sources * ptq + qat + unpruned_only + ("onnxruntime" in evaluation.engines)
+            + int8 * light.int8_embeddings)  # fmt: skip
+
+#: besides its candidates, what a compress run writes, in model copies: per DynaBERT width (paddlenlp's checkpoint
+#: of the width, with a margin), and best/ (a copy of the pick, which may hold a width's checkpoint beside it)
+COPIES_PER_WIDTH = 2
+BEST_COPIES = 2
+
+
+def model_weights_mb(model_dir: str) -> float:
+    """The size of a model directory's weight files (MB)."""
+    total = 0
+    for entry in os.scandir(model_dir):
+        if entry.is_file() and entry.name.endswith((".pdparams", ".safetensors", ".pdiparams", ".bin")):
+            total += entry.stat().st_size
+    return total / 2**20
+
+
+def disk_need_mb(arguments: Any, model_mb: float) -> float:
+    """A compress run's output size: one model copy per candidate with files of its own, per DynaBERT width's
+    checkpoint, per distilled student, and best/ (INT8 files are counted as full copies: an upper estimate)."""
+    args = arguments.training
+    widths = len(args.width_mult_list or []) if "dynabert" in args.strategy else 0
+    copies = (expected_candidates(arguments, linked=False) + COPIES_PER_WIDTH * widths + ("distill" in args.strategy)
+              + BEST_COPIES)  # fmt: skip
+    return model_mb * copies
+
+
+def check_disk_space(need_mb: float, output_dir: str) -> tuple[float, Optional[str]]:
+    """(free MB on the output's file system, a warning when it is below the estimate); a UserError when it is
+    clearly too little (less than half the estimate: the estimate errs high)."""
+    probe = os.path.abspath(output_dir)
+    while not os.path.isdir(probe):  # the nearest existing parent: the output dir may not exist yet
+        probe = os.path.dirname(probe)
+    free_mb = shutil.disk_usage(probe).free / 2**20
+    if free_mb < need_mb / 2:
+        raise UserError(f"--output_dir: {output_dir} needs about {need_mb:.0f} MB, but its file system has only "
+                        f"{free_mb:.0f} MB free; free some space or choose another --output_dir")  # fmt: skip
+    if free_mb < need_mb:
+        return free_mb, f"only {free_mb:.0f} MB free there: the run may fill the disk"
+    return free_mb, None
 
 
 def compress_kind(task_type: str) -> str:
@@ -335,35 +411,92 @@ def candidate_size_mb(candidate: Candidate) -> float:
     return model_size_mb(candidate.model_path)
 
 
+#: dev examples each timing round runs (the metric pass runs them all): bounds the rounds' cost on a large dev set
+TIMING_EXAMPLES = 256
+#: the share of the machine's available memory the predictors kept alive across timing rounds may take
+KEEP_ALIVE_SHARE = 0.5
+
+
+def available_memory_mb() -> Optional[float]:
+    """MemAvailable from /proc/meminfo (Linux), None elsewhere."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def evaluate_candidates(
-    task: Task, candidates: Sequence[Candidate], examples: list[dict], batch_size: int, num_threads: int
+    task: Task,
+    candidates: Sequence[Candidate],
+    examples: list[dict],
+    batch_size: int,
+    num_threads: int,
+    timing_rounds: int = DEFAULT_ROUNDS,
+    timing: Optional[dict] = None,
 ) -> list[dict]:
-    """Metric, size, throughput and agreement with the float model (and with its source) of each candidate, each
-    through the Predictor on its own backend and precision."""
+    """Metric, size, agreement with the float model (and with its source), throughput and batch-1 latency of
+    each candidate, each through the Predictor on its own backend and precision. The metric takes one pass per
+    candidate; throughput and latency come from `timing_rounds` interleaved rounds (median and IQR), with the
+    predictors kept alive across rounds while the memory plan's estimates fit half the available memory, else
+    rebuilt (and warmed up) in each round. `timing`, when given, receives how they were timed (for the report)."""
     from ernie3.predict import Predictor
 
-    results, decisions_of = [], {}
-    for candidate in candidates:
+    def predictor_for(candidate: Candidate) -> Any:
         predictor = Predictor(candidate.path, backend=candidate.backend, precision=candidate.precision,
                               model_prefix=candidate.model_prefix, num_threads=num_threads, batch_size=batch_size)  # fmt: skip
         predictor.predict(examples[:batch_size])  # warm-up: oneDNN/OpenVINO build their kernels on the first runs
-        started = time.perf_counter()
+        return predictor
+
+    available = available_memory_mb()
+    budget_mb = KEEP_ALIVE_SHARE * available if available else 0.0
+    kept: Optional[dict[str, Any]] = {}  # None once the predictors no longer fit: rebuilt per round
+    kept_mb = 0.0
+    results, decisions_of = [], {}
+    for candidate in candidates:
+        predictor = predictor_for(candidate)
         outputs = predictor.predict(examples)
-        elapsed = time.perf_counter() - started
-        latency_ms = batch1_latency_ms(predictor, examples)
         metrics = task.score(examples, outputs)
         name, source = candidate.name, candidate.source
         decisions_of[name] = [task.answer(output) for output in outputs]
         results.append({
             "name": name, "path": candidate.path, "model_file": candidate.model_file, "backend": predictor.backend_name,
             "precision": predictor.precision, "metrics": metrics, "metric": metrics[task.metric_name],
-            "size_mb": round(candidate_size_mb(candidate), 3), "throughput": round(len(examples) / elapsed, 2),
-            "latency_ms": round(latency_ms, 3), "expected_peak_rss_mb": round(predictor.expected_peak_rss_mb, 1),
+            "size_mb": round(candidate_size_mb(candidate), 3),
+            "expected_peak_rss_mb": round(predictor.expected_peak_rss_mb, 1),
             "agreement_with_float": round(agreement(decisions_of[name], decisions_of[FLOAT_DIR]), 4),
             "quantized_from": source,
             "agreement_with_source": round(agreement(decisions_of[name], decisions_of[source]), 4) if source else None,
         })  # fmt: skip
+        if kept is not None and kept_mb + predictor.expected_peak_rss_mb <= budget_mb:
+            kept[name], kept_mb = predictor, kept_mb + predictor.expected_peak_rss_mb
+        else:
+            kept = None
         del predictor
+    timed_examples = examples[:TIMING_EXAMPLES]
+    if timing is not None:
+        timing.update(rounds=timing_rounds, examples=len(timed_examples),
+                      predictors="kept alive across rounds" if kept is not None else "rebuilt in each round")  # fmt: skip
+
+    def measure(candidate: Candidate) -> Callable[[], dict]:
+        def run() -> dict:
+            predictor = kept[candidate.name] if kept is not None else predictor_for(candidate)
+            started = time.perf_counter()
+            predictor.predict(timed_examples)
+            throughput = len(timed_examples) / (time.perf_counter() - started)
+            return {"throughput": throughput, "latency_ms": batch1_latency_ms(predictor, timed_examples)}
+        return run
+
+    spreads = interleaved_figures({c.name: measure(c) for c in candidates}, timing_rounds, settle_seconds=SETTLE_SECONDS)
+    kept = None  # the predictors go before the next stage builds its own
+    for result in results:
+        for key in ("throughput", "latency_ms"):
+            spread = spreads[result["name"]][key]
+            result[key] = round(spread.median, 3)
+            result[f"{key}_spread"] = spread.as_dict()
     return results
 
 
@@ -371,33 +504,11 @@ def agreement(decisions: Sequence, reference: Sequence) -> float:
     return sum(a == b for a, b in zip(decisions, reference)) / len(reference)
 
 
-def within_metric_drop(metric: float, reference: float, max_metric_drop: float, higher_is_better: bool = True) -> bool:
-    """Whether `metric` is at most `max_metric_drop` (relative) worse than `reference`, in the metric's direction
-    (a lower-is-better metric, e.g. a loss or an error rate, may rise by that much)."""
-    if higher_is_better:
-        return metric >= reference * (1 - max_metric_drop) - 1e-12
-    return metric <= reference * (1 + max_metric_drop) + 1e-12
-
-
-def pick_best(
-    results: list[dict],
-    max_metric_drop: float,
-    speed: Optional[Callable[[dict], Any]] = None,
-    higher_is_better: bool = True,
-) -> dict:
-    """The fastest candidate whose metric is within `max_metric_drop` (relative, in the task's metric direction)
-    of the float model's (the first result); `speed` says what fastest means (default: the evaluation's
-    throughput, higher is better; see ernie3.lightweight.objective_key for latency, size and memory)."""
-    reference = results[0]["metric"]
-    eligible = [r for r in results if within_metric_drop(r["metric"], reference, max_metric_drop, higher_is_better)]
-    return max(eligible or results[:1], key=speed or (lambda r: r["throughput"]))
-
-
 def markdown_report(task: Task, results: list[dict], best: dict, settings: dict) -> str:
     metric_names = list(results[0]["metrics"])
     # "numeric precision" (fp32/bf16/int8): NER's metrics have their own "precision" column
-    header = ["candidate", "engine", "numeric precision", *metric_names, "size (MB)", "throughput (seq/s)",
-              "batch-1 latency (ms)", "peak RSS estimate (MB)", "peak RSS measured (MB)", "agreement with float",
+    header = ["candidate", "engine", "numeric precision", *metric_names, "size (MB)", "throughput (seq/s): median (IQR)",
+              "batch-1 latency (ms): median (IQR)", "peak RSS estimate (MB)", "peak RSS measured (MB)", "agreement with float",
               "agreement with its float source", "best"]  # fmt: skip
     objective = {"throughput": "fastest candidate", "latency": "candidate of lowest batch-1 latency",
                  "size": "smallest candidate on disk", "memory": "candidate of lowest predictor peak RSS"}[
@@ -411,6 +522,9 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
         f"best = {objective} within {settings['max_metric_drop']:.1%} of the float model's {task.metric_name}. "
         "Peak RSS: the memory plan's estimate, and as measured in a child process per candidate after one run of "
         "every shape bucket.",
+        "",
+        timing_sentence(settings.get("timing")),
+        *(["", f"Best: {note}."] if (note := settings.get("tie_note")) else []),
         *vocabulary_report_lines(settings.get("vocabulary")),
         "",
         "| " + " | ".join(header) + " |",
@@ -419,7 +533,8 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
     for r in results:
         row = [r["name"], r.get("backend", "paddle"), r["precision"], *(f"{r['metrics'][m]:.4f}" for m in metric_names),
                f"{r['size_mb']:.2f}",
-               f"{r['throughput']:.1f}", *(optional(r.get(key), spec) for key, spec in MEMORY_COLUMNS),
+               spread_cell(r, "throughput", 1), spread_cell(r, "latency_ms", 2),
+               *(optional(r.get(key), spec) for key, spec in MEMORY_COLUMNS),
                f"{r['agreement_with_float']:.2%}",
                f"{r['agreement_with_source']:.2%}" if r["quantized_from"] else "", "✓" if r is best else ""]  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
@@ -427,7 +542,24 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
 
 
 #: report columns a candidate may lack (a measurement that failed or was not asked for): key, format
-MEMORY_COLUMNS = (("latency_ms", ".2f"), ("expected_peak_rss_mb", ".0f"), ("peak_rss_mb", ".0f"))
+MEMORY_COLUMNS = (("expected_peak_rss_mb", ".0f"), ("peak_rss_mb", ".0f"))
+
+
+def spread_cell(result: dict, key: str, digits: int) -> str:
+    """A timed figure's cell: median and interquartile range over the timing rounds (a bare number if untimed)."""
+    spread = result.get(f"{key}_spread")
+    if spread:
+        return Spread.from_dict(spread).cell(digits)
+    return optional(result.get(key), f".{digits}f")
+
+
+def timing_sentence(timing: Optional[dict]) -> str:
+    if not timing:
+        return ""
+    return (f"Throughput and batch-1 latency: median and interquartile range over {timing['rounds']} interleaved "
+            f"timing rounds on the first {timing['examples']} dev examples (each round times every candidate once, "
+            f"in rotated order; predictors {timing['predictors']}); candidates whose ranges overlap the best's are a "
+            "tie, which goes to the better metric, then the smaller model.")  # fmt: skip
 
 
 def optional(value: Optional[float], spec: str) -> str:
@@ -495,6 +627,11 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     data_files = [data_args.train_file, data_args.dev_file, light.vocab_corpus,
                   student if student and os.path.isdir(student) else None]  # fmt: skip
     prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
+    # said up front: the output is many model copies (candidates, DynaBERT checkpoints), built beside any old one
+    need_mb = disk_need_mb(arguments, model_weights_mb(model_dir))
+    free_mb, warning = check_disk_space(need_mb, output_dir)
+    print(f"compress: about {expected_candidates(arguments)} candidates, about {need_mb:.0f} MB on disk in "
+          f"{output_dir} ({free_mb:.0f} MB free{'; ' + warning if warning else ''})", flush=True)  # fmt: skip
 
     trains = "dynabert" in args.strategy or "qat" in args.strategy
     splits = ["dev", "train"] if trains or distilling or light.prune_vocab else ["dev"]
@@ -572,16 +709,15 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         compared.append(Candidate(STUDENT_BASELINE_DIR, os.path.join(output_dir, STUDENT_BASELINE_DIR),
                                   STATIC_MODEL_PREFIX + ".pdmodel"))  # fmt: skip
     logger.info(f"Evaluating {len(candidates) + len(compared)} models on {len(examples['dev'])} dev examples")
-    results = evaluate_candidates(
-        task, candidates + compared, examples["dev"], args.per_device_eval_batch_size, eval_args.num_threads
-    )
+    timing: dict = {}
+    results = evaluate_candidates(task, candidates + compared, examples["dev"], args.per_device_eval_batch_size,
+                                  eval_args.num_threads, eval_args.timing_rounds, timing)  # fmt: skip
     results, compared_results = results[: len(candidates)], results[len(candidates) :]
     if light.measure_rss:
         logger.info(f"Measuring the predictor peak RSS of {len(candidates)} candidates, each in a process of its own")
         for candidate, result in zip(candidates, results):
             result["peak_rss_mb"] = measure_peak_rss(candidate, args.per_device_eval_batch_size, eval_args.num_threads)
-    best = pick_best(results, eval_args.max_metric_drop, objective_key(light.optimize_for),
-                     higher_is_better=task.higher_is_better)
+    best, tied_with = pick_best(results, eval_args.max_metric_drop, light.optimize_for, task.higher_is_better)
     best_dir = copy_best(best, output_dir)
     settings = {
         "strategy": args.strategy, "eval_examples": len(examples["dev"]), "num_threads": eval_args.num_threads,
@@ -589,10 +725,12 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         "width_mult_list": [str(w) for w in args.width_mult_list or []], "algo_list": args.algo_list,
         "batch_size_list": args.batch_size_list, "batch_num_list": args.batch_num_list, "engines": eval_args.engines,
         "optimize_for": light.optimize_for, "int8_embeddings": light.int8_embeddings, "vocabulary": vocabulary,
+        "timing_rounds": eval_args.timing_rounds, "timing": timing,
+        "tie_note": tie_note(best, tied_with, OBJECTIVE_FIGURES[light.optimize_for]),
     }  # fmt: skip
     report = {
         "task": task.name, "model_dir": model_dir, "settings": settings, "compress_seconds": round(compress_seconds, 1),
-        "candidates": results, "best": best["name"], "best_dir": best_dir,
+        "candidates": results, "best": best["name"], "best_tied_with": tied_with, "best_dir": best_dir,
     }  # fmt: skip
     markdown = markdown_report(task, results, best, settings)
     if distillation is not None:

@@ -5,7 +5,8 @@ candidates judged by size and memory as well as speed.
   --optimize_for --measure_rss).
 - QAT (paddlenlp's `qat` strategy through paddleslim) writes `int8.*` into the compress dir (or a width dir);
   `collect_qat_outputs` moves them into a `qat/` candidate directory of their float model.
-- `pick_best`'s objectives: throughput, latency, size, memory (shared by compress and the pipeline).
+- the pick's objectives (--optimize_for): throughput, latency, size, memory (ernie3.pick, shared by compress and
+  the pipeline).
 - `measure_peak_rss`: a candidate's predictor peak RSS in a child process of its own (fresh interpreter: no
   allocator pools or oneDNN caches of other candidates), after it ran every shape bucket (what the memory plan's
   estimate describes).
@@ -113,20 +114,6 @@ def qat_candidates(output_dir: str, floats: Sequence[Candidate]) -> list[Candida
 
 
 # -- the best pick ---------------------------------------------------------------------------------------------------
-
-
-def objective_key(optimize_for: str, throughput: Callable[[dict], float] = lambda r: r["throughput"],
-                  latency_ms: Callable[[dict], float] = lambda r: r["latency_ms"]) -> Callable[[dict], tuple]:
-    """Higher is better: the objective, then throughput (ties: e.g. equal sizes)."""
-    if optimize_for not in OBJECTIVES:
-        raise UserError(f"--optimize_for: '{optimize_for}' is not one of {', '.join(OBJECTIVES)}")
-    primary: Callable[[dict], float] = {
-        "throughput": throughput,
-        "latency": lambda r: -latency_ms(r),
-        "size": lambda r: -r["size_mb"],
-        "memory": lambda r: -peak_rss_of(r),
-    }[optimize_for]
-    return lambda r: (primary(r), throughput(r))
 
 
 def peak_rss_of(result: dict) -> float:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -12,6 +12,11 @@ import numpy as np
 DEFAULT_ROUNDS = 3
 
 PERCENTILES = (50, 90, 99)
+
+#: a pause before each variant's measurement: Paddle's OpenMP workers keep spinning for about 0.2 s after a run
+#: (measured by scripts/engine_interference.py: ~0.8 CPU-s/s in the first 0.25 s, then none; OpenVINO's leave the
+#: CPU at once), which would take a core from the next variant's first timed runs on a 2-core machine
+SETTLE_SECONDS = 0.3
 
 
 def latency_percentiles(seconds: Sequence[float], percentiles: Sequence[int] = PERCENTILES, prefix: str = "latency_") -> dict[str, float]:
@@ -68,19 +73,57 @@ class Spread:
     def as_dict(self) -> dict:
         return {"median": round(self.median, 4), "q1": round(self.q1, 4), "q3": round(self.q3, 4), "rounds": self.rounds}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Spread":
+        """The inverse of `as_dict` (a report's figure read back)."""
+        return cls(float(data["median"]), float(data["q1"]), float(data["q3"]), int(data["rounds"]))
+
     def describe(self, digits: int = 1) -> str:
         return f"{self.median:.{digits}f} (IQR {self.q1:.{digits}f}–{self.q3:.{digits}f}, {self.rounds} rounds)"
+
+    def cell(self, digits: int = 1) -> str:
+        """A report table's cell: the median and its interquartile range."""
+        return f"{self.median:.{digits}f} ({self.q1:.{digits}f}–{self.q3:.{digits}f})"
 
 
 def interleaved_rounds(measures: Mapping[str, Callable[[], float]], rounds: int = DEFAULT_ROUNDS) -> dict[str, Spread]:
     """Each round measures every variant once, starting one variant later each round, so that a slow phase of a
     shared machine (another tenant, a frequency drop) spreads over all variants instead of ranking them."""
+    figures = interleaved_figures({name: (lambda m=m: {"value": m()}) for name, m in measures.items()}, rounds)
+    return {name: found["value"] for name, found in figures.items()}
+
+
+def interleaved_figures(
+    measures: Mapping[str, Callable[[], Mapping[str, float]]],
+    rounds: int = DEFAULT_ROUNDS,
+    on_measured: Optional[Callable[[int, str, Mapping[str, float]], None]] = None,
+    settle_seconds: float = 0.0,
+) -> dict[str, dict[str, Spread]]:
+    """`interleaved_rounds` for measurements of several figures at once (e.g. throughput and batch-1 latency):
+    {variant: {figure: Spread}}. `on_measured(round, variant, figures)` is called after each measurement
+    (progress lines); `settle_seconds` pauses before every measurement but the first (see SETTLE_SECONDS)."""
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
     names = list(measures)
-    values: dict[str, list[float]] = {name: [] for name in names}
+    values: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names) if names else 0
-        for name in names[shift:] + names[:shift]:
-            values[name].append(float(measures[name]()))
-    return {name: Spread.of(found) for name, found in values.items()}
+        for position, name in enumerate(names[shift:] + names[:shift]):
+            if settle_seconds > 0 and (round_index or position):
+                time.sleep(settle_seconds)
+            found = measures[name]()
+            for figure, value in found.items():
+                values[name].setdefault(figure, []).append(float(value))
+            if on_measured is not None:
+                on_measured(round_index, name, found)
+    return {name: {figure: Spread.of(found) for figure, found in figures.items()} for name, figures in values.items()}
+
+
+def format_duration(seconds: float) -> str:
+    """An estimate as a person reads it: seconds under a minute (never "0 min"), minutes under two hours, else
+    hours."""
+    if seconds < 59.5:
+        return f"{max(seconds, 1.0):.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

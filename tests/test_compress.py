@@ -107,6 +107,7 @@ def test_ptq_strategy_quantizes_the_float_model(trained_tnews, tmp_path):
         (["--algo_list", "hist", "fancy"], "--algo_list: unknown algorithm 'fancy'"),
         (["--width_mult_list", "1/3"], "width 1/3 does not keep whole attention heads"),
         (["--strategy", "fancy"], "--strategy: 'fancy' is not supported"),
+        (["--timing_rounds", "0"], "--timing_rounds must be at least 1, got 0"),
     ],
 )
 def test_bad_settings_fail_before_any_work(trained_tnews, tmp_path, extra, message):
@@ -135,3 +136,39 @@ def test_script_reports_errors_in_one_line(trained_tnews, tmp_path):
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: --width_mult_list: width 0.3 does not keep whole attention heads" in result.stderr
+
+
+def test_speed_figures_come_from_interleaved_rounds_with_a_spread(dynabert_ptq):
+    from ernie3.pick import pick_best
+    from ernie3.timing import Spread
+
+    for candidate in dynabert_ptq["candidates"]:
+        for key in ("throughput", "latency_ms"):
+            spread = Spread.from_dict(candidate[f"{key}_spread"])
+            assert spread.rounds == 3 and 0 < spread.q1 <= spread.median <= spread.q3
+            assert candidate[key] == pytest.approx(spread.median, rel=1e-3)
+    settings = dynabert_ptq["settings"]
+    assert settings["timing"]["rounds"] == 3 and settings["timing"]["predictors"] in (
+        "kept alive across rounds", "rebuilt in each round")
+    # best/ is the shared rule's pick from the report's own figures, and the report says when it was a tie
+    best, tied = pick_best(dynabert_ptq["candidates"], settings["max_metric_drop"], settings["optimize_for"])
+    assert (best["name"], tied) == (dynabert_ptq["best"], dynabert_ptq["best_tied_with"])
+    markdown = dynabert_ptq["markdown"]
+    assert "throughput (seq/s): median (IQR)" in markdown and "interleaved timing rounds" in markdown
+    assert ("tied on throughput with" in markdown) == bool(tied)
+
+
+def test_the_stated_disk_need_covers_the_output(dynabert_ptq, trained_tnews):
+    from ernie3.args import parse_arguments
+    from ernie3.compress import EXTRA_ARGUMENTS, disk_need_mb, model_weights_mb
+
+    output_dir = os.path.dirname(dynabert_ptq["best_dir"])
+    arguments = parse_arguments(compress_argv(trained_tnews, output_dir), "seq_cls", EXTRA_ARGUMENTS, for_compression=True)
+    need = disk_need_mb(arguments, model_weights_mb(trained_tnews["best_model_dir"]))
+    files = {}  # by inode: BF16 candidates are hard links to their float model's files, on disk once
+    for root, _, names in os.walk(output_dir):
+        for name in names:
+            info = os.stat(os.path.join(root, name))
+            files[(info.st_dev, info.st_ino)] = info.st_size
+    used = sum(files.values()) / 2**20
+    assert used <= need <= 4 * used, (used, need)  # an upper estimate, but not a wild one

@@ -8,10 +8,11 @@ import pytest
 from conftest import sample_file
 
 from ernie3.backends import is_quantized_model
-from ernie3.compress import pick_best, run as compress
+from ernie3.compress import run as compress
 from ernie3.errors import UserError
 from ernie3.layout import Candidate
-from ernie3.lightweight import measure_peak_rss, objective_key
+from ernie3.lightweight import measure_peak_rss
+from ernie3.pick import pick_best
 from ernie3.quant_embeddings import ir_embedding_dtypes, program_embedding_dtypes
 
 TRAIN, DEV = sample_file("tnews", "train"), sample_file("tnews", "dev")
@@ -182,11 +183,11 @@ def test_objectives_share_one_pick_rule():
         {"name": "tiny-but-wrong", "metric": 0.5, "throughput": 99, "latency_ms": 1, "size_mb": 1,
          "expected_peak_rss_mb": 100, "peak_rss_mb": 100, "batch_throughput": 99, "batch1_latency_p50_ms": 1},
     ]  # fmt: skip
-    picks = {goal: pick_best(rows, 0.01, objective_key(goal))["name"] for goal in ("throughput", "latency", "size", "memory")}
+    picks = {goal: pick_best(rows, 0.01, goal)[0]["name"] for goal in ("throughput", "latency", "size", "memory")}
     assert picks == {"throughput": "small", "latency": "lean", "size": "small", "memory": "lean"}
     # the pipeline: the same rule, with its own benchmark's throughput and latency
-    assert pick_deployment(rows, 0.01, "latency")["name"] == "small"
-    assert pick_deployment(rows, 0.01, "size")["name"] == "small"
+    assert pick_deployment(rows, 0.01, "latency")[0]["name"] == "small"
+    assert pick_deployment(rows, 0.01, "size")[0]["name"] == "small"
 
 
 def test_measured_peak_rss_of_a_candidate_in_its_own_process(light):

@@ -11,6 +11,7 @@ import ernie3.backends as backends
 from ernie3.backends import Backend, cpu_has_native_bf16, create_backend
 from ernie3.data import load_examples
 from ernie3.errors import UserError
+from ernie3.timing import Spread
 from ernie3.predict import Predictor
 
 DEV = sample_file("tnews", "dev")
@@ -136,8 +137,11 @@ def test_compress_report_and_best_across_engines(compressed, tmp_path):
     assert "| candidate | engine | numeric precision | accuracy |" in markdown
     assert "| float/openvino-int8 | openvino | int8 |" in markdown
     best = next(c for c in compressed["candidates"] if c["name"] == compressed["best"])
-    assert best["throughput"] == max(c["throughput"] for c in compressed["candidates"]
-                                     if c["metric"] >= compressed["candidates"][0]["metric"] * 0.95 - 1e-9)  # fmt: skip
+    # the fastest by median, or a candidate whose throughput range overlaps the fastest's (a tie)
+    eligible = [c for c in compressed["candidates"] if c["metric"] >= compressed["candidates"][0]["metric"] * 0.95 - 1e-9]
+    fastest = max(eligible, key=lambda c: c["throughput"])
+    assert best is fastest or Spread.from_dict(best["throughput_spread"]).overlaps(
+        Spread.from_dict(fastest["throughput_spread"]))
     with open(os.path.join(compressed["best_dir"], "candidate.json"), encoding="utf-8") as handle:
         record = json.load(handle)
     assert (record["backend"], record["precision"]) == (best["backend"], best["precision"])

@@ -1,11 +1,13 @@
 """Decisions with error bars (issue 19): repeated interleaved measurements and one pick rule where a difference
 within the noise is a tie, broken by the metric, then by size."""
 import itertools
+import re
 
 import pytest
+from conftest import sample_file
 
-from ernie3.pick import pick_candidate, tie_note, within_drop
-from ernie3.timing import Spread, interleaved_rounds
+from ernie3.pick import pick_best, pick_candidate, tie_note, within_drop
+from ernie3.timing import Spread, format_duration, interleaved_figures, interleaved_rounds
 
 
 def test_spread_is_median_and_interquartile_range():
@@ -58,3 +60,109 @@ def test_metric_direction_is_honoured():
     rows = [{"name": "float", "metric": 1.0}, {"name": "worse", "metric": 1.05}, {"name": "better", "metric": 0.9}]
     assert [r["name"] for r in within_drop(rows, 0.01, higher_is_better=False)] == ["float", "better"]
     assert [r["name"] for r in within_drop(rows, 0.01)] == ["float", "worse"]
+
+
+def test_interleaved_figures_rotate_and_report_every_measurement():
+    seen = []
+    values = iter(range(100))
+    spreads = interleaved_figures({name: (lambda: {"speed": next(values), "latency": 1.0}) for name in "ab"}, rounds=3,
+                                  on_measured=lambda r, name, found: seen.append((r, name)))  # fmt: skip
+    assert seen == [(0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b")]
+    assert spreads["a"]["speed"].rounds == 3 and spreads["b"]["latency"] == Spread(1.0, 1.0, 1.0, 3)
+    assert Spread.from_dict(spreads["a"]["speed"].as_dict()) == spreads["a"]["speed"]
+
+
+def test_compress_and_the_pipeline_pick_alike_from_the_same_figures():
+    """The same figures under compress's keys and under the pipeline's benchmark keys: the same pick and tie."""
+    from ernie3.cli.pipeline import pick_deployment
+
+    measured = {"float": (0.80, 20.0, [100, 104, 98]), "int8-a": (0.80, 6.0, [150, 171, 160]),
+                "int8-b": (0.79, 5.0, [158, 166, 172]), "bf16": (0.80, 20.0, [120, 118, 125])}  # fmt: skip
+    compress_rows, pipeline_rows = [], []
+    for name, (metric, size, speeds) in measured.items():
+        spread = Spread.of(speeds).as_dict()
+        base = {"name": name, "metric": metric, "size_mb": size}
+        compress_rows.append({**base, "throughput": spread["median"], "throughput_spread": spread})
+        pipeline_rows.append({**base, "batch_throughput": spread["median"], "batch_throughput_spread": spread})
+    best, tied = pick_best(compress_rows, 0.02, "throughput")
+    deploy, deploy_tied = pick_deployment(pipeline_rows, 0.02, "throughput")
+    # int8-b has the best median, but int8-a's range overlaps it and its metric is better: a tie won by the metric
+    assert best["name"] == deploy["name"] == "int8-a" and tied == deploy_tied == ["int8-b"]
+    # a single number per candidate (no spread) still picks the best; exact figures tie only when equal
+    assert pick_best([{**r, "throughput_spread": None} for r in compress_rows], 0.02)[0]["name"] == "int8-b"
+
+
+def test_estimates_read_in_seconds_under_a_minute():
+    assert [format_duration(s) for s in (0.2, 34, 59.4, 61, 90 * 60, 3 * 3600)] == [
+        "1 s", "34 s", "59 s", "1 min", "90 min", "3.0 h"]
+
+
+def test_the_pipeline_estimate_never_says_0_min(tiny_model_dir, tmp_path):
+    import argparse
+
+    from ernie3.cli.pipeline import check_stage_flags, cost_estimate
+
+    data = ["--task_name", "tnews", "--train_file", sample_file("tnews", "train"), "--dev_file", sample_file("tnews", "dev")]
+    training = [*data, "--model_name_or_path", tiny_model_dir, "--output_dir", str(tmp_path / "t"), "--max_steps", "6"]
+    compression = [*data, "--model_name_or_path", tiny_model_dir, "--output_dir", str(tmp_path / "c"),
+                   "--strategy", "ptq", "--timing_rounds", "3"]  # fmt: skip
+    plan = check_stage_flags(tiny_model_dir, training, compression)
+    text = cost_estimate(plan, tiny_model_dir, 64, argparse.Namespace(bench_batch_size=8, bench_min_seconds=0.5))
+    assert "0 min" not in text
+    assert re.search(r"fine-tuning \d+ s \(.*\), compression \d+ (s|min), benchmark \d+ (s|min) \(3 timing rounds\)",
+                     text), text  # a few training steps of a tiny model: seconds
+
+
+def test_the_bench_estimate_scales_with_the_model():
+    import argparse
+
+    from ernie3.cli.bench import MEDIUM_PARAMETERS, cost_estimate, timing_seconds
+
+    args = argparse.Namespace(batch_sizes=[1, 32], seq_lengths=[128], min_seconds=0.2, iterations=5, rounds=2,
+                              texts_file="none", e2e_examples=128, num_threads=2, output_dir="out", keep_models=False)  # fmt: skip
+    tiny = timing_seconds(args, 1_500_000, 8)
+    medium = timing_seconds(args, MEDIUM_PARAMETERS, 8)
+    assert tiny < 60 < 3 * 60 < medium  # a tiny model's run is seconds; the medium model's, minutes
+    assert "timing: up to about" in cost_estimate(args, 1_500_000, 8, building=False)
+    assert " s on a 2-core machine" in cost_estimate(args, 1_500_000, 8, building=False)
+
+
+def test_compress_states_its_disk_need_and_refuses_a_full_disk(tmp_path):
+    from ernie3.compress import check_disk_space
+    from ernie3.errors import UserError
+
+    free_mb, warning = check_disk_space(1.0, str(tmp_path / "not" / "yet" / "there"))
+    assert free_mb > 1.0 and warning is None
+    free_mb, warning = check_disk_space(free_mb * 1.5, str(tmp_path))  # above the estimate: a warning, not a refusal
+    assert warning and "may fill the disk" in warning
+    with pytest.raises(UserError, match=r"^--output_dir: .* needs about \d+ MB, but its file system has only \d+ MB "
+                                        "free; free some space or choose another --output_dir$"):  # fmt: skip
+        check_disk_space(free_mb * 3, str(tmp_path))
+
+
+def test_the_same_export_timed_twice_agrees_within_its_spread(tiny_exports, tmp_path, capsys):
+    """Issue 19's check of the error bars: one bench run times the float export twice (paddle-fp32 and its copy
+    paddle-fp32#2, interleaved with the other engines); the two rows' interquartile ranges overlap."""
+    import json
+    import shutil
+
+    from ernie3.cli.bench import main as bench_main
+    from ernie3.errors import UserError
+
+    compress_dir = tmp_path / "compress"
+    shutil.copytree(tiny_exports["seq_cls"], compress_dir / "float")  # a compress dir holding only its float model
+    flags = ["--compress_dir", str(compress_dir), "--output_dir", str(tmp_path / "bench"), "--batch_sizes", "8",
+             "--seq_lengths", "32", "--iterations", "5", "--min_seconds", "0.3", "--texts_file", "none"]  # fmt: skip
+    with pytest.raises(UserError, match=r"^--repeat_variants: no variant 'paddle-fp64' here \(variants: paddle-fp32, "):
+        bench_main([*flags, "--timing_rounds", "1", "--repeat_variants", "paddle-fp64"])
+    result = bench_main([*flags, "--timing_rounds", "5", "--repeat_variants", "paddle-fp32"])
+    printed = capsys.readouterr().out
+    assert re.search(r"timing: up to about \d+ s on a 2-core machine", printed)  # the tiny model: seconds
+    rows = {row["variant"]: row for row in result["rows"]}
+    first, second = rows["paddle-fp32"], rows["paddle-fp32#2"]
+    assert len(first["rounds"]) == len(second["rounds"]) == 5
+    assert Spread(first["throughput"], first["throughput_q1"], first["throughput_q3"], 5).overlaps(
+        Spread(second["throughput"], second["throughput_q1"], second["throughput_q3"], 5)), (first["rounds"], second["rounds"])
+    assert "| paddle-fp32#2 | paddle | fp32 |" in result["table"] and "throughput (seq/s): median (IQR)" in result["table"]
+    with open(tmp_path / "bench" / "benchmark.json", encoding="utf-8") as handle:
+        assert json.load(handle)["settings"]["repeat_variants"] == ["paddle-fp32"]

@@ -58,6 +58,28 @@ def test_report_names_every_candidate_and_the_deploy_pick(pipeline_run):
     assert returned["deploy"] == deploy
 
 
+def test_the_deploy_pick_rests_on_interleaved_rounds_and_names_compress_best(pipeline_run):
+    from ernie3.cli.pipeline import pick_deployment
+    from ernie3.timing import Spread
+
+    report, output_dir = pipeline_run
+    assert report["stages"]["benchmark"]["timing_rounds"] == 3
+    for candidate in report["candidates"]:
+        for key in ("batch_throughput", "batch1_latency_p50_ms"):
+            spread = Spread.from_dict(candidate[f"{key}_spread"])
+            assert spread.rounds == 3 and spread.q1 <= candidate[key] <= spread.q3
+    settings, deploy = report["settings"], report["deploy"]
+    picked, tied = pick_deployment(report["candidates"], settings["max_metric_drop"], settings["optimize_for"])
+    assert (picked["name"], tied) == (deploy["candidate"], deploy["tied_with"])
+    compress_best = report["stages"]["compress"]["best"]
+    assert (f"It is also compression's best/ ({compress_best})" in deploy["reason"]) == (compress_best == picked["name"])
+    assert "Compression's best/ is" in deploy["reason"] or compress_best == picked["name"]
+    assert ("A tie: " in deploy["reason"]) == bool(tied)
+    with open(output_dir / layout.PIPELINE_REPORT_MD, encoding="utf-8") as handle:
+        markdown = handle.read()
+    assert "seq/s): median (IQR)" in markdown and "over 3 interleaved rounds" in markdown
+
+
 def test_the_deploy_commands_run(pipeline_run):
     """The report's infer.py and deploy/python commands, run in-process, work on the directory it names."""
     from ernie3.cli.predict import main as deploy_main
@@ -159,3 +181,4 @@ def test_a_failed_stage_leaves_no_report(pipeline_run, tiny_model_dir):
         main(pipeline_argv(tiny_model_dir, output_dir, "--overwrite_output_dir", "--max_seq_length", "4096"))
     for name in layout.PIPELINE_REPORTS:
         assert not os.path.exists(output_dir / name)
+

@@ -104,7 +104,7 @@ def test_a_task_without_an_online_dataset_names_the_local_file_flags():
 def test_the_metric_direction_picks_checkpoints_and_candidates():
     from ernie3.args import best_model_settings
     from ernie3.cli.pipeline import pick_deployment
-    from ernie3.compress import pick_best
+    from ernie3.pick import pick_best
 
     higher = get_task("topics")
     lower = copy.copy(higher)
@@ -117,11 +117,11 @@ def test_the_metric_direction_picks_checkpoints_and_candidates():
     rows = [{"name": "float", "metric": 0.20, "throughput": 1.0},
             {"name": "up", "metric": 0.21, "throughput": 3.0},
             {"name": "down", "metric": 0.19, "throughput": 2.0}]  # fmt: skip
-    assert pick_best(rows, 0.01)["name"] == "up"
-    assert pick_best(rows, 0.01, higher_is_better=False)["name"] == "down"
-    assert pick_best(rows, 0.10, higher_is_better=False)["name"] == "up"  # within a 10% rise of the error
+    assert pick_best(rows, 0.01)[0]["name"] == "up"
+    assert pick_best(rows, 0.01, metric_higher_is_better=False)[0]["name"] == "down"
+    assert pick_best(rows, 0.10, metric_higher_is_better=False)[0]["name"] == "up"  # within a 10% rise of the error
     bench = [{**row, "batch_throughput": row["throughput"], "batch1_latency_p50_ms": 1 / row["throughput"]} for row in rows]
-    assert pick_deployment(bench, 0.01, "throughput", higher_is_better=False)["name"] == "down"
+    assert pick_deployment(bench, 0.01, "throughput", higher_is_better=False)[0]["name"] == "down"
 
 
 # -- <name>_long for any windowable task -------------------------------------------------------------------------

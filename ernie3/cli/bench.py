@@ -1,12 +1,14 @@
 """Throughput of every deployment path on identical inputs, in one run: Paddle Inference oneDNN FP32, BF16 and
 INT8 (PTQ), DynaBERT-pruned FP32/BF16/INT8, OpenVINO FP32, BF16 and NNCF INT8 (unpruned and pruned), ONNX Runtime
 FP32 and dynamic INT8 — model-only rows on random ids, plus end-to-end rows (tokenization + model + the task's
-decoding) on real texts. Variants are measured in alternating rounds (medians), so a shared machine's drift hits
-all of them alike. Writes a Markdown table, JSON and a PNG plot.
+decoding) on real texts. Variants are measured in interleaved rounds (each round times every variant once, in
+rotated order; median and interquartile range), so a shared machine's drift hits all of them alike. Writes a
+Markdown table, JSON and a PNG plot.
 
     python -m ernie3.cli.bench                   # random ERNIE 3.0 medium shape (6L-768H-12 heads, vocab 40000)
-    python -m ernie3.cli.bench --texts_file ../shared/data/tnews/dev.json --rounds 2
+    python -m ernie3.cli.bench --texts_file ../shared/data/tnews/dev.json --timing_rounds 5
     python -m ernie3.cli.bench --compress_dir output/tnews/compress --batch_sizes 1 32 --seq_lengths 128
+    python -m ernie3.cli.bench --compress_dir output/tnews/compress --repeat_variants paddle-fp32   # spread check
 
 `measure_candidate` (a candidate's batch-1 latency and batch-N throughput through the Predictor) is what the
 pipeline command measures each compress candidate with.
@@ -14,6 +16,7 @@ pipeline command measures each compress candidate with.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -30,7 +33,7 @@ from ernie3.cli.common import check_number, check_positive
 from ernie3.errors import UserError, run_cli
 from ernie3.compress import candidate_size_mb
 from ernie3.layout import Candidate
-from ernie3.timing import latency_percentiles
+from ernie3.timing import DEFAULT_ROUNDS, SETTLE_SECONDS, Spread, format_duration, latency_percentiles
 
 MEDIUM_SHAPE = {"hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 3072}
 ERNIE_VOCAB_SIZE = 40000
@@ -42,6 +45,8 @@ LATENCY_PERCENTILES = (50, 99)
 RANDOM_MAX_POSITIONS = 512
 #: ERNIE 3.0's position table (2048 in every size's config): the bound when a compress dir does not record its own
 ERNIE_MAX_POSITIONS = 2048
+#: the name of a variant's second copy (--repeat_variants)
+REPEAT_SUFFIX = "#2"
 
 
 def write_synthetic_tnews(path: str, count: int, seed: int) -> str:
@@ -171,12 +176,13 @@ def run_benchmark(
     min_seconds: float,
     vocab_size: int,
     warmup: int = 3,
-    rounds: int = 1,
+    rounds: int = DEFAULT_ROUNDS,
     texts: Optional[list[dict]] = None,
 ) -> list[dict]:
     """Model-only rows per variant × shape (random ids), and with `texts` one end-to-end row per variant at the
-    largest batch size (the Predictor: tokenization + model + decoding). Each round measures every variant once, in turn; a row holds
-    the median over rounds."""
+    largest batch size (the Predictor: tokenization + model + decoding). Each round measures every variant once, in
+    turn, starting one variant later each round; a row holds the median throughput and its interquartile range over
+    the rounds (throughput_q1, throughput_q3), and the median latencies."""
     from tqdm import tqdm
 
     from ernie3.backends import create_backend
@@ -193,7 +199,10 @@ def run_benchmark(
     steps = rounds * len(variants) * (len(inputs) + len(e2e_batches))
     with tqdm(total=steps, desc="benchmark", unit="run") as progress:
         for round_number in range(rounds):
-            for variant in variants:
+            # each round starts one variant later: a slow phase of a shared machine spreads over all variants
+            shift = round_number % len(variants)
+            for variant in list(variants[shift:]) + list(variants[:shift]):
+                time.sleep(SETTLE_SECONDS)  # the previous variant's worker threads stop spinning
                 backend = create_backend(variant.model_path, variant.backend, precision=variant.precision,
                                          num_threads=num_threads, model_prefix=variant.model_prefix)  # fmt: skip
                 for (batch, seq), feed in inputs.items():
@@ -214,11 +223,12 @@ def run_benchmark(
     by_name = {variant.name: variant for variant in variants}
     rows = []
     for (name, mode, batch, seq), measured in samples.items():
-        median = {key: float(statistics.median(m[key] for m in measured))
-                  for key in ("throughput", "latency_p50_ms", "latency_p99_ms")}  # fmt: skip
+        spread = Spread.of([m["throughput"] for m in measured])
+        median = {key: float(statistics.median(m[key] for m in measured)) for key in ("latency_p50_ms", "latency_p99_ms")}
         rows.append({"variant": name, "mode": mode, "backend": by_name[name].backend,
                      "precision": measured[0]["precision"], "batch_size": batch, "seq_length": seq,
-                     "size_mb": round(candidate_size_mb(by_name[name]), 2), "path": by_name[name].path, **median,
+                     "size_mb": round(candidate_size_mb(by_name[name]), 2), "path": by_name[name].path,
+                     "throughput": spread.median, "throughput_q1": spread.q1, "throughput_q3": spread.q3, **median,
                      "rounds": [round(m["throughput"], 2) for m in measured],
                      "iterations": sum(m["iterations"] for m in measured)})  # fmt: skip
     for row in rows:
@@ -226,6 +236,16 @@ def run_benchmark(
                     and r["batch_size"] == row["batch_size"] and r["seq_length"] == row["seq_length"])  # fmt: skip
         row["vs_paddle_fp32"] = row["throughput"] / base["throughput"]
     return rows
+
+
+def repeated(variants: Sequence[Candidate], names: Sequence[str]) -> list[Candidate]:
+    """The variants plus a second copy of each named one (`<name>#2`), timed as a variant of its own: the two rows
+    of the same export show what the stated spread is worth."""
+    by_name = {variant.name: variant for variant in variants}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise UserError(f"--repeat_variants: no variant '{unknown[0]}' here (variants: {', '.join(by_name)})")
+    return [*variants, *(dataclasses.replace(by_name[name], name=f"{name}{REPEAT_SUFFIX}") for name in dict.fromkeys(names))]
 
 
 def measure_end_to_end(predictor, examples: list[dict], min_seconds: float) -> dict:
@@ -262,19 +282,22 @@ def measure_candidate(
     return measured
 
 
-def markdown_table(rows: list[dict], num_threads: int) -> str:
+def markdown_table(rows: list[dict], num_threads: int, rounds: int = DEFAULT_ROUNDS) -> str:
     lines = [
         f"# Inference benchmark ({num_threads} CPU threads)",
         "",
         "Model-only rows time the engine on random ids of the given length; end-to-end rows time the Predictor "
-        "(tokenization + model + the task's decoding) on the texts file. Medians over rounds.",
+        "(tokenization + model + the task's decoding) on the texts file. Each round times every variant once, in "
+        f"rotated order; throughput: median and interquartile range over {rounds} round(s), latencies: medians. "
+        "Variants whose ranges overlap are not told apart by this run.",
         "",
-        "| variant | engine | precision | mode | batch | seq len | throughput (seq/s) | × paddle FP32 | p50 latency (ms) | p99 latency (ms) | size (MB) |",
+        "| variant | engine | precision | mode | batch | seq len | throughput (seq/s): median (IQR) | × paddle FP32 | p50 latency (ms) | p99 latency (ms) | size (MB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        throughput = f"{r['throughput']:.1f} ({r['throughput_q1']:.1f}–{r['throughput_q3']:.1f})"
         lines.append(
-            f"| {r['variant']} | {r['backend']} | {r['precision']} | {r['mode']} | {r['batch_size']} | {r['seq_length']} | {r['throughput']:.1f} | "
+            f"| {r['variant']} | {r['backend']} | {r['precision']} | {r['mode']} | {r['batch_size']} | {r['seq_length']} | {throughput} | "
             f"{r['vs_paddle_fp32']:.2f} | {r['latency_p50_ms']:.1f} | {r['latency_p99_ms']:.1f} | {r['size_mb']:.1f} |"
         )
     return "\n".join(lines) + "\n"
@@ -291,9 +314,12 @@ def plot(rows: list[dict], path: str) -> None:
     colours = {"fp32": "#4c72b0", "bf16": "#55a868", "int8": "#dd8452"}
     figure, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 4), squeeze=False)
     for axis, (mode, batch, seq) in zip(axes[0], shapes):
-        values = [next(r["throughput"] for r in rows if r["variant"] == v and r["mode"] == mode
-                       and r["batch_size"] == batch and r["seq_length"] == seq) for v in variants]  # fmt: skip
-        bars = axis.bar(range(len(variants)), values, color=[colours.get(v.rsplit("-", 1)[-1], "#8172b2") for v in variants])
+        found = [next(r for r in rows if r["variant"] == v and r["mode"] == mode
+                      and r["batch_size"] == batch and r["seq_length"] == seq) for v in variants]  # fmt: skip
+        values = [r["throughput"] for r in found]
+        errors = [[r["throughput"] - r["throughput_q1"] for r in found], [r["throughput_q3"] - r["throughput"] for r in found]]
+        bars = axis.bar(range(len(variants)), values, yerr=errors, ecolor="#333333", capsize=2,
+                        color=[colours.get(v.split("#")[0].rsplit("-", 1)[-1], "#8172b2") for v in variants])  # fmt: skip
         axis.bar_label(bars, fmt="%.1f", fontsize=8)
         axis.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
         axis.set_title(f"{mode}, batch {batch}, seq {seq}" if mode == MODEL_ONLY else f"{mode}, batch {batch}", fontsize=9)
@@ -331,20 +357,47 @@ def max_positions(compress_dir: Optional[str]) -> int:
     return read_task_info(float_dir).get("max_position_embeddings") or ERNIE_MAX_POSITIONS
 
 
-def cost_estimate(args: argparse.Namespace, parameters: Optional[int], variants: int) -> str:
-    """What the run will cost, said before it starts."""
-    timing_minutes = args.rounds * variants * (len(args.batch_sizes) * len(args.seq_lengths) + 1) * (args.min_seconds + 20) / 60
+#: one batch-32 × seq-128 FP32 run of the medium shape on 2 cores (≈ 17 seq/s, STACK.md), and the time to create
+#: and load an engine; both scale with the model's parameters
+MEDIUM_SECONDS_PER_BATCH32 = 1.9
+CREATE_SECONDS_MEDIUM = 3.0
+
+
+def timing_seconds(args: argparse.Namespace, parameters: int, variants: int, warmup: int = 3) -> float:
+    """Roughly how long the timing takes (FP32 speed: the other variants are faster, so an upper figure): per
+    round and variant, each shape's warm-up and at least --iterations runs and --min_seconds, plus the end-to-end
+    pass over --e2e_examples texts at the largest batch."""
+    scale = parameters / MEDIUM_PARAMETERS
+
+    def one_call(batch: int, seq: int) -> float:
+        return MEDIUM_SECONDS_PER_BATCH32 * scale * batch * seq / (32 * 128)
+
+    create = max(CREATE_SECONDS_MEDIUM * scale, 0.2)
+    per_variant = create
+    for batch in args.batch_sizes:
+        for seq in args.seq_lengths:
+            call = one_call(batch, seq)
+            per_variant += warmup * call + max(args.min_seconds, args.iterations * call)
+    if args.texts_file.lower() != "none":
+        batch = max(args.batch_sizes)
+        passes = -(-args.e2e_examples // batch) * one_call(batch, 128)
+        per_variant += create + passes + max(args.min_seconds, passes)
+    return args.rounds * variants * per_variant
+
+
+def cost_estimate(args: argparse.Namespace, parameters: int, variants: int, building: bool) -> str:
+    """What the run will cost, said before the long part starts; `building`: a random model is built first."""
     lines = [f"benchmark: {variants} variants × batch {args.batch_sizes} × seq {args.seq_lengths} "
-             f"(+ end-to-end), {args.rounds} round(s), {args.num_threads} threads"]  # fmt: skip
-    if parameters is not None:
+             f"(+ end-to-end), {args.rounds} interleaved round(s), {args.num_threads} threads"]  # fmt: skip
+    if building:
         scale = parameters / MEDIUM_PARAMETERS
         disk_gb = parameters * 4 * FLOAT_COPIES_ON_DISK / 2**30
         lines.append(f"  building a random model of {parameters / 1e6:.0f}M parameters and its variants: about "
-                     f"{BUILD_MINUTES_MEDIUM * scale:.0f} min, peak memory about {max(PEAK_GB_MEDIUM * scale, 1.0):.1f} GB, "
-                     f"{disk_gb:.1f} GB on disk in {args.output_dir}/models "
+                     f"{format_duration(BUILD_MINUTES_MEDIUM * scale * 60)}, peak memory about "
+                     f"{max(PEAK_GB_MEDIUM * scale, 1.0):.1f} GB, {disk_gb:.1f} GB on disk in {args.output_dir}/models "
                      f"({'kept' if args.keep_models else 'deleted at the end; --keep_models keeps them'})")  # fmt: skip
-        timing_minutes *= max(scale, 0.05)
-    lines.append(f"  timing: up to about {timing_minutes:.0f} min on a 2-core machine (less on a faster one)")
+    lines.append(f"  timing: up to about {format_duration(timing_seconds(args, parameters, variants))} on a 2-core "
+                 f"machine for a model of {parameters / 1e6:.1f}M parameters (less on a faster one)")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -361,7 +414,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=5, help="timed runs per variant and shape (at least)")
     parser.add_argument("--min_seconds", type=float, default=3.0, help="time each variant and shape at least this long")
-    parser.add_argument("--rounds", type=int, default=1, help="measure every variant this many times in turn; medians")
+    parser.add_argument("--timing_rounds", "--rounds", dest="rounds", type=int, default=DEFAULT_ROUNDS,
+                        help="measure every variant this many times, interleaved (each round times every variant "
+                             "once, in rotated order); rows give the median and interquartile range")  # fmt: skip
+    parser.add_argument("--repeat_variants", nargs="+", default=[], metavar="VARIANT",
+                        help="time these variants twice, as rows VARIANT and VARIANT#2 (same export): a check of "
+                             "what the stated spread is worth on this machine")  # fmt: skip
     parser.add_argument("--texts_file", default=sample_file("tnews", "dev"),
                         help="TNEWS-format texts for the end-to-end rows (e.g. ../shared/data/tnews/dev.json); "
                              "'none' skips them")  # fmt: skip
@@ -378,7 +436,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if min(args.batch_sizes) < 1 or min(args.seq_lengths) < 3:
         raise UserError("--batch_sizes must be >= 1 and --seq_lengths >= 3")
     if args.rounds < 1 or args.e2e_examples < 1:
-        raise UserError("--rounds and --e2e_examples must be at least 1")
+        raise UserError("--timing_rounds and --e2e_examples must be at least 1")
     check_positive(args, "num_threads", "iterations", *MEDIUM_SHAPE, "vocab_size")
     # NaN passes every comparison (the timing loop would stop at --iterations whatever --min_seconds says)
     check_number(args, "min_seconds", 0, 3600)
@@ -397,8 +455,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     bf16 = cpu_has_native_bf16()
     shape = {k: getattr(args, k) for k in MEDIUM_SHAPE}
-    parameters = None if args.compress_dir else parameter_count(shape, args.vocab_size)
-    print(cost_estimate(args, parameters, 12 if bf16 else 9), flush=True)
+    if args.compress_dir is None:  # the build is the long part: said before it
+        print(cost_estimate(args, parameter_count(shape, args.vocab_size), (12 if bf16 else 9) +
+                            len(set(args.repeat_variants)), building=True), flush=True)  # fmt: skip
     os.makedirs(args.output_dir, exist_ok=True)
     # only what this run creates is ever deleted: directories that did not exist before it
     built = [d for d in (os.path.join(args.output_dir, "models"), os.path.join(args.output_dir, "onnx"))
@@ -408,7 +467,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         compress_dir = args.compress_dir
         if compress_dir is None:
             compress_dir = build_random_variants(os.path.join(args.output_dir, "models"), shape, args.vocab_size)
-        variants = variants_of(compress_dir, os.path.join(args.output_dir, "onnx"), bf16)
+        variants = repeated(variants_of(compress_dir, os.path.join(args.output_dir, "onnx"), bf16), args.repeat_variants)
+        if args.compress_dir is not None:  # the timing is the long part: said before it, for this model's size
+            float_mb = candidate_size_mb(variants[0])
+            print(cost_estimate(args, int(float_mb * 2**20 / 4), len(variants), building=False), flush=True)
         texts = None
         if use_texts:
             from ernie3.data import load_examples
@@ -422,7 +484,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         if not args.keep_models:
             for directory in built:
                 shutil.rmtree(directory, ignore_errors=True)
-    table = markdown_table(rows, args.num_threads)
+    table = markdown_table(rows, args.num_threads, args.rounds)
     with open(os.path.join(args.output_dir, "benchmark.md"), "w", encoding="utf-8") as handle:
         handle.write(table)
     with open(os.path.join(args.output_dir, "benchmark.json"), "w", encoding="utf-8") as handle:

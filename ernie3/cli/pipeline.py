@@ -24,9 +24,11 @@ Defaults of both stages come from config.yml as for the scripts (the compress: s
 
 The deploy pick: among the candidates within --max_metric_drop of the float model's dev metric (as compression
 measured it), the one with the highest batch-N throughput (--optimize_for throughput) or the lowest batch-1 median
-latency (--optimize_for latency), as this command's benchmark measured them through the Predictor, or the smallest
-on disk (size) or of lowest predictor peak RSS (memory), as compression measured them; the same rule as compression's
-own best pick (ernie3.lightweight.objective_key), which gets --optimize_for too.
+latency (--optimize_for latency), as this command's benchmark measured them through the Predictor over
+--timing_rounds interleaved rounds (a compress flag; median and IQR), or the smallest on disk (size) or of lowest
+predictor peak RSS (memory), as compression measured them. Candidates whose ranges overlap the best's are a tie,
+broken by the metric, then by size: the same rule as compression's own best pick (ernie3.pick), which gets
+--optimize_for too.
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ from ernie3 import layout
 from ernie3.errors import UserError, run_cli
 from ernie3.layout import Candidate
 from ernie3.lightweight import OBJECTIVES, peak_rss_of
+from ernie3.pick import OBJECTIVE_FIGURES, is_within_drop, pick_best, tie_note
+from ernie3.timing import DEFAULT_ROUNDS, SETTLE_SECONDS, Spread, format_duration, interleaved_figures
 
 #: what a pipeline output dir's run record says wrote it (see ernie3.files.RUN_RECORD)
 PIPELINE_KIND = "pipeline"
@@ -229,6 +233,8 @@ SECONDS_PER_CANDIDATE = 2.0
 SECONDS_PER_PREDICTOR = 0.6
 #: measuring one candidate's peak RSS in a process of its own (--measure_rss): interpreter + paddle import + warm-up
 SECONDS_PER_RSS_PROBE = 6.0
+#: model copies the fine-tuning stage leaves on disk: a checkpoint (weights + optimizer moments), best/, export/
+TRAINING_COPIES = 6
 
 
 def encoder_parameters(model_dir: str) -> Optional[int]:
@@ -243,30 +249,6 @@ def encoder_parameters(model_dir: str) -> Optional[int]:
     return layers * (4 * hidden * hidden + 2 * hidden * inner)
 
 
-def expected_candidates(compression: Any) -> int:
-    """How many candidates compression will build and evaluate (as ernie3.compress builds them)."""
-    from ernie3.backends import cpu_has_native_bf16
-    from ernie3.compress import CandidateEvaluationArguments
-    from ernie3.lightweight import LightweightArguments
-
-    args, evaluation = compression.training, compression.extra[CandidateEvaluationArguments]
-    light = compression.extra[LightweightArguments]
-    widths = len(args.width_mult_list or []) if "dynabert" in args.strategy else 0
-    # PTQ and QAT quantize the pruned models after DynaBERT, else the (vocabulary-trimmed) float model
-    ptq_sources = (widths or 1) if "ptq" in args.strategy else 0
-    ptq = len(args.algo_list) * len(args.batch_size_list) * len(args.batch_num_list) if ptq_sources else 0
-    qat = (widths or 1) if "qat" in args.strategy else 0
-    bf16 = cpu_has_native_bf16()
-    openvino = "openvino" in evaluation.engines
-    per_float = ("paddle" in evaluation.engines and bf16) + openvino
-    unpruned_only = openvino * (bf16 + evaluation.nncf_accuracy_control)
-    # with QAT, paddlenlp exports no pruned float model; the distilled student is a float candidate too
-    floats = 1 + (0 if qat else widths) + light.prune_vocab + ("distill" in args.strategy)
-    int8 = ptq_sources * ptq + qat + openvino * (floats + evaluation.nncf_accuracy_control)
-    return (floats * (1 + per_float) + ptq_sources * ptq + qat + unpruned_only + ("onnxruntime" in evaluation.engines)
-            + int8 * light.int8_embeddings)  # fmt: skip
-
-
 def examples_seen(arguments: Any, train_examples: int) -> int:
     """Training examples a Trainer run goes through: --max_steps batches, else the epochs over the train set."""
     if arguments.max_steps > 0:
@@ -276,6 +258,7 @@ def examples_seen(arguments: Any, train_examples: int) -> int:
 
 def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], bench: argparse.Namespace) -> str:
     """What the run will cost, said before it starts: a rough figure from the model's shape and the data size."""
+    from ernie3.compress import CandidateEvaluationArguments, disk_need_mb, expected_candidates
     from ernie3.lightweight import LightweightArguments
 
     compression = plan.compression.training
@@ -298,12 +281,17 @@ def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], ben
     distilled += examples_seen(compression, train_examples) if "qat" in compression.strategy else 0
     probe = SECONDS_PER_RSS_PROBE if plan.compression.extra[LightweightArguments].measure_rss else 0.0
     compress_minutes = distilled * 4 * per_example + candidates * (SECONDS_PER_CANDIDATE + probe) / 60
-    bench_minutes = candidates * 2 * (bench.bench_min_seconds + SECONDS_PER_PREDICTOR) / 60
+    rounds = plan.compression.extra[CandidateEvaluationArguments].timing_rounds
+    # compression times every candidate in each of its timing rounds; the benchmark at 2 batch sizes per round
+    compress_minutes += candidates * rounds * SECONDS_PER_PREDICTOR / 60
+    bench_minutes = candidates * 2 * rounds * (bench.bench_min_seconds + SECONDS_PER_PREDICTOR) / 60
     size_mb = (parameters + model_config_size(model_dir)) * 4 / 2**20
-    lines.append(f"  expected on 2 CPU cores, roughly: fine-tuning {train_minutes:.0f} min ({training} examples of up "
-                 f"to {max_seq_length} tokens), compression {compress_minutes:.0f} min, benchmark "
-                 f"{bench_minutes:.0f} min; disk ~{size_mb * (candidates + 6):.0f} MB ({size_mb:.0f} MB per model "
-                 f"copy); longer on a busy machine")  # fmt: skip
+    # fine-tuning: checkpoints (weights + optimizer state), best/ and export/; compression as it states itself
+    disk_mb = TRAINING_COPIES * size_mb + disk_need_mb(plan.compression, size_mb)
+    lines.append(f"  expected on 2 CPU cores, roughly: fine-tuning {format_duration(train_minutes * 60)} ({training} "
+                 f"examples of up to {max_seq_length} tokens), compression {format_duration(compress_minutes * 60)}, "
+                 f"benchmark {format_duration(bench_minutes * 60)} ({rounds} timing rounds); disk "
+                 f"~{disk_mb:.0f} MB ({size_mb:.0f} MB per model copy); longer on a busy machine")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -332,25 +320,43 @@ def announce(number: int, message: str) -> float:
 
 
 def benchmark_candidates(
-    candidates: Sequence[Candidate], examples: list[dict], batch_size: int, num_threads: int, min_seconds: float
+    candidates: Sequence[Candidate],
+    examples: list[dict],
+    batch_size: int,
+    num_threads: int,
+    min_seconds: float,
+    rounds: int = DEFAULT_ROUNDS,
 ) -> dict[str, dict]:
-    """Batch-1 latency and batch-N throughput of every candidate, end to end through the Predictor."""
+    """Batch-1 latency and batch-N throughput of every candidate, end to end through the Predictor, over
+    `rounds` interleaved rounds (each round times every candidate once, in rotated order; predictors rebuilt and
+    warmed up in each round, so that no more than one candidate's is in memory): medians, with `<figure>_spread`."""
     from ernie3.cli.bench import measure_candidate
 
+    by_name = {candidate.name: candidate for candidate in candidates}
+    done = [0]
+
+    def measure(candidate: Candidate):
+        def run() -> dict:
+            figures = measure_candidate(candidate, examples, [1, batch_size], num_threads, min_seconds)
+            one, many = figures[1], figures[batch_size]
+            return {"batch1_latency_p50_ms": one["latency_p50_ms"], "batch1_latency_p99_ms": one["latency_p99_ms"],
+                    "batch1_throughput": one["throughput"], "batch_throughput": many["throughput"],
+                    "batch_latency_p50_ms": many["latency_p50_ms"]}  # fmt: skip
+        return run
+
+    def progress(round_index: int, name: str, found: dict) -> None:
+        done[0] += 1
+        candidate = by_name[name]
+        print(f"  {done[0]}/{rounds * len(candidates)} round {round_index + 1}: {name} ({candidate.backend} "
+              f"{candidate.precision}): batch 1 p50 {found['batch1_latency_p50_ms']:.1f} ms; batch {batch_size} "
+              f"{found['batch_throughput']:.1f} seq/s", flush=True)  # fmt: skip
+
+    spreads = interleaved_figures({c.name: measure(c) for c in candidates}, rounds, progress, SETTLE_SECONDS)
     measured = {}
-    for position, candidate in enumerate(candidates, start=1):
-        figures = measure_candidate(candidate, examples, [1, batch_size], num_threads, min_seconds)
-        one, many = figures[1], figures[batch_size]
-        measured[candidate.name] = {
-            "batch1_latency_p50_ms": round(one["latency_p50_ms"], 3),
-            "batch1_latency_p99_ms": round(one["latency_p99_ms"], 3),
-            "batch1_throughput": round(one["throughput"], 2),
-            "batch_throughput": round(many["throughput"], 2),
-            "batch_latency_p50_ms": round(many["latency_p50_ms"], 3),
-        }
-        print(f"  {position}/{len(candidates)} {candidate.name} ({candidate.backend} {candidate.precision}): batch 1 "
-              f"p50 {one['latency_p50_ms']:.1f} ms, p99 {one['latency_p99_ms']:.1f} ms; batch {batch_size} "
-              f"{many['throughput']:.1f} seq/s", flush=True)  # fmt: skip
+    for name, figures in spreads.items():
+        measured[name] = {key: round(spread.median, 3) for key, spread in figures.items()}
+        for key in ("batch1_latency_p50_ms", "batch_throughput"):
+            measured[name][f"{key}_spread"] = figures[key].as_dict()
     return measured
 
 
@@ -402,14 +408,37 @@ def deploy_commands(task: Any, model_path: str, dev_file: Optional[str], num_thr
     }
 
 
-def pick_deployment(rows: list[dict], max_metric_drop: float, optimize_for: str, higher_is_better: bool = True) -> dict:
-    """Compression's pick rule, with throughput and latency as this command's benchmark measured them."""
-    from ernie3.compress import pick_best
-    from ernie3.lightweight import objective_key
+def pick_deployment(
+    rows: list[dict], max_metric_drop: float, optimize_for: str, higher_is_better: bool = True
+) -> tuple[dict, list[str]]:
+    """Compression's pick rule (ernie3.pick), with throughput and latency as this command's benchmark measured
+    them: (the pick, the candidates it tied with)."""
+    return pick_best(rows, max_metric_drop, optimize_for, higher_is_better, throughput_key="batch_throughput",
+                     latency_key="batch1_latency_p50_ms")  # fmt: skip
 
-    key = objective_key(optimize_for, throughput=lambda r: r["batch_throughput"],
-                        latency_ms=lambda r: r["batch1_latency_p50_ms"])  # fmt: skip
-    return pick_best(rows, max_metric_drop, speed=key, higher_is_better=higher_is_better)
+
+def spread_text(row: dict, key: str, digits: int, unit: str) -> str:
+    """A measured figure as "median unit, IQR q1–q3 over N rounds", or the bare number where it has no spread."""
+    spread = row.get(f"{key}_spread")
+    if not spread:
+        return f"{row[key]:.{digits}f} {unit}"
+    found = Spread.from_dict(spread)
+    return (f"{found.median:.{digits}f} {unit}, IQR {found.q1:.{digits}f}–{found.q3:.{digits}f} over "
+            f"{found.rounds} rounds")  # fmt: skip
+
+
+def relation_to_compress(picked: str, compressed: dict, optimize_for: str, batch_size: int) -> str:
+    """How the deploy pick relates to compression's best/ (the same rule; other figures for speed)."""
+    best = compressed["best"]
+    if picked == best:
+        return f"It is also compression's best/ ({best})."
+    if optimize_for in ("size", "memory"):  # the same figures: the same rule cannot differ (kept as a guard)
+        return f"Compression's best/ is {best}."
+    settings = compressed["settings"]
+    return (f"Compression's best/ is {best}: the same pick rule on its evaluation pass (batch "
+            f"{settings['batch_size']}, {settings.get('timing', {}).get('examples', settings['eval_examples'])} dev "
+            f"examples); this pick rests on the end-to-end benchmark at batch 1 and {batch_size} above, so deploy "
+            f"{picked} for that load.")  # fmt: skip
 
 
 # -- the report -----------------------------------------------------------------------------------------------------
@@ -431,7 +460,12 @@ def plot(rows: list[dict], picked: dict, batch_size: int, path: str) -> None:
     panels = ((axes[0], "batch1_latency_p50_ms", "batch 1: median latency (ms, lower is better)"),
               (axes[1], "batch_throughput", f"batch {batch_size}: throughput (seq/s, higher is better)"))  # fmt: skip
     for axis, key, title in panels:
-        bars = axis.barh(range(len(rows)), [r[key] for r in rows], color=colour)
+        # error bars: the interquartile range over the timing rounds
+        spreads = [Spread.from_dict(r[f"{key}_spread"]) if r.get(f"{key}_spread") else None for r in rows]
+        errors = [[r[key] - s.q1 if s else 0.0 for r, s in zip(rows, spreads)],
+                  [s.q3 - r[key] if s else 0.0 for r, s in zip(rows, spreads)]]  # fmt: skip
+        bars = axis.barh(range(len(rows)), [r[key] for r in rows], color=colour, xerr=errors, ecolor="#333333",
+                         error_kw={"elinewidth": 0.8, "capsize": 2})  # fmt: skip
         for bar, row in zip(bars, rows):
             if not row["within_drop"]:
                 bar.set_alpha(0.35)
@@ -457,13 +491,19 @@ def plot(rows: list[dict], picked: dict, batch_size: int, path: str) -> None:
     os.replace(partial, path)
 
 
+def cell(row: dict, key: str, digits: int) -> str:
+    spread = row.get(f"{key}_spread")
+    return Spread.from_dict(spread).cell(digits) if spread else f"{row[key]:.{digits}f}"
+
+
 def markdown_report(report: dict, task: Any) -> str:
     deploy, settings = report["deploy"], report["settings"]
     batch = settings["bench_batch_size"]
     rows = report["candidates"]
     metric_names = list(rows[0]["metrics"])
     header = ["candidate", "engine", "numeric precision", *metric_names, "agreement with float", "size (MB)",
-              "batch 1 p50 (ms)", "batch 1 p99 (ms)", f"batch {batch} (seq/s)", "within drop", "deploy"]  # fmt: skip
+              "batch 1 p50 (ms): median (IQR)", "batch 1 p99 (ms)", f"batch {batch} (seq/s): median (IQR)",
+              "within drop", "deploy"]  # fmt: skip
     lines = [
         f"# Pipeline report: {task.name}",
         "",
@@ -497,7 +537,9 @@ def markdown_report(report: dict, task: Any) -> str:
         f"Metrics and agreement with the float model on {report['stages']['compress']['eval_examples']} dev examples "
         f"(compression's evaluation); latency and throughput end to end (tokenization + model + decoding) through the "
         f"Predictor on {settings['bench_examples_used']} dev examples, {settings['num_threads']} CPU threads, "
-        f"after warm-up. Within drop: the dev {task.metric_name} is within {settings['max_metric_drop']:.1%} of the "
+        f"after warm-up; medians and interquartile ranges over "
+        f"{report['stages']['benchmark'].get('timing_rounds', 1)} interleaved rounds (each round times every "
+        f"candidate once, in rotated order; a difference within the ranges is a tie). Within drop: the dev {task.metric_name} is within {settings['max_metric_drop']:.1%} of the "
         f"float model's.",
         "",
         "| " + " | ".join(header) + " |",
@@ -505,8 +547,8 @@ def markdown_report(report: dict, task: Any) -> str:
     ]
     for r in rows:
         cells = [r["name"], r["backend"], r["precision"], *(f"{r['metrics'][m]:.4f}" for m in metric_names),
-                 f"{r['agreement_with_float']:.2%}", f"{r['size_mb']:.2f}", f"{r['batch1_latency_p50_ms']:.2f}",
-                 f"{r['batch1_latency_p99_ms']:.2f}", f"{r['batch_throughput']:.1f}", "✓" if r["within_drop"] else "",
+                 f"{r['agreement_with_float']:.2%}", f"{r['size_mb']:.2f}", cell(r, "batch1_latency_p50_ms", 2),
+                 f"{r['batch1_latency_p99_ms']:.2f}", cell(r, "batch_throughput", 1), "✓" if r["within_drop"] else "",
                  "**deploy**" if r["name"] == deploy["candidate"] else ""]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     train = report["stages"]["fine-tune"]
@@ -517,7 +559,7 @@ def markdown_report(report: dict, task: Any) -> str:
         f"- fine-tune: dev {train['metric_summary']}; best checkpoint `{train['best_model_dir']}`, static export "
         f"`{train['export_dir']}`",
         f"- compress: `{report['stages']['compress']['output_dir']}` (its own report: "
-        f"`{report['stages']['compress']['report']}`; its pick by evaluation throughput: "
+        f"`{report['stages']['compress']['report']}`; its best/ by the same rule on its evaluation pass: "
         f"{report['stages']['compress']['best']})",
         f"- this report: `{layout.PIPELINE_REPORT_JSON}` beside it holds every figure",
     ]
@@ -549,7 +591,6 @@ def remove_previous_reports(output_dir: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     from ernie3 import compress, train
-    from ernie3.compress import within_metric_drop
     from ernie3.data import load_examples
     from ernie3.export import task_of_model_dir
     from ernie3.files import write_run_record
@@ -608,20 +649,24 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         examples = load_examples(trained_task, "dev", data.dev_file)[: args.bench_examples]
     stage_started = announce(3, f"{len(candidates)} candidates at batch 1 and {args.bench_batch_size}, "
                                 f"{len(examples)} dev examples, {num_threads} threads")  # fmt: skip
-    measured = benchmark_candidates(candidates, examples, args.bench_batch_size, num_threads, args.bench_min_seconds)
+    timing_rounds = compressed["settings"].get("timing_rounds", DEFAULT_ROUNDS)
+    measured = benchmark_candidates(candidates, examples, args.bench_batch_size, num_threads, args.bench_min_seconds,
+                                    timing_rounds)  # fmt: skip
     bench_seconds = time.time() - stage_started
 
     max_metric_drop = compressed["settings"]["max_metric_drop"]
     reference = compressed["candidates"][0]["metric"]
-    rows = [{**{k: v for k, v in r.items() if k != "throughput"}, "eval_throughput": r["throughput"],
+    rows = [{**{k: v for k, v in r.items() if k not in ("throughput", "throughput_spread")},
+             "eval_throughput": r["throughput"], "eval_throughput_spread": r.get("throughput_spread"),
              **measured[r["name"]],
-             "within_drop": within_metric_drop(r["metric"], reference, max_metric_drop, trained_task.higher_is_better)}
+             "within_drop": is_within_drop(r["metric"], reference, max_metric_drop, trained_task.higher_is_better)}
             for r in compressed["candidates"]]  # fmt: skip
-    picked = pick_deployment(rows, max_metric_drop, args.optimize_for, trained_task.higher_is_better)
+    picked, tied_with = pick_deployment(rows, max_metric_drop, args.optimize_for, trained_task.higher_is_better)
     deploy_path = picked["path"]
     objective = {
-        "latency": lambda: f"the lowest batch-1 median latency ({picked['batch1_latency_p50_ms']:.2f} ms)",
-        "throughput": lambda: f"the highest batch-{args.bench_batch_size} throughput ({picked['batch_throughput']:.1f} seq/s)",
+        "latency": lambda: f"the lowest batch-1 median latency ({spread_text(picked, 'batch1_latency_p50_ms', 2, 'ms')})",
+        "throughput": lambda: (f"the highest batch-{args.bench_batch_size} throughput "
+                               f"({spread_text(picked, 'batch_throughput', 1, 'seq/s')})"),
         "size": lambda: f"the smallest size on disk ({picked['size_mb']:.2f} MB)",
         "memory": lambda: f"the lowest predictor peak RSS ({peak_rss_of(picked):.0f} MB)",
     }[args.optimize_for]()  # fmt: skip
@@ -631,6 +676,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
               f"({trained_task.metric_name} {picked['metric']:.4f} vs {rows[0]['metric']:.4f}; agreement with float "
               f"{picked['agreement_with_float']:.2%}). Its directory `{deploy_path}` loads on its own: tokenizer, "
               f"task record and the backend/precision it was measured with.")  # fmt: skip
+    note = tie_note(picked, tied_with, OBJECTIVE_FIGURES[args.optimize_for])
+    if note:
+        reason += f" A tie: {note}."
+    reason += " " + relation_to_compress(picked["name"], compressed, args.optimize_for, args.bench_batch_size)
     report = {
         "task": trained_task.name,
         "settings": {
@@ -648,10 +697,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             "compress": {"output_dir": compress_dir, "strategy": compressed["settings"]["strategy"],
                          "report": os.path.join(compress_dir, layout.REPORT_MD), "best": compressed["best"],
                          "eval_examples": compressed["settings"]["eval_examples"], "seconds": round(compress_seconds, 1)},
-            "benchmark": {"seconds": round(bench_seconds, 1)},
+            "benchmark": {"seconds": round(bench_seconds, 1), "timing_rounds": timing_rounds},
         },
         "candidates": rows,
-        "deploy": {"candidate": picked["name"], "path": deploy_path, "backend": picked["backend"],
+        "deploy": {"candidate": picked["name"], "tied_with": tied_with, "path": deploy_path, "backend": picked["backend"],
                    "precision": picked["precision"], "reason": reason,
                    "commands": deploy_commands(trained_task, deploy_path, data.dev_file, num_threads)},
         "wall_seconds": round(time.time() - started, 1),
