@@ -47,6 +47,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--teacher_steps", type=int, default=250, help="fine-tuning steps of the teacher (batch 32)")
     parser.add_argument("--teacher_learning_rate", type=float, default=1e-4)
     parser.add_argument("--distill_steps", type=int, default=250, help="distillation (and baseline) steps")
+    parser.add_argument("--distill_batch_size", type=int, default=32,
+                        help="train batch of the distillation, the baseline and the student's importance batches")
     parser.add_argument("--distill_learning_rate", type=float, default=5e-4)
     parser.add_argument("--max_seq_length", type=int, default=128,
                         help="compress/bench length (TNEWS titles fit in 64; 128 keeps the trimmed position table "
@@ -60,7 +62,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--dry_run", action="store_true",
                         help="the shipped TNEWS samples and a tiny teacher with a generated vocabulary, a few steps")
     args = parser.parse_args(argv)
-    for name in ("train_lines", "dev_lines", "teacher_steps", "distill_steps", "max_seq_length",
+    for name in ("train_lines", "dev_lines", "teacher_steps", "distill_steps", "distill_batch_size", "max_seq_length",
                  "teacher_max_seq_length", "max_vocab_size", "num_threads", "e2e_examples"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -118,6 +120,7 @@ def compress_argv(args: argparse.Namespace, teacher_dir: str, train: str, dev: s
     return ["--task_name", "tnews", "--model_name_or_path", teacher_dir, "--train_file", train, "--dev_file", dev,
             "--max_seq_length", str(args.max_seq_length), "--strategy", "distill+ptq", *student,
             "--distill_baseline", "--max_steps", str(args.distill_steps),
+            "--per_device_train_batch_size", str(args.distill_batch_size),
             "--learning_rate", str(args.distill_learning_rate), "--prune_vocab", "--max_vocab_size",
             str(args.max_vocab_size), "--int8_embeddings", "true", "--optimize_for", "size", "--algo_list", "hist",
             "--batch_size_list", "8", "--engines", *args.engines, "--nncf_accuracy_control", "false",
@@ -267,8 +270,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     figures = summarize(report, bench)
     figures["seq_length"] = args.max_seq_length
     scale = "dry run: shipped samples, tiny teacher" if args.dry_run else (
-        f"train lines 1–{args.train_lines}, held-out {args.dev_lines}, teacher {args.teacher_steps} steps at "
-        f"seq {args.teacher_max_seq_length}, distillation {args.distill_steps} steps, batch 32")  # fmt: skip
+        f"train lines 1–{args.train_lines}, held-out {args.dev_lines}, teacher {args.teacher_steps} steps × batch 32 at "
+        f"seq {args.teacher_max_seq_length}, distillation {args.distill_steps} steps × batch {args.distill_batch_size}")  # fmt: skip
     result = {"settings": vars(args), "scale": scale, "figures": figures, "bench_rows": bench["rows"],
               "timings_s": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
     write_json_atomic(os.path.join(out, "lightweight.json"), result)
