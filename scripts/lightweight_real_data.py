@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from typing import Optional, Sequence
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from ernie3.errors import UserError, run_cli  # the package is installed (make install)
 
-from ernie3.errors import UserError, run_cli  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 VOCAB = os.path.join("vocab", "ernie-3.0-zh-vocab.txt")
 TNEWS = os.path.join("tnews", "dev.json")
