@@ -495,6 +495,11 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     data_files = [data_args.train_file, data_args.dev_file, light.vocab_corpus,
                   student if student and os.path.isdir(student) else None]  # fmt: skip
     prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
+    from ernie3.layout import RUN_LOG_FILE
+    from ernie3.logs import attach_run_log
+
+    # the output dir passed its checks: the libraries' INFO lines (PTQ progress, ...) go to its log file
+    log_file = attach_run_log(os.path.join(output_dir, RUN_LOG_FILE))
 
     trains = "dynabert" in args.strategy or "qat" in args.strategy
     splits = ["dev", "train"] if trains or distilling or light.prune_vocab else ["dev"]
@@ -605,4 +610,5 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     write_text_atomic(os.path.join(output_dir, REPORT_MD), markdown)
     logger.info(f"Compression report written to {os.path.join(output_dir, REPORT_MD)}\n{markdown}")
     report["markdown"] = markdown
+    report["log_file"], report["dev_file"] = log_file, data_args.dev_file  # for the summary, not report.json
     return report
