@@ -177,14 +177,14 @@ def terminal_level(log_level: Optional[str], verbose_flag: bool) -> int:
 def configure_run_logging(log_level: Optional[str] = None, verbose_flag: bool = False) -> None:
     """A training/compress run: library records all to the run's log (once attached), the terminal only from
     `terminal_level` up, each warning once. Safe to call again (the full parse re-applies config.yml's choice)."""
+    if _run_log.set_verbose_env:  # an earlier run of this process set ERNIE3_VERBOSE: not this run's choice
+        os.environ.pop(VERBOSE_ENV, None)
+        _run_log.set_verbose_env = False
     level = terminal_level(log_level, verbose_flag)
     if level <= logging.INFO:
         if not verbose():
             _run_log.set_verbose_env = True
         set_verbose(True)  # native logs (glog, IR passes) back as well
-    elif _run_log.set_verbose_env:  # an earlier run in this process asked for verbose; this one did not
-        os.environ.pop(VERBOSE_ENV, None)
-        _run_log.set_verbose_env = False
     _run_log.configured = True
     _run_log.terminal_level = level
     if _run_log.handler is None:
