@@ -5,7 +5,7 @@ import os
 import shlex
 from typing import Any, Optional
 
-from ernie3.layout import BEST_DIR
+from ernie3.layout import REPORT_MD
 
 ARROW = "→"
 
@@ -69,9 +69,9 @@ def train_summary(summary: dict[str, Any]) -> str:
 
 def compress_summary(report: dict[str, Any], log_file: Optional[str] = None, dev_file: Optional[str] = None) -> str:
     """What a compress run says after its report: the picked candidate, where it is, the next command."""
-    best = next((r for r in report.get("candidates", []) if r.get("name") == report.get("best")), {})
     from ernie3.tasks import get_task
 
+    best = next((r for r in report.get("candidates", []) if r.get("name") == report.get("best")), {})
     name = get_task(report["task"]).metric_name
     metric = best.get(name, best.get("metric"))
     figures = []
@@ -80,10 +80,10 @@ def compress_summary(report: dict[str, Any], log_file: Optional[str] = None, dev
     if isinstance(best.get("throughput"), (int, float)):
         figures.append(f"{best['throughput']:.1f} seq/s")
     shown = f" ({', '.join(figures)})" if figures else ""
-    best_dir = report.get("best_dir") or os.path.join(os.path.dirname(report.get("best_dir", "")), BEST_DIR)
+    best_dir = report["best_dir"]
     output_dir = os.path.dirname(best_dir.rstrip(os.sep))
     lines = [f"picked {report.get('best')}{shown} {ARROW} {best_dir}",
-             f"all candidates {ARROW} {os.path.join(output_dir, 'report.md')}"]  # fmt: skip
+             f"all candidates {ARROW} {os.path.join(output_dir, REPORT_MD)}"]  # fmt: skip
     if log_file:
         lines.append(f"log (library INFO/DEBUG lines) {ARROW} {log_file}")
     nxt = _command("python", "infer.py", "--model_path", best_dir, *(["--dev_file", dev_file] if dev_file else []),
