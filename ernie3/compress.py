@@ -495,11 +495,6 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     data_files = [data_args.train_file, data_args.dev_file, light.vocab_corpus,
                   student if student and os.path.isdir(student) else None]  # fmt: skip
     prepare_compress_output(task, output_dir, model_dir, data_files, args.overwrite_output_dir)
-    from ernie3.layout import RUN_LOG_FILE
-    from ernie3.logs import attach_run_log
-
-    # the output dir passed its checks: the libraries' INFO lines (PTQ progress, ...) go to its log file
-    log_file = attach_run_log(os.path.join(output_dir, RUN_LOG_FILE))
 
     trains = "dynabert" in args.strategy or "qat" in args.strategy
     splits = ["dev", "train"] if trains or distilling or light.prune_vocab else ["dev"]
@@ -511,6 +506,12 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
 
         check_max_vocab_size(light.max_vocab_size, tokenizer)
     model = load_model(model_dir, task.model_class())
+    from ernie3.layout import RUN_LOG_FILE
+    from ernie3.logs import attach_run_log
+
+    # every fail-fast check passed (a refused run creates nothing): the libraries' INFO lines (PTQ progress, ...)
+    # go to the output dir's log file
+    log_file = attach_run_log(os.path.join(output_dir, RUN_LOG_FILE))
 
     # build the new output beside the old one: a failed or killed run leaves the previous output untouched
     final_output_dir = output_dir

@@ -426,8 +426,6 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
     local_model = check_model_source(model_dir)
     task, max_seq_length = model_settings(arguments)
     export_dir = prepare_training_output(task, model_args, training_args, requested)
-    # the output dir passed its checks: the libraries' INFO/DEBUG lines (held so far) go to its log file
-    log_file = attach_run_log(os.path.join(output_dir, RUN_LOG_FILE)) if training_args.should_save else None
     kind = run_kind(task.task_type)
     model_identity_now = model_identity(model_dir)
     data_now = data_identity({"train": data_args.train_file, "dev": data_args.dev_file})
@@ -458,6 +456,9 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
         check_fine_tuned_model(task, model_dir)
     model = load_model(model_dir, task.model_class(), **task.model_kwargs())
     check_max_seq_length(max_seq_length, tokenizer, getattr(model.config, "max_position_embeddings", None))
+    # every fail-fast check passed (a refused run creates nothing): the libraries' INFO/DEBUG lines, held so far,
+    # go to the output dir's log file
+    log_file = attach_run_log(os.path.join(output_dir, RUN_LOG_FILE)) if training_args.should_save else None
 
     if training_args.label_names is None:
         # paddlenlp's Trainer guesses QA label names from a misspelt class name, so every task states its own

@@ -153,10 +153,8 @@ def test_cli_bad_line_gives_one_error_line_and_no_output(tiny_model_dir, tmp_pat
     assert errors == [f"error: {bad}:2: unknown label '999' in field 'label' (task tnews: 100, 101, 102, 103, 104, "
                       "106, 107, 108, 109, 110, 112, 113, 114, 115, 116)"]  # fmt: skip
     assert not os.path.exists(out / "export") and not os.path.exists(out / "best")
-    # the settings table is in the run's log, not ahead of the error line
-    assert "Effective settings" not in result.stderr
-    log = (out / "ernie3.log").read_text(encoding="utf-8")
-    assert "Effective settings" in log and "(command line)" in log
+    # no settings table ahead of the error line (it goes to the log of a run that gets past its checks)
+    assert "Effective settings" not in result.stderr and not (out / "ernie3.log").exists()
 
 
 def test_cli_unknown_task(tmp_path):
