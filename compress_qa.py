@@ -3,8 +3,8 @@
     python compress_qa.py --task_name cmrc2018 --model_name_or_path output/cmrc2018/best \\
         --train_file TRAIN --dev_file DEV --output_dir output/cmrc2018/compress
 """
-from ernie3.compress import run
+from ernie3.summary import compress_main
 from ernie3.errors import run_cli
 
 if __name__ == "__main__":
-    run_cli(lambda: print(run("qa")["markdown"], flush=True))  # the report is the result: stdout
+    run_cli(lambda: compress_main("qa"))  # the report and a summary: stdout

@@ -3,8 +3,8 @@
     python compress_seq_cls.py --task_name tnews --model_name_or_path output/tnews/best \\
         --train_file train.json --dev_file dev.json --output_dir output/tnews/compress
 """
-from ernie3.compress import run
+from ernie3.summary import compress_main
 from ernie3.errors import run_cli
 
 if __name__ == "__main__":
-    run_cli(lambda: print(run("seq_cls")["markdown"], flush=True))  # the report is the result: stdout
+    run_cli(lambda: compress_main("seq_cls"))  # the report and a summary: stdout

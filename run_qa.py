@@ -5,7 +5,7 @@
         --doc_stride 128 --max_query_length 64 --do_train --do_eval --do_export
 """
 from ernie3.errors import run_cli
-from ernie3.train import run
+from ernie3.summary import train_main
 
 if __name__ == "__main__":
-    run_cli(lambda: run("qa"))
+    run_cli(lambda: train_main("qa"))

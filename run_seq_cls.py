@@ -4,7 +4,7 @@
     python run_seq_cls.py --task_name afqmc --train_file train.json --dev_file dev.json --do_train --do_export
 """
 from ernie3.errors import run_cli
-from ernie3.train import run
+from ernie3.summary import train_main
 
 if __name__ == "__main__":
-    run_cli(lambda: run("seq_cls"))
+    run_cli(lambda: train_main("seq_cls"))

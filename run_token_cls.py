@@ -5,7 +5,7 @@
         --do_train --do_eval --do_predict --do_export
 """
 from ernie3.errors import run_cli
-from ernie3.train import run
+from ernie3.summary import train_main
 
 if __name__ == "__main__":
-    run_cli(lambda: run("token_cls"))
+    run_cli(lambda: train_main("token_cls"))

@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 import yaml
 
 from ernie3.errors import UserError
+from ernie3.logs import begin_run_log, configure_run_logging
 from ernie3.tasks import Task, get_task
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config.yml")
@@ -51,6 +52,19 @@ class DataArguments:
     )
     config_replace: bool = field(
         default=False, metadata={"help": "Use --config instead of the project's config.yml, not layered over it."}
+    )
+
+
+@dataclass
+class LoggingArguments:
+    verbose: bool = field(
+        default=False,
+        metadata={"help": "Also show the libraries' INFO lines (paddlenlp's argument dump, per-step logs) and "
+                          "Paddle's native logs in the terminal; they always go to OUTPUT_DIR/ernie3.log."},
+    )
+    log_level: Optional[str] = field(
+        default=None,
+        metadata={"help": "Terminal threshold for library logs: debug, info, warning (default) or error."},
     )
 
 
@@ -200,14 +214,18 @@ def parse_arguments(
     pre.add_argument("--task_name")
     pre.add_argument("--config", default=DEFAULT_CONFIG)
     pre.add_argument("--config_replace", nargs="?", const="true", default="false")
+    pre.add_argument("--verbose", nargs="?", const="true", default="false")
+    pre.add_argument("--log_level")
     known, _ = pre.parse_known_args(argv)
+    # before anything logs: library records are held for the run's log file, the terminal gets warnings only
+    begin_run_log(known.log_level, str(known.verbose).lower() in ("true", "1", "yes", "y"))
     asks_help = any(token in ("-h", "--help") for token in argv)
     task = get_task(known.task_name, task_type) if known.task_name or not asks_help else None
     if task is not None:
         task_classes = [task.options_class] if task.options_class else []
     else:  # --help without a task: the flags of every task of this type (types may share flag names)
         task_classes = task_options_classes(task_type)[:1] if task_type else []
-    dataclasses_ = (ModelArguments, DataArguments, training_class, *extra_dataclasses, *task_classes)
+    dataclasses_ = (ModelArguments, DataArguments, training_class, LoggingArguments, *extra_dataclasses, *task_classes)
     parser = PdArgumentParser(dataclasses_, epilog=task_flags_epilog(task_type) if task is None else None)
     actions = {action.dest: action for action in parser._actions}
     # the output directory defaults to output/<task>, so the flag is not required
@@ -255,8 +273,10 @@ def parse_arguments(
     except ValueError as exc:  # TrainingArguments.__post_init__ and task flag checks reject inconsistent settings
         raise UserError(f"invalid arguments: {' '.join(str(exc).split())}") from None
     sources.update({key: "command line" for key in cli})
+    # at INFO: into the run's log file (and the terminal only with --verbose), never ahead of an error line
     log_effective_settings(namespace, sources)
-    model_args, data_args, training_args, *rest = parsed
+    model_args, data_args, training_args, logging_args, *rest = parsed
+    configure_run_logging(logging_args.log_level, logging_args.verbose)  # config.yml may set them too
     extra = dict(zip(extra_dataclasses, rest[: len(extra_dataclasses)]))
     for options in rest[len(extra_dataclasses) :]:
         task = task.with_options(**dataclasses.asdict(options))

@@ -643,6 +643,12 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
 
         check_max_vocab_size(light.max_vocab_size, tokenizer)
     model = load_model(model_dir, task.model_class())
+    from ernie3.layout import RUN_LOG_FILE
+    from ernie3.logs import attach_run_log
+
+    # every fail-fast check passed (a refused run creates nothing): the libraries' INFO lines (PTQ progress, ...)
+    # go to the output dir's log file
+    log_file = attach_run_log(os.path.join(output_dir, RUN_LOG_FILE))
 
     # build the new output beside the old one: a failed or killed run leaves the previous output untouched
     final_output_dir = output_dir
@@ -743,4 +749,5 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     write_text_atomic(os.path.join(output_dir, REPORT_MD), markdown)
     logger.info(f"Compression report written to {os.path.join(output_dir, REPORT_MD)}\n{markdown}")
     report["markdown"] = markdown
+    report["log_file"], report["dev_file"] = log_file, data_args.dev_file  # for the summary, not report.json
     return report

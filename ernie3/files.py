@@ -309,8 +309,9 @@ def foreign_entries(output_dir: str, kind: str, layout: Sequence[str], require_r
     not foreign: they are left alone, never deleted. Without `require_record`, a directory with no record at all
     (e.g. written by an older version) is judged by its layout alone: enough to add to it, not to delete from it.
     """
-    from ernie3.layout import TASK_INFO_FILE
-    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+    from ernie3.layout import RUN_LOG_FILE, TASK_INFO_FILE
+    # a run's log alone (a run that stopped at a bad input after its checks) is no output to protect
+    if not os.path.isdir(output_dir) or not set(os.listdir(output_dir)) - {RUN_LOG_FILE}:
         return []
     record = read_run_record(output_dir)
     if record is not None and record.get("kind") != kind:
@@ -320,7 +321,7 @@ def foreign_entries(output_dir: str, kind: str, layout: Sequence[str], require_r
     foreign = []
     for entry in sorted(os.listdir(output_dir)):
         full = os.path.join(output_dir, entry)
-        if entry == RUN_RECORD or any(fnmatch.fnmatch(entry, p) for p in (*layout, *LEFTOVER_PATTERNS)):
+        if entry in (RUN_RECORD, RUN_LOG_FILE) or any(fnmatch.fnmatch(entry, p) for p in (*layout, *LEFTOVER_PATTERNS)):
             continue
         if os.path.isdir(full) and not os.path.islink(full):
             if read_run_record(full) is not None or os.path.isfile(os.path.join(full, TASK_INFO_FILE)):

@@ -1,11 +1,11 @@
 """The one owner of the output layout: every directory and file name a run writes, and the compress candidates.
 
     TRAIN_OUT/checkpoint-*/  best/  export/  predict/<task>_predict.json  *_results.json  eval_per_class.{json,md}
-              runs/ (VisualDL logs)  ernie3_run.json
+              runs/ (VisualDL logs)  ernie3_run.json  ernie3.log (the libraries' INFO/DEBUG lines; kept across runs)
     PIPELINE_OUT/train/ (a TRAIN_OUT)  compress/ (a COMPRESS_OUT)  pipeline_report.{md,json,png}
     COMPRESS_OUT/float/  vocab_pruned/  student/ (+ student_baseline/)  width_mult_*/  <float or width>/<algo>_<batch>_.../int8.pdmodel
                  <float or width>/<engine>-<precision>/  <float or width>/qat/  <int8 candidate>/emb-int8/
-                 best/ (+ candidate.json)  report.json  report.md
+                 best/ (+ candidate.json)  report.json  report.md  ernie3.log
 A model directory holds model.pdmodel/.pdiparams (or int8.*, model.onnx, model.xml) and ernie3_task.json.
 """
 from __future__ import annotations
@@ -33,6 +33,10 @@ CANDIDATE_FILE = "candidate.json"
 MODEL_FILES = (TASK_INFO_FILE, f"{STATIC_MODEL_PREFIX}.pdmodel", f"{STATIC_MODEL_PREFIX}.pdiparams",
                f"{QUANTIZED_PREFIX}.pdmodel", f"{QUANTIZED_PREFIX}.pdiparams", ONNX_FILE, "model.int8.onnx",
                OPENVINO_IR_FILE, "model.bin")  # fmt: skip
+
+#: a training or compress run's log: every library record (paddlenlp's argument dump, per-step INFO, PTQ progress),
+#: appended per run; the terminal shows warnings only (--verbose / --log_level info bring the rest back)
+RUN_LOG_FILE = "ernie3.log"
 
 # -- training output -----------------------------------------------------------------------------------------------
 BEST_DIR = "best"

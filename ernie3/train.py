@@ -18,6 +18,7 @@ from ernie3.layout import (
     EVAL_PER_CLASS_JSON,
     EVAL_PER_CLASS_MD,
     EXPORT_DIR,
+    RUN_LOG_FILE,
     TASK_INFO_FILE,
     TRAIN_LAYOUT,
     predictions_file,
@@ -39,6 +40,7 @@ from ernie3.files import (
     write_text_atomic,
 )
 from ernie3.fast_tokenizer import tokenizer_for_task
+from ernie3.logs import attach_run_log
 from ernie3.metrics import per_class_markdown
 from ernie3.modeling import check_model_source, load_model, load_tokenizer, model_config_value
 from ernie3.model_files import read_task_info
@@ -454,6 +456,9 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
         check_fine_tuned_model(task, model_dir)
     model = load_model(model_dir, task.model_class(), **task.model_kwargs())
     check_max_seq_length(max_seq_length, tokenizer, getattr(model.config, "max_position_embeddings", None))
+    # every fail-fast check passed (a refused run creates nothing): the libraries' INFO/DEBUG lines, held so far,
+    # go to the output dir's log file
+    log_file = attach_run_log(os.path.join(output_dir, RUN_LOG_FILE)) if training_args.should_save else None
 
     if training_args.label_names is None:
         # paddlenlp's Trainer guesses QA label names from a misspelt class name, so every task states its own
@@ -470,7 +475,9 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
         task=task,
         max_seq_length=max_seq_length,
     )
-    summary: dict[str, Any] = {"task": task.name, "output_dir": output_dir}
+    summary: dict[str, Any] = {"task": task.name, "task_type": task.task_type, "output_dir": output_dir,
+                               "metric_name": task.metric_name, "log_file": log_file, "model": model_dir,
+                               "train_file": data_args.train_file, "dev_file": data_args.dev_file}  # fmt: skip
     if training_args.should_save and not foreign_entries(output_dir, kind, TRAIN_LAYOUT, require_record=False):
         if training_args.overwrite_output_dir and requested["do_train"]:
             # start over: checkpoints of the previous run would otherwise be resumed from or rotated with ours
@@ -504,6 +511,8 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]]) -> dict:
         if training_args.load_best_model_at_end:
             best_eval = best_checkpoint_eval_metrics(trainer.state)
         summary["best_model_dir"] = best_dir
+        if trainer.state.best_model_checkpoint:
+            summary["best_checkpoint"] = os.path.basename(trainer.state.best_model_checkpoint.rstrip(os.sep))
         summary["resumed_from"] = checkpoint
         summary["train"] = metrics
 

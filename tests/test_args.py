@@ -204,7 +204,9 @@ def test_effective_settings_name_the_file_and_section_of_each_value(tmp_path, mo
     monkeypatch.setattr(logger.handler, "stream", stream)
     config = tmp_path / "mine.yml"
     config.write_text("common:\n  learning_rate: 1.0e-4\n", encoding="utf-8")
-    parse("--task_name", "tnews", "--config", str(config), "--seed", "3")
+    monkeypatch.setenv("ERNIE3_VERBOSE", "0")  # whatever --log_level info sets is undone after the test
+    # the table goes to the run's log; --log_level info shows it on the terminal too
+    parse("--task_name", "tnews", "--config", str(config), "--seed", "3", "--log_level", "info")
     lines = {line.split("=")[0].strip(): line for line in stream.getvalue().splitlines() if " = " in line}
     assert f"({config} [common])" in lines["learning_rate"]
     assert "(shipped config.yml [seq_cls])" in lines["per_device_train_batch_size"]

@@ -72,7 +72,13 @@ def test_each_report_uses_the_task_metric_and_every_candidate_loads(compressed):
         assert set(candidate["metrics"]) == expected_metrics
         backend = create_backend(candidate["path"], model_prefix=candidate["model_file"].split(".")[0])
         assert backend.precision == candidate["precision"]
-    assert "# Compression report" in result.stderr + result.stdout  # the table is printed too
+    assert "# Compression report" in result.stdout  # the table is printed too, on stdout
+    # then the summary: the pick, where it is, the log, the next command; no library INFO lines on the terminal
+    summary = result.stdout.strip().splitlines()[-4:]
+    assert summary[0].startswith(f"picked {report['best']} (") and summary[0].endswith(f"→ {output_dir / 'best'}")
+    assert summary[2] == f"log (library INFO/DEBUG lines) → {output_dir / 'ernie3.log'}"
+    assert summary[3].startswith(f"next: python infer.py --model_path {output_dir / 'best'}")
+    assert "[    INFO]" not in result.stderr and "[    INFO]" in (output_dir / "ernie3.log").read_text(encoding="utf-8")
 
 
 def test_candidates_carry_the_settings_the_model_was_fine_tuned_with(compressed):

@@ -29,18 +29,16 @@ def _main(module: object, argv: list[str]) -> object:
 
 
 def _train(module: object, argv: list[str]) -> object:
-    return module.run(None, argv)
+    return module.train_main(None, argv)  # the summary: stdout
 
 
 def _compress(module: object, argv: list[str]) -> object:
-    report = module.run(None, argv)
-    print(report["markdown"], flush=True)  # the report is the result: stdout
-    return report
+    return module.compress_main(None, argv)  # the report is the result, and a summary: stdout
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command("ernie3.train", "fine-tune, evaluate, predict and export any task (--task_name)", _train),
-    "compress": Command("ernie3.compress", "DynaBERT + PTQ sweep + other engines; report and best/", _compress),
+    "train": Command("ernie3.summary", "fine-tune, evaluate, predict and export any task (--task_name)", _train),
+    "compress": Command("ernie3.summary", "DynaBERT + PTQ sweep + other engines; report and best/", _compress),
     "pipeline": Command("ernie3.cli.pipeline", "fine-tune → compress → benchmark → one report saying what to deploy", _main),
     "infer": Command("ernie3.cli.infer", "an exported/compressed model on a dev set: metric and throughput", _main),
     "predict": Command("ernie3.cli.predict", "predict raw texts (--text, --input_file) on CPU", lambda m, argv: m.main("cpu", argv)),

@@ -708,6 +708,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     markdown_path = write_report(output_dir, report, trained_task)
     print(f"[pipeline] report: {markdown_path} (+ {layout.PIPELINE_REPORT_JSON}, {layout.PIPELINE_PLOT}); "
           f"deploy {picked['name']}: {report['deploy']['commands']['infer']}", flush=True)  # fmt: skip
+    logs = [path for path in (trained.get("log_file"), compressed.get("log_file")) if path]
+    if logs:
+        print(f"[pipeline] library logs (INFO/DEBUG lines): {', '.join(logs)}", flush=True)
     report["markdown_file"] = markdown_path
     return report
 

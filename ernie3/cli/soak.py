@@ -66,6 +66,25 @@ def input_template(model_path: str) -> Any:
     return samples[0] if samples else "text"
 
 
+class Progress:
+    """A line on stderr every `every` seconds while the traffic runs (a soak is minutes of otherwise silence)."""
+
+    def __init__(self, every: float, minutes: float, sampler: Any) -> None:
+        self.every, self.total, self.sampler = every, minutes * 60, sampler
+        self.started = self.last = time.monotonic()
+
+    def tick(self, texts: int, errors: int = 0, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.every <= 0 or (not force and now - self.last < self.every):
+            return
+        self.last = now
+        elapsed = min(now - self.started, self.total)
+        rss = f", RSS {self.sampler.samples[-1][1]:.0f} MB" if self.sampler.samples else ""
+        failed = f", {errors} failed requests" if errors else ""
+        print(f"soak: {elapsed / 60:.1f} of {self.total / 60:.1f} min, {texts} texts "
+              f"({texts / max(now - self.started, 1e-9):.1f}/s){rss}{failed}", file=sys.stderr, flush=True)  # fmt: skip
+
+
 def soak_predictor(args: argparse.Namespace) -> dict:
     """The Predictor in this process: load, warm up, random batches until the time is up."""
     from ernie3.predict import Predictor
@@ -85,11 +104,14 @@ def soak_predictor(args: argparse.Namespace) -> dict:
         texts = batches = 0
         started = time.monotonic()
         deadline = started + args.minutes * 60
+        progress = Progress(args.progress_every, args.minutes, sampler)
         while time.monotonic() < deadline:
             batch = traffic.batch()
             predictor.predict_texts(batch)
             texts, batches = texts + len(batch), batches + 1
+            progress.tick(texts)
         seconds = time.monotonic() - started
+        progress.tick(texts, force=True)
     plan = predictor.memory_plan() if hasattr(predictor, "memory_plan") else {}
     return {"samples": sampler.samples, "marks": sampler.marks, "summary": sampler.summary(), "texts": texts,
             "batches": batches, "texts_per_s": texts / seconds, "backend": predictor.backend_name,
@@ -163,9 +185,15 @@ def soak_service(args: argparse.Namespace) -> dict:
             threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
             for thread in threads:
                 thread.start()
+            progress = Progress(args.progress_every, args.minutes, sampler)
+            while any(thread.is_alive() for thread in threads):
+                time.sleep(0.5)
+                with lock:
+                    progress.tick(counts["texts"], counts["errors"])
             for thread in threads:
                 thread.join()
             seconds = time.monotonic() - started
+            progress.tick(counts["texts"], counts["errors"], force=True)
     finally:
         process.terminate()
         try:
@@ -241,11 +269,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (service)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between RSS samples")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress_every", type=float, default=10.0,
+                        help="seconds between progress lines on stderr (0: none)")
     parser.add_argument("--output_dir", default="soak_output")
     args = parser.parse_args(argv)
     # a week of soak at most; NaN minutes would run no traffic and still write a result row
     check_number(args, "minutes", 0, MAX_MINUTES, above_minimum=True)
     check_number(args, "interval", 0, 3600, above_minimum=True)
+    check_number(args, "progress_every", 0, 86400)
     check_positive(args, "batch_size", "max_text_chars", "num_threads", "clients")
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
