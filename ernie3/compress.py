@@ -31,6 +31,7 @@ from ernie3.layout import (
     OPENVINO_IR_FILE,
     REPORT_JSON,
     REPORT_MD,
+    RUN_LOG_FILE,
     STATIC_MODEL_PREFIX,
     STUDENT_BASELINE_DIR,
     STUDENT_DIR,
@@ -268,9 +269,11 @@ def prepare_compress_output(
             f"--output_dir: {output_dir} overlaps the input model directory {model_dir} (--model_name_or_path); "
             "choose an output directory outside it"
         )
-    if not (os.path.isdir(output_dir) and os.listdir(output_dir)):
+    # the run's log is kept across runs: a dir that holds nothing else is empty
+    entries = set(os.listdir(output_dir)) - {RUN_LOG_FILE} if os.path.isdir(output_dir) else set()
+    if not entries:
         return
-    if not overwrite and os.listdir(output_dir) == [DISTILL_CHECKPOINTS_DIR]:
+    if not overwrite and entries == {DISTILL_CHECKPOINTS_DIR}:
         return  # an interrupted distillation, which this run resumes
     if not overwrite:
         raise UserError(f"--output_dir: {output_dir} is not empty; pass --overwrite_output_dir to replace it")
@@ -642,8 +645,11 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         from ernie3.vocab import check_max_vocab_size
 
         check_max_vocab_size(light.max_vocab_size, tokenizer)
+    if distilling and distill_args.student_model and os.path.isdir(distill_args.student_model):
+        from ernie3.distill import check_student_vocabulary
+
+        check_student_vocabulary(distill_args.student_model, tokenizer)  # before anything is written
     model = load_model(model_dir, task.model_class())
-    from ernie3.layout import RUN_LOG_FILE
     from ernie3.logs import attach_run_log
 
     # every fail-fast check passed (a refused run creates nothing): the libraries' INFO lines (PTQ progress, ...)

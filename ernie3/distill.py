@@ -259,9 +259,9 @@ def parameter_axes(name: str) -> Optional[tuple[str, ...]]:
 # -- a pretrained student --------------------------------------------------------------------------------------------
 
 
-def load_pretrained_student(name: str, task: Task, teacher: Any, teacher_tokenizer: Any) -> Any:
-    """A student from a model directory or hub name: same vocabulary as the teacher, not larger than it."""
-    from ernie3.modeling import load_model, load_tokenizer
+def check_student_vocabulary(name: str, teacher_tokenizer: Any) -> None:
+    """A student must tokenize like its teacher: distillation feeds both the same token ids."""
+    from ernie3.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(name, flag="--student_model")
     if tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
@@ -269,6 +269,13 @@ def load_pretrained_student(name: str, task: Task, teacher: Any, teacher_tokeniz
         raise UserError(f"--student_model: {name} has another vocabulary than the teacher ({mine} vs {theirs} tokens, "
                         "or the same tokens with other ids); distillation feeds both the same token ids: pick a "
                         "student built on the teacher's vocabulary (ERNIE 3.0 models share one)")  # fmt: skip
+
+
+def load_pretrained_student(name: str, task: Task, teacher: Any, teacher_tokenizer: Any) -> Any:
+    """A student from a model directory or hub name: same vocabulary as the teacher, not larger than it."""
+    from ernie3.modeling import load_model
+
+    check_student_vocabulary(name, teacher_tokenizer)
     student = load_model(name, task.model_class(), flag="--student_model", ignore_mismatched_sizes=True,
                          **task.model_kwargs())  # fmt: skip
     check_not_larger(teacher_shape(student.config), teacher_shape(teacher.config), f"--student_model {name}")
