@@ -525,8 +525,7 @@ def markdown_report(task: Task, results: list[dict], best: dict, settings: dict)
         f"best = {objective} within {settings['max_metric_drop']:.1%} of the float model's {task.metric_name}. "
         "Peak RSS: the memory plan's estimate, and as measured in a child process per candidate after one run of "
         "every shape bucket.",
-        "",
-        timing_sentence(settings.get("timing")),
+        *(["", timing] if (timing := timing_sentence(settings.get("timing"))) else []),
         *(["", f"Best: {note}."] if (note := settings.get("tie_note")) else []),
         *vocabulary_report_lines(settings.get("vocabulary")),
         "",

@@ -209,8 +209,10 @@ def configure_run_logging(log_level: Optional[str] = None, verbose_flag: bool = 
 
 
 def begin_run_log(log_level: Optional[str] = None, verbose_flag: bool = False) -> None:
-    """A new run in this process: its records are held until its own log file is attached (not the last run's)."""
+    """A new run in this process: its records are held until its own log file is attached (not the last run's),
+    and its warnings are shown once each, whatever earlier runs of the process showed."""
     configure_run_logging(log_level, verbose_flag)
+    _run_log.once.seen.clear()
     handler = _run_log.handler
     handler.acquire()
     try:

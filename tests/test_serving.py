@@ -802,7 +802,7 @@ def test_predictor_options_are_checked_with_the_config(option, value, message):
     ({"read_timeout_s": float("nan")}, "'read_timeout_s' must be a number > 0 (finite, at most 86400), got nan"),
     ({"read_timeout_s": float("inf")}, "'read_timeout_s' must be a number > 0 (finite, at most 86400), got inf"),
     ({"keep_alive_s": 1e300}, "'keep_alive_s' must be a number > 0 (finite, at most 86400), got 1e+300"),
-    ({"max_memory_mb": -1}, "'max_memory_mb' must be an integer >= 0, got -1"),
+    ({"max_memory_mb": -1}, "'max_memory_mb' must be an integer >= 0 (0: no limit), got -1"),
     ({"port": float("nan")}, "'port' must be a port number"),
     ({"api_key": ""}, "'api_key' must be a non-empty string"),
 ])  # fmt: skip
