@@ -724,11 +724,19 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     results = evaluate_candidates(task, candidates + compared, examples["dev"], args.per_device_eval_batch_size,
                                   eval_args.num_threads, eval_args.timing_rounds, timing)  # fmt: skip
     results, compared_results = results[: len(candidates)], results[len(candidates) :]
-    if light.measure_rss:
-        logger.info(f"Measuring the predictor peak RSS of {len(candidates)} candidates, each in a process of its own")
-        for candidate, result in zip(candidates, results):
-            result["peak_rss_mb"] = measure_peak_rss(candidate, args.per_device_eval_batch_size, eval_args.num_threads)
+    def measure_rss_of(chosen: Sequence[int]) -> None:
+        logger.info(f"Measuring the predictor peak RSS of {len(chosen)} candidates, each in a process of its own")
+        for index in chosen:
+            results[index]["peak_rss_mb"] = measure_peak_rss(candidates[index], args.per_device_eval_batch_size,
+                                                             eval_args.num_threads)  # fmt: skip
+
+    # a probe costs a process (~5 s): every candidate when the pick is by memory, else the float model and the pick
+    by_memory = light.optimize_for == "memory"
+    if light.measure_rss and by_memory:
+        measure_rss_of(range(len(candidates)))
     best, tied_with = pick_best(results, eval_args.max_metric_drop, light.optimize_for, task.higher_is_better)
+    if light.measure_rss and not by_memory:
+        measure_rss_of(sorted({0, results.index(best)}))
     best_dir = copy_best(best, output_dir)
     settings = {
         "strategy": args.strategy, "eval_examples": len(examples["dev"]), "num_threads": eval_args.num_threads,

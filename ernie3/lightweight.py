@@ -57,8 +57,9 @@ class LightweightArguments:
     )  # fmt: skip
     measure_rss: bool = field(
         default=True,
-        metadata={"help": "Measure each candidate's predictor peak RSS in a child process of its own (about 5 s "
-                          "each for the interpreter and paddle import, plus one run of every shape bucket)."},
+        metadata={"help": "Measure predictor peak RSS in a child process per candidate (about 5 s each for the "
+                          "interpreter and paddle import, plus one run of every shape bucket): of every candidate "
+                          "with --optimize_for memory, else of the float model and the pick."},
     )  # fmt: skip
 
     def __post_init__(self) -> None:

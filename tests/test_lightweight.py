@@ -225,3 +225,21 @@ def test_bad_light_weight_flags_fail_before_any_work(trained_tnews, tmp_path, ex
     with pytest.raises(UserError, match=message):
         compress("seq_cls", compress_argv(trained_tnews, tmp_path / "out", "--strategy", "ptq", *extra))
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_peak_rss_is_measured_for_the_float_model_and_the_pick_by_default(trained_tnews, tmp_path):
+    """A probe costs a process: by default only the reference and the pick (every candidate with --optimize_for
+    memory); the others keep the memory plan's estimate."""
+    from conftest import sample_file
+
+    from ernie3.compress import run as compress
+
+    report = compress("seq_cls", [
+        "--task_name", "tnews", "--model_name_or_path", trained_tnews["best_model_dir"], "--output_dir",
+        str(tmp_path / "out"), "--train_file", sample_file("tnews", "train"), "--dev_file", sample_file("tnews", "dev"),
+        "--strategy", "ptq", "--algo_list", "hist", "--batch_size_list", "4", "--engines", "paddle",
+        "--int8_embeddings", "false", "--timing_rounds", "1",
+    ])  # fmt: skip
+    measured = {c["name"]: c.get("peak_rss_mb") for c in report["candidates"]}
+    assert measured["float"] > 50 and measured[report["best"]] > 50
+    assert all(value is None for name, value in measured.items() if name not in ("float", report["best"]))

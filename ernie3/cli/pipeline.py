@@ -279,8 +279,10 @@ def cost_estimate(plan: Plan, model_dir: str, train_examples: Optional[int], ben
     if "distill" in compression.strategy:  # task distillation: the teacher's forward beside the student's training
         distilled += examples_seen(compression, train_examples)
     distilled += examples_seen(compression, train_examples) if "qat" in compression.strategy else 0
-    probe = SECONDS_PER_RSS_PROBE if plan.compression.extra[LightweightArguments].measure_rss else 0.0
-    compress_minutes = distilled * 4 * per_example + candidates * (SECONDS_PER_CANDIDATE + probe) / 60
+    light = plan.compression.extra[LightweightArguments]
+    probes = (candidates if light.optimize_for == "memory" else 2) if light.measure_rss else 0
+    compress_minutes = (distilled * 4 * per_example + candidates * SECONDS_PER_CANDIDATE / 60
+                        + probes * SECONDS_PER_RSS_PROBE / 60)  # fmt: skip
     rounds = plan.compression.extra[CandidateEvaluationArguments].timing_rounds
     # compression times every candidate in each of its timing rounds; the benchmark at 2 batch sizes per round
     compress_minutes += candidates * rounds * SECONDS_PER_PREDICTOR / 60
