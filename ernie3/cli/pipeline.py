@@ -464,8 +464,9 @@ def plot(rows: list[dict], picked: dict, batch_size: int, path: str) -> None:
     for axis, key, title in panels:
         # error bars: the interquartile range over the timing rounds
         spreads = [Spread.from_dict(r[f"{key}_spread"]) if r.get(f"{key}_spread") else None for r in rows]
-        errors = [[r[key] - s.q1 if s else 0.0 for r, s in zip(rows, spreads)],
-                  [s.q3 - r[key] if s else 0.0 for r, s in zip(rows, spreads)]]  # fmt: skip
+        # clamped at 0: the shown figure is rounded, so with a tiny IQR it may sit just outside it
+        errors = [[max(0.0, r[key] - s.q1) if s else 0.0 for r, s in zip(rows, spreads)],
+                  [max(0.0, s.q3 - r[key]) if s else 0.0 for r, s in zip(rows, spreads)]]  # fmt: skip
         bars = axis.barh(range(len(rows)), [r[key] for r in rows], color=colour, xerr=errors, ecolor="#333333",
                          error_kw={"elinewidth": 0.8, "capsize": 2})  # fmt: skip
         for bar, row in zip(bars, rows):
