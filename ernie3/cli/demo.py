@@ -73,8 +73,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     tasks = demo_tasks()
     # what the run costs, said before it starts (measured on 2 shared cores with the three built-in task types)
     print(f"demo: the pipeline (fine-tune → compress → benchmark → report) for {', '.join(tasks)} on the shipped "
-          f"samples with a tiny random model; about 1 minute per task on 2 CPU cores (longer when they are busy), "
-          f"at most about 1.1 GB of memory, and about 120 MB of disk per task in {args.output_dir}/", flush=True)  # fmt: skip
+          f"samples with a tiny random model; about 3-4 minutes per task on 2 CPU cores (longer when they are busy), "
+          f"at most about 1.6 GB of memory, and about 150 MB of disk per task in {args.output_dir}/", flush=True)  # fmt: skip
     started = time.time()
     model_dir = build_tiny_model(os.path.join(args.output_dir, "tiny-ernie"))
     reports = {}
