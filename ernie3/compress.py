@@ -1,7 +1,7 @@
 """One compress path for all task types: paddlenlp's Trainer.compress() (DynaBERT width pruning, then
 post-training quantization over algorithms × calibration batch sizes), then candidates on other engines/precisions
 (Paddle oneDNN BF16, OpenVINO BF16 and NNCF INT8, ONNX Runtime dynamic INT8), every candidate evaluated through the
-Predictor (the metric in one pass, speed over interleaved timing rounds: median and IQR), a report, and the fastest
+Predictor (the metric in one pass, speed over interleaved timing rounds: median and range), a report, and the fastest
 candidate under a maximum metric drop (ernie3.pick: a tie within the timing noise goes to the better metric, then
 the smaller model) copied to OUTPUT/best/ with a candidate.json that tells every later stage which backend and
 precision run it."""
@@ -68,7 +68,7 @@ from ernie3.files import (
 from ernie3.modeling import check_model_source, load_model
 from ernie3.tasks import Task
 from ernie3.tasks.base import IGNORE_INDEX
-from ernie3.train import check_fine_tuned_model, command_for, load_run_data, model_settings
+from ernie3.train import check_fine_tuned_model, command_for, load_run_data, model_settings, use_every_core
 
 STRATEGIES = ("dynabert+ptq", "ptq", "dynabert", "qat", "dynabert+qat", "distill", "distill+ptq", "distill+qat",
               "distill+dynabert", "distill+dynabert+ptq")  # fmt: skip
@@ -101,7 +101,7 @@ class CandidateEvaluationArguments:
     timing_rounds: int = field(
         default=DEFAULT_ROUNDS,
         metadata={"help": "Interleaved timing rounds behind each candidate's throughput and batch-1 latency (median "
-                          "and interquartile range); candidates whose ranges overlap are a tie for the best pick."},
+                          "and range, lowest–highest); candidates whose ranges overlap are a tie for the best pick."},
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -443,7 +443,7 @@ def evaluate_candidates(
 ) -> list[dict]:
     """Metric, size, agreement with the float model (and with its source), throughput and batch-1 latency of
     each candidate, each through the Predictor on its own backend and precision. The metric takes one pass per
-    candidate; throughput and latency come from `timing_rounds` interleaved rounds (median and IQR), with the
+    candidate; throughput and latency come from `timing_rounds` interleaved rounds (median and range), with the
     predictors kept alive across rounds while the memory plan's estimates fit half the available memory, else
     rebuilt (and warmed up) in each round. `timing`, when given, receives how they were timed (for the report)."""
     from ernie3.predict import Predictor
@@ -510,8 +510,8 @@ def agreement(decisions: Sequence, reference: Sequence) -> float:
 def markdown_report(task: Task, results: list[dict], best: dict, settings: dict) -> str:
     metric_names = list(results[0]["metrics"])
     # "numeric precision" (fp32/bf16/int8): NER's metrics have their own "precision" column
-    header = ["candidate", "engine", "numeric precision", *metric_names, "size (MB)", "throughput (seq/s): median (IQR)",
-              "batch-1 latency (ms): median (IQR)", "peak RSS estimate (MB)", "peak RSS measured (MB)", "agreement with float",
+    header = ["candidate", "engine", "numeric precision", *metric_names, "size (MB)", "throughput (seq/s): median (range)",
+              "batch-1 latency (ms): median (range)", "peak RSS estimate (MB)", "peak RSS measured (MB)", "agreement with float",
               "agreement with its float source", "best"]  # fmt: skip
     objective = {"throughput": "fastest candidate", "latency": "candidate of lowest batch-1 latency",
                  "size": "smallest candidate on disk", "memory": "candidate of lowest predictor peak RSS"}[
@@ -548,7 +548,7 @@ MEMORY_COLUMNS = (("expected_peak_rss_mb", ".0f"), ("peak_rss_mb", ".0f"))
 
 
 def spread_cell(result: dict, key: str, digits: int) -> str:
-    """A timed figure's cell: median and interquartile range over the timing rounds (a bare number if untimed)."""
+    """A timed figure's cell: median and range over the timing rounds (a bare number if untimed)."""
     spread = result.get(f"{key}_spread")
     if spread:
         return Spread.from_dict(spread).cell(digits)
@@ -558,7 +558,7 @@ def spread_cell(result: dict, key: str, digits: int) -> str:
 def timing_sentence(timing: Optional[dict]) -> str:
     if not timing:
         return ""
-    return (f"Throughput and batch-1 latency: median and interquartile range over {timing['rounds']} interleaved "
+    return (f"Throughput and batch-1 latency: median and range (lowest–highest) over {timing['rounds']} interleaved "
             f"timing rounds on the first {timing['examples']} dev examples (each round times every candidate once, "
             f"in rotated order; predictors {timing['predictors']}); candidates whose ranges overlap the best's are a "
             "tie, which goes to the better metric, then the smaller model.")  # fmt: skip
@@ -684,6 +684,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     to_quantize = STUDENT_DIR if distilling else VOCAB_DIR if light.prune_vocab else FLOAT_DIR
     if "ptq" in args.strategy and "dynabert" not in args.strategy:
         args.input_infer_model_path = os.path.join(output_dir, to_quantize, STATIC_MODEL_PREFIX)
+    use_every_core()  # DynaBERT's training
     trainer = Trainer(
         model=model,
         args=args,

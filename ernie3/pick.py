@@ -97,5 +97,5 @@ def tie_note(picked: dict, tied_with: Sequence[str], what: str) -> Optional[str]
     """One sentence for the report when the pick was a tie on `what` (e.g. "throughput")."""
     if not tied_with:
         return None
-    return (f"{picked['name']} tied on {what} with {', '.join(tied_with)} (their interquartile ranges overlap); "
+    return (f"{picked['name']} tied on {what} with {', '.join(tied_with)} (their ranges over the timing rounds overlap); "
             "the tie went to the better metric, then the smaller model")  # fmt: skip

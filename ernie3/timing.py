@@ -47,11 +47,15 @@ def measure_predictor(predictor: Any, examples: list, first_pass_seconds: float)
 
 @dataclass(frozen=True)
 class Spread:
-    """Repeated measurements of one figure: median and interquartile range over the rounds."""
+    """Repeated measurements of one figure: the median and the range (lowest–highest) over the rounds.
+
+    The range, not the interquartile range, decides ties: the same export timed twice in one 5-round run gave IQRs
+    that missed each other by 2% on this machine pool, while its rounds' ranges met; with the default 3 rounds an
+    IQR is only the middle half of three numbers."""
 
     median: float
-    q1: float
-    q3: float
+    low: float
+    high: float
     rounds: int
 
     @classmethod
@@ -59,31 +63,34 @@ class Spread:
         data = np.asarray(values, dtype=np.float64)
         if data.size == 0:
             raise ValueError("no measurements")
-        q1, median, q3 = np.percentile(data, [25, 50, 75])
-        return cls(float(median), float(q1), float(q3), int(data.size))
+        return cls(float(np.median(data)), float(data.min()), float(data.max()), int(data.size))
 
     @property
-    def iqr(self) -> float:
-        return self.q3 - self.q1
+    def width(self) -> float:
+        return self.high - self.low
 
     def overlaps(self, other: "Spread") -> bool:
-        """Whether the two interquartile ranges meet: the difference is within the measurement noise."""
-        return self.q1 <= other.q3 and other.q1 <= self.q3
+        """Whether the two ranges meet: some round of each was as fast as some round of the other, so the
+        difference of the medians is within the measurement noise."""
+        return self.low <= other.high and other.low <= self.high
 
     def as_dict(self) -> dict:
-        return {"median": round(self.median, 4), "q1": round(self.q1, 4), "q3": round(self.q3, 4), "rounds": self.rounds}
+        return {"median": round(self.median, 4), "low": round(self.low, 4), "high": round(self.high, 4),
+                "rounds": self.rounds}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Spread":
-        """The inverse of `as_dict` (a report's figure read back)."""
-        return cls(float(data["median"]), float(data["q1"]), float(data["q3"]), int(data["rounds"]))
+        """The inverse of `as_dict` (a report's figure read back; a report of an earlier version holds an
+        interquartile range, q1/q3, read as the range)."""
+        low, high = (data["low"], data["high"]) if "low" in data else (data["q1"], data["q3"])
+        return cls(float(data["median"]), float(low), float(high), int(data["rounds"]))
 
     def describe(self, digits: int = 1) -> str:
-        return f"{self.median:.{digits}f} (IQR {self.q1:.{digits}f}–{self.q3:.{digits}f}, {self.rounds} rounds)"
+        return f"{self.median:.{digits}f} (range {self.low:.{digits}f}–{self.high:.{digits}f}, {self.rounds} rounds)"
 
     def cell(self, digits: int = 1) -> str:
-        """A report table's cell: the median and its interquartile range."""
-        return f"{self.median:.{digits}f} ({self.q1:.{digits}f}–{self.q3:.{digits}f})"
+        """A report table's cell: the median and the range over the rounds."""
+        return f"{self.median:.{digits}f} ({self.low:.{digits}f}–{self.high:.{digits}f})"
 
 
 def interleaved_rounds(measures: Mapping[str, Callable[[], float]], rounds: int = DEFAULT_ROUNDS) -> dict[str, Spread]:

@@ -1,17 +1,18 @@
-"""Issue 20's light-weight targets, measured on real TNEWS with the real ERNIE 3.0 vocabulary.
+"""Issue 20's light-weight targets, measured on real TNEWS or MSRA_NER with the real ERNIE 3.0 vocabulary.
 
-    nice -n 19 python scripts/lightweight_real_data.py --output_dir /tmp/lw_real            # full size
-    python scripts/lightweight_real_data.py --dry_run --output_dir /tmp/lw_dry               # samples, tiny model
+    nice -n 19 python scripts/lightweight_real_data.py --output_dir /tmp/lw_tnews                  # full size
+    nice -n 19 python scripts/lightweight_real_data.py --task msra_ner --output_dir /tmp/lw_msra    # full size
+    python scripts/lightweight_real_data.py --dry_run --output_dir /tmp/lw_dry                     # samples, tiny model
 
 Stages (each skipped when its output is already there, so a re-run resumes):
-1. data: lines 1..--train_lines of tnews/dev.json as train, the next --dev_lines as held-out dev, written into
-   OUTPUT/data (never into the repository);
+1. data: lines 1..--train_lines of the task's real file (tnews/dev.json; msra_ner/test.tsv, a sentence a line) as
+   train, the next --dev_lines as held-out dev, written into OUTPUT/data (never into the repository);
 2. teacher: a randomly initialised model of the medium shape (6L-768H-12 heads) with the real vocabulary,
    fine-tuned on the train slice (OUTPUT/teacher, exported);
 3. compress: `distill+ptq` to a nano-shape student (+ the label-only baseline), --prune_vocab, INT8 embeddings,
    --optimize_for size (OUTPUT/compress, report.json / report.md);
 4. benchmark, in one run: the teacher's FP32 export (Paddle oneDNN) vs the picked candidate — model only at batch
-   32 × seq 128 and batch 1 on random in-vocabulary ids, end to end on the held-out texts (Predictor), and the
+   32 × seq 128 and batch 1 on random in-vocabulary ids, end to end on the held-out examples (Predictor), and the
    same end to end with the paddlenlp tokenizer (the fast tokenizer's factor);
 5. OUTPUT/lightweight.json and OUTPUT/lightweight.md: the figures against the targets.
 """
@@ -28,7 +29,13 @@ from ernie3.errors import UserError, run_cli  # the package is installed (make i
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 VOCAB = os.path.join("vocab", "ernie-3.0-zh-vocab.txt")
-TNEWS = os.path.join("tnews", "dev.json")
+#: per task: its real file under --data_dir, the default split (lines) and the teacher's training length
+REAL_DATA = {
+    "tnews": {"file": os.path.join("tnews", "dev.json"), "train_lines": 8000, "dev_lines": 2000,
+              "teacher_max_seq_length": 64},  # titles fit in 64
+    "msra_ner": {"file": os.path.join("msra_ner", "test.tsv"), "train_lines": 2800, "dev_lines": 642,
+                 "teacher_max_seq_length": 128},  # 3442 sentences, up to a few hundred characters
+}  # fmt: skip
 MEDIUM = {"hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 3072}
 #: --dry_run: the shipped samples and a tiny teacher, for the test of this script
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 256}
@@ -38,11 +45,15 @@ TARGETS = {"size_share": 0.03, "rss_share": 0.20, "model_speedup": 20.0, "e2e_sp
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", choices=sorted(REAL_DATA), default="tnews")
     parser.add_argument("--data_dir", default=os.path.join(REPO, "..", "shared", "data"))
     parser.add_argument("--output_dir", required=True, help="everything the run writes goes here")
-    parser.add_argument("--train_lines", type=int, default=8000, help="tnews/dev.json lines 1..N are the train set")
-    parser.add_argument("--dev_lines", type=int, default=2000, help="the next N lines are the held-out dev set")
-    parser.add_argument("--teacher_steps", type=int, default=250, help="fine-tuning steps of the teacher (batch 32)")
+    parser.add_argument("--train_lines", type=int, help="lines 1..N of the task's file are the train set "
+                        "(default: tnews 8000 of dev.json, msra_ner 2800 of test.tsv)")
+    parser.add_argument("--dev_lines", type=int, help="the next N lines are the held-out dev set "
+                        "(default: tnews 2000, msra_ner 642: the rest of the file)")
+    parser.add_argument("--teacher_steps", type=int, default=250,
+                        help="fine-tuning steps of the teacher (the task type's batch in config.yml: 32, NER 16)")
     parser.add_argument("--teacher_learning_rate", type=float, default=1e-4)
     parser.add_argument("--distill_steps", type=int, default=250, help="distillation (and baseline) steps")
     parser.add_argument("--distill_batch_size", type=int, default=32,
@@ -51,7 +62,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--max_seq_length", type=int, default=128,
                         help="compress/bench length (TNEWS titles fit in 64; 128 keeps the trimmed position table "
                              "long enough for the batch 32 × seq 128 benchmark)")
-    parser.add_argument("--teacher_max_seq_length", type=int, default=64)
+    parser.add_argument("--teacher_max_seq_length", type=int, help="default: tnews 64, msra_ner 128")
     parser.add_argument("--max_vocab_size", type=int, default=6000)
     parser.add_argument("--engines", nargs="+", default=["paddle", "openvino"])
     parser.add_argument("--num_threads", type=int, default=2)
@@ -60,6 +71,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--dry_run", action="store_true",
                         help="the shipped TNEWS samples and a tiny teacher with a generated vocabulary, a few steps")
     args = parser.parse_args(argv)
+    for name, default in REAL_DATA[args.task].items():
+        if name != "file" and getattr(args, name) is None:
+            setattr(args, name, default)
     for name in ("train_lines", "dev_lines", "teacher_steps", "distill_steps", "distill_batch_size", "max_seq_length",
                  "teacher_max_seq_length", "max_vocab_size", "num_threads", "e2e_examples"):
         if getattr(args, name) < 1:
@@ -69,7 +83,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         if not value > 0 or value == float("inf"):  # NaN fails too
             raise UserError(f"--{name} must be a positive number, got {value}")
     if not args.dry_run:
-        for relative in (VOCAB, TNEWS):
+        for relative in (VOCAB, REAL_DATA[args.task]["file"]):
             if not os.path.isfile(os.path.join(args.data_dir, relative)):
                 raise UserError(f"--data_dir: {os.path.join(args.data_dir, relative)} not found "
                                 "(the shared data folder; --dry_run runs on the shipped samples)")
@@ -90,14 +104,16 @@ def write_slices(args: argparse.Namespace, data_dir: str) -> tuple[str, str]:
     from ernie3.data import sample_file
 
     if args.dry_run:
-        return sample_file("tnews", "train"), sample_file("tnews", "dev")
-    with open(os.path.join(args.data_dir, TNEWS), encoding="utf-8") as handle:
+        return sample_file(args.task, "train"), sample_file(args.task, "dev")
+    source = REAL_DATA[args.task]["file"]
+    with open(os.path.join(args.data_dir, source), encoding="utf-8") as handle:
         lines = handle.readlines()
     if args.train_lines + args.dev_lines > len(lines):
         raise UserError(f"--train_lines + --dev_lines = {args.train_lines + args.dev_lines} exceeds the "
-                        f"{len(lines)} lines of {TNEWS}")
+                        f"{len(lines)} lines of {source}")
     os.makedirs(data_dir, exist_ok=True)
-    paths = os.path.join(data_dir, "train.json"), os.path.join(data_dir, "dev.json")
+    extension = os.path.splitext(source)[1]  # the task's reader knows the format by it
+    paths = os.path.join(data_dir, "train" + extension), os.path.join(data_dir, "dev" + extension)
     for path, chunk in zip(paths, (lines[: args.train_lines], lines[args.train_lines : args.train_lines + args.dev_lines])):
         with open(path, "w", encoding="utf-8") as handle:
             handle.writelines(chunk)
@@ -105,7 +121,7 @@ def write_slices(args: argparse.Namespace, data_dir: str) -> tuple[str, str]:
 
 
 def teacher_argv(args: argparse.Namespace, init_dir: str, train: str, dev: str, out: str) -> list[str]:
-    return ["--task_name", "tnews", "--model_name_or_path", init_dir, "--train_file", train, "--dev_file", dev,
+    return ["--task_name", args.task, "--model_name_or_path", init_dir, "--train_file", train, "--dev_file", dev,
             "--max_seq_length", str(args.teacher_max_seq_length), "--max_steps", str(args.teacher_steps),
             "--learning_rate", str(args.teacher_learning_rate), "--warmup_ratio", "0.1", "--logging_steps", "10",
             "--do_train", "--do_eval", "--do_export", "--output_dir", out]  # fmt: skip
@@ -115,7 +131,7 @@ def compress_argv(args: argparse.Namespace, teacher_dir: str, train: str, dev: s
     # the tiny dry-run teacher is smaller than every named size: half of it
     student = ["--student_layers", "1", "--student_hidden", "32", "--student_heads", "2"] if args.dry_run else [
         "--student_size", "nano"]
-    return ["--task_name", "tnews", "--model_name_or_path", teacher_dir, "--train_file", train, "--dev_file", dev,
+    return ["--task_name", args.task, "--model_name_or_path", teacher_dir, "--train_file", train, "--dev_file", dev,
             "--max_seq_length", str(args.max_seq_length), "--strategy", "distill+ptq", *student,
             "--distill_baseline", "--max_steps", str(args.distill_steps),
             "--per_device_train_batch_size", str(args.distill_batch_size),
@@ -134,7 +150,7 @@ def benchmark(args: argparse.Namespace, teacher_export: str, best: dict, vocab_s
     from ernie3.predict import Predictor
     from ernie3.tasks import get_task
 
-    texts = load_examples(get_task("tnews"), "dev", dev)[: args.e2e_examples]
+    texts = load_examples(get_task(args.task), "dev", dev)[: args.e2e_examples]
     teacher = Candidate(BASELINE, teacher_export, "model.pdmodel", "paddle", "fp32")
     picked = Candidate("picked", best["path"], best["model_file"], best["backend"], best["precision"])
     # ids below the trimmed vocabulary's size are valid for both models
@@ -201,25 +217,29 @@ def summarize(report: dict, bench: dict) -> dict:
     return figures
 
 
-def markdown(f: dict, scale: str) -> str:
+def markdown(f: dict, scale: str, task_name: str) -> str:
+    from ernie3.tasks import get_task
+
+    metric = get_task(task_name).metric_name
+
     def num(value, fmt: str) -> str:
         return "–" if value is None else format(value, fmt)
 
     lines = [
-        f"Light-weight path on real TNEWS ({scale}); picked (`--optimize_for size`): `{f['best']}`", "",
+        f"Light-weight path on real {task_name.upper()} ({scale}); picked (`--optimize_for size`): `{f['best']}`", "",
         "| | teacher FP32 | picked | ratio | target |", "|---|---|---|---|---|",
         f"| size on disk (MB) | {f['teacher_size_mb']:.1f} | {f['best_size_mb']:.2f} | {f['size_share']:.2%} | ≤ 3% |",
         f"| predictor peak RSS (MB, measured) | {num(f['teacher_peak_rss_mb'], '.0f')} | "
         f"{num(f['best_peak_rss_mb'], '.0f')} | {num(f['rss_share'], '.1%')} | ≤ 20% |",
         f"| model only, batch 32 × seq {f['seq_length']} (seq/s) | {f['teacher_model_throughput']:.1f} | "
         f"{f['picked_model_throughput']:.1f} | {f['model_speedup']:.1f}× | ≥ 20× |",
-        f"| end to end, TNEWS texts, batch 32 (texts/s) | {f['teacher_e2e_throughput']:.1f} | "
+        f"| end to end, {task_name.upper()} texts, batch 32 (texts/s) | {f['teacher_e2e_throughput']:.1f} | "
         f"{f['picked_e2e_throughput']:.1f} | {f['e2e_speedup']:.1f}× | ≥ 10× |",
         f"| batch 1 × seq {f['seq_length']} p50 (ms) | {f['teacher_batch1_p50_ms']:.1f} | {f['picked_batch1_p50_ms']:.2f} | "
         f"{f['teacher_batch1_p50_ms'] / f['picked_batch1_p50_ms']:.1f}× | – |",
-        f"| accuracy (held-out) | {f['teacher_metric']:.4f} | {f['best_metric']:.4f} | "
+        f"| {metric} (held-out) | {f['teacher_metric']:.4f} | {f['best_metric']:.4f} | "
         f"agreement {f['best_agreement_with_teacher']:.2%} | within 1% |", "",
-        "| student | accuracy | agreement with teacher |", "|---|---|---|",
+        f"| student | {metric} | agreement with teacher |", "|---|---|---|",
         f"| distilled | {num(f['student_metric'], '.4f')} | {num(f['student_agreement_with_teacher'], '.2%')} |",
         f"| labels only | {num(f['baseline_metric'], '.4f')} | {num(f['baseline_agreement_with_teacher'], '.2%')} |",
         "",
@@ -268,12 +288,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     figures = summarize(report, bench)
     figures["seq_length"] = args.max_seq_length
     scale = "dry run: shipped samples, tiny teacher" if args.dry_run else (
-        f"train lines 1–{args.train_lines}, held-out {args.dev_lines}, teacher {args.teacher_steps} steps × batch 32 at "
+        f"train lines 1–{args.train_lines}, held-out {args.dev_lines}, teacher {args.teacher_steps} steps at "
         f"seq {args.teacher_max_seq_length}, distillation {args.distill_steps} steps × batch {args.distill_batch_size}")  # fmt: skip
     result = {"settings": vars(args), "scale": scale, "figures": figures, "bench_rows": bench["rows"],
               "timings_s": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
     write_json_atomic(os.path.join(out, "lightweight.json"), result)
-    table = markdown(figures, scale)
+    table = markdown(figures, scale, args.task)
     write_text_atomic(os.path.join(out, "lightweight.md"), table)
     print(table, flush=True)
     return result

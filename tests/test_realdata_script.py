@@ -50,14 +50,16 @@ def test_a_data_dir_without_the_real_files_is_refused(tmp_path):
         load_script().parse_args(["--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")])
 
 
-def test_a_dry_run_goes_through_every_stage_and_writes_the_table(tmp_path):
+@pytest.mark.parametrize("task_name, metric", [("tnews", "accuracy"), ("msra_ner", "f1")])
+def test_a_dry_run_goes_through_every_stage_and_writes_the_table(task_name, metric, tmp_path):
     out = tmp_path / "run"
-    result = load_script().main(["--dry_run", "--output_dir", str(out)])
+    result = load_script().main(["--task", task_name, "--dry_run", "--output_dir", str(out)])
     figures = result["figures"]
     with open(out / "lightweight.json", encoding="utf-8") as handle:
         assert json.load(handle)["figures"]["best"] == figures["best"]
     table = (out / "lightweight.md").read_text(encoding="utf-8")
     assert "| size on disk (MB) |" in table and "| target | reached |" in table
+    assert f"real {task_name.upper()}" in table and f"| {metric} (held-out) |" in table
     # distil + PTQ + INT8 embeddings: the smallest candidate is a quantized student, far below the teacher
     assert figures["best"].startswith("student/") and figures["size_share"] < 0.1
     assert {"student_metric", "baseline_metric", "trimmed_agreement"} <= set(figures)
@@ -82,3 +84,18 @@ def test_the_real_data_slices_are_consecutive_and_held_out(tmp_path):
     args.train_lines = 9000
     with pytest.raises(UserError, match="exceeds the 10000 lines"):
         script.write_slices(args, str(tmp_path / "data"))
+
+
+def test_the_msra_ner_slices_are_sentences_of_its_test_file(tmp_path):
+    source = shared_data("msra_ner", "test.tsv")
+    shared_data("vocab", "ernie-3.0-zh-vocab.txt")
+    script = load_script()
+    args = script.parse_args(["--task", "msra_ner", "--data_dir", os.path.dirname(os.path.dirname(source)),
+                              "--output_dir", str(tmp_path)])  # fmt: skip
+    assert (args.train_lines, args.dev_lines, args.teacher_max_seq_length) == (2800, 642, 128)
+    train, dev = script.write_slices(args, str(tmp_path / "data"))
+    assert train.endswith("train.tsv") and dev.endswith("dev.tsv")  # the NER reader knows the format by it
+    from ernie3.data import load_examples
+    from ernie3.tasks import get_task
+
+    assert len(load_examples(get_task("msra_ner"), "dev", dev)) == 642

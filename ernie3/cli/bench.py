@@ -2,7 +2,7 @@
 INT8 (PTQ), DynaBERT-pruned FP32/BF16/INT8, OpenVINO FP32, BF16 and NNCF INT8 (unpruned and pruned), ONNX Runtime
 FP32 and dynamic INT8 — model-only rows on random ids, plus end-to-end rows (tokenization + model + the task's
 decoding) on real texts. Variants are measured in interleaved rounds (each round times every variant once, in
-rotated order; median and interquartile range), so a shared machine's drift hits all of them alike. Writes a
+rotated order; median and range over the rounds), so a shared machine's drift hits all of them alike. Writes a
 Markdown table, JSON and a PNG plot.
 
     python -m ernie3.cli.bench                   # random ERNIE 3.0 medium shape (6L-768H-12 heads, vocab 40000)
@@ -183,8 +183,8 @@ def run_benchmark(
 ) -> list[dict]:
     """Model-only rows per variant × shape (random ids), and with `texts` one end-to-end row per variant at the
     largest batch size (the Predictor: tokenization + model + decoding). Each round measures every variant once, in
-    turn, starting one variant later each round; a row holds the median throughput and its interquartile range over
-    the rounds (throughput_q1, throughput_q3), and the median latencies."""
+    turn, starting one variant later each round; a row holds the median throughput and its range over the rounds
+    (throughput_low, throughput_high), and the median latencies."""
     from tqdm import tqdm
 
     from ernie3.backends import create_backend
@@ -230,7 +230,7 @@ def run_benchmark(
         rows.append({"variant": name, "mode": mode, "backend": by_name[name].backend,
                      "precision": measured[0]["precision"], "batch_size": batch, "seq_length": seq,
                      "size_mb": round(candidate_size_mb(by_name[name]), 2), "path": by_name[name].path,
-                     "throughput": spread.median, "throughput_q1": spread.q1, "throughput_q3": spread.q3, **median,
+                     "throughput": spread.median, "throughput_low": spread.low, "throughput_high": spread.high, **median,
                      "rounds": [round(m["throughput"], 2) for m in measured],
                      "iterations": sum(m["iterations"] for m in measured)})  # fmt: skip
     for row in rows:
@@ -290,14 +290,14 @@ def markdown_table(rows: list[dict], num_threads: int, rounds: int = DEFAULT_ROU
         "",
         "Model-only rows time the engine on random ids of the given length; end-to-end rows time the Predictor "
         "(tokenization + model + the task's decoding) on the texts file. Each round times every variant once, in "
-        f"rotated order; throughput: median and interquartile range over {rounds} round(s), latencies: medians. "
+        f"rotated order; throughput: median and range (lowest–highest) over {rounds} round(s), latencies: medians. "
         "Variants whose ranges overlap are not told apart by this run.",
         "",
-        "| variant | engine | precision | mode | batch | seq len | throughput (seq/s): median (IQR) | × paddle FP32 | p50 latency (ms) | p99 latency (ms) | size (MB) |",
+        "| variant | engine | precision | mode | batch | seq len | throughput (seq/s): median (range) | × paddle FP32 | p50 latency (ms) | p99 latency (ms) | size (MB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        throughput = f"{r['throughput']:.1f} ({r['throughput_q1']:.1f}–{r['throughput_q3']:.1f})"
+        throughput = f"{r['throughput']:.1f} ({r['throughput_low']:.1f}–{r['throughput_high']:.1f})"
         lines.append(
             f"| {r['variant']} | {r['backend']} | {r['precision']} | {r['mode']} | {r['batch_size']} | {r['seq_length']} | {throughput} | "
             f"{r['vs_paddle_fp32']:.2f} | {r['latency_p50_ms']:.1f} | {r['latency_p99_ms']:.1f} | {r['size_mb']:.1f} |"
@@ -319,7 +319,7 @@ def plot(rows: list[dict], path: str) -> None:
         found = [next(r for r in rows if r["variant"] == v and r["mode"] == mode
                       and r["batch_size"] == batch and r["seq_length"] == seq) for v in variants]  # fmt: skip
         values = [r["throughput"] for r in found]
-        errors = [[r["throughput"] - r["throughput_q1"] for r in found], [r["throughput_q3"] - r["throughput"] for r in found]]
+        errors = [[r["throughput"] - r["throughput_low"] for r in found], [r["throughput_high"] - r["throughput"] for r in found]]
         bars = axis.bar(range(len(variants)), values, yerr=errors, ecolor="#333333", capsize=2,
                         color=[colours.get(v.split("#")[0].rsplit("-", 1)[-1], "#8172b2") for v in variants])  # fmt: skip
         axis.bar_label(bars, fmt="%.1f", fontsize=8)
@@ -418,7 +418,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--min_seconds", type=float, default=3.0, help="time each variant and shape at least this long")
     parser.add_argument("--timing_rounds", "--rounds", dest="rounds", type=int, default=DEFAULT_ROUNDS,
                         help="measure every variant this many times, interleaved (each round times every variant "
-                             "once, in rotated order); rows give the median and interquartile range")  # fmt: skip
+                             "once, in rotated order); rows give the median and the range over the rounds")  # fmt: skip
     parser.add_argument("--repeat_variants", nargs="+", default=[], metavar="VARIANT",
                         help="time these variants twice, as rows VARIANT and VARIANT#2 (same export): a check of "
                              "what the stated spread is worth on this machine")  # fmt: skip

@@ -25,7 +25,7 @@ Defaults of both stages come from config.yml as for the scripts (the compress: s
 The deploy pick: among the candidates within --max_metric_drop of the float model's dev metric (as compression
 measured it), the one with the highest batch-N throughput (--optimize_for throughput) or the lowest batch-1 median
 latency (--optimize_for latency), as this command's benchmark measured them through the Predictor over
---timing_rounds interleaved rounds (a compress flag; median and IQR), or the smallest on disk (size) or of lowest
+--timing_rounds interleaved rounds (a compress flag; median and range over the rounds), or the smallest on disk (size) or of lowest
 predictor peak RSS (memory), as compression measured them. Candidates whose ranges overlap the best's are a tie,
 broken by the metric, then by size: the same rule as compression's own best pick (ernie3.pick), which gets
 --optimize_for too.
@@ -420,12 +420,12 @@ def pick_deployment(
 
 
 def spread_text(row: dict, key: str, digits: int, unit: str) -> str:
-    """A measured figure as "median unit, IQR q1–q3 over N rounds", or the bare number where it has no spread."""
+    """A measured figure as "median unit, range low–high over N rounds", or the bare number where it has no spread."""
     spread = row.get(f"{key}_spread")
     if not spread:
         return f"{row[key]:.{digits}f} {unit}"
     found = Spread.from_dict(spread)
-    return (f"{found.median:.{digits}f} {unit}, IQR {found.q1:.{digits}f}–{found.q3:.{digits}f} over "
+    return (f"{found.median:.{digits}f} {unit}, range {found.low:.{digits}f}–{found.high:.{digits}f} over "
             f"{found.rounds} rounds")  # fmt: skip
 
 
@@ -462,11 +462,11 @@ def plot(rows: list[dict], picked: dict, batch_size: int, path: str) -> None:
     panels = ((axes[0], "batch1_latency_p50_ms", "batch 1: median latency (ms, lower is better)"),
               (axes[1], "batch_throughput", f"batch {batch_size}: throughput (seq/s, higher is better)"))  # fmt: skip
     for axis, key, title in panels:
-        # error bars: the interquartile range over the timing rounds
+        # error bars: the range over the timing rounds
         spreads = [Spread.from_dict(r[f"{key}_spread"]) if r.get(f"{key}_spread") else None for r in rows]
-        # clamped at 0: the shown figure is rounded, so with a tiny IQR it may sit just outside it
-        errors = [[max(0.0, r[key] - s.q1) if s else 0.0 for r, s in zip(rows, spreads)],
-                  [max(0.0, s.q3 - r[key]) if s else 0.0 for r, s in zip(rows, spreads)]]  # fmt: skip
+        # clamped at 0: the shown figure is rounded, so with a tiny range it may sit just outside it
+        errors = [[max(0.0, r[key] - s.low) if s else 0.0 for r, s in zip(rows, spreads)],
+                  [max(0.0, s.high - r[key]) if s else 0.0 for r, s in zip(rows, spreads)]]  # fmt: skip
         bars = axis.barh(range(len(rows)), [r[key] for r in rows], color=colour, xerr=errors, ecolor="#333333",
                          error_kw={"elinewidth": 0.8, "capsize": 2})  # fmt: skip
         for bar, row in zip(bars, rows):
@@ -505,7 +505,7 @@ def markdown_report(report: dict, task: Any) -> str:
     rows = report["candidates"]
     metric_names = list(rows[0]["metrics"])
     header = ["candidate", "engine", "numeric precision", *metric_names, "agreement with float", "size (MB)",
-              "batch 1 p50 (ms): median (IQR)", "batch 1 p99 (ms)", f"batch {batch} (seq/s): median (IQR)",
+              "batch 1 p50 (ms): median (range)", "batch 1 p99 (ms)", f"batch {batch} (seq/s): median (range)",
               "within drop", "deploy"]  # fmt: skip
     lines = [
         f"# Pipeline report: {task.name}",
@@ -540,7 +540,7 @@ def markdown_report(report: dict, task: Any) -> str:
         f"Metrics and agreement with the float model on {report['stages']['compress']['eval_examples']} dev examples "
         f"(compression's evaluation); latency and throughput end to end (tokenization + model + decoding) through the "
         f"Predictor on {settings['bench_examples_used']} dev examples, {settings['num_threads']} CPU threads, "
-        f"after warm-up; medians and interquartile ranges over "
+        f"after warm-up; medians and ranges (lowest–highest) over "
         f"{report['stages']['benchmark'].get('timing_rounds', 1)} interleaved rounds (each round times every "
         f"candidate once, in rotated order; a difference within the ranges is a tie). Within drop: the dev {task.metric_name} is within {settings['max_metric_drop']:.1%} of the "
         f"float model's.",
