@@ -23,9 +23,24 @@ def configure_environment() -> None:
         # paddle 3.x exports PIR `model.json` by default; paddlenlp/paddleslim PTQ and
         # `enable_memory_optim()` need the legacy `model.pdmodel` program format.
         os.environ.setdefault("FLAGS_enable_pir_api", "0")
+        # paddle 3.1's dygraph CPU kernels (training: fine-tuning, distillation, DynaBERT) run on one OpenMP thread
+        # unless OMP_NUM_THREADS is set before paddle loads; `core.set_num_threads()` after import does not stick.
+        # Measured here: a medium-shape step (batch 32 × seq 40) 3.7 s on one thread, 2.6 s with both cores.
+        # Inference engines set their own thread counts (--num_threads). A value the user set wins.
+        os.environ.setdefault("OMP_NUM_THREADS", str(training_threads()))
     # paddle's cpp_extension warns about ccache and setuptools about distutils at every import.
     warnings.filterwarnings("ignore", message="No ccache found")
     warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+
+
+def training_threads() -> int:
+    """Every core this process may run on, shared among the local processes of a multi-process launch."""
+    local_processes = os.environ.get("PADDLE_LOCAL_SIZE") or os.environ.get("PADDLE_TRAINERS_NUM") or "1"
+    try:
+        share = max(1, int(local_processes))
+    except ValueError:
+        share = 1
+    return max(1, len(os.sched_getaffinity(0)) // share)
 
 
 _COMPRESSION_PATCHED = False

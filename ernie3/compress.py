@@ -68,7 +68,7 @@ from ernie3.files import (
 from ernie3.modeling import check_model_source, load_model
 from ernie3.tasks import Task
 from ernie3.tasks.base import IGNORE_INDEX
-from ernie3.train import check_fine_tuned_model, command_for, load_run_data, model_settings, use_every_core
+from ernie3.train import check_fine_tuned_model, command_for, load_run_data, model_settings
 
 STRATEGIES = ("dynabert+ptq", "ptq", "dynabert", "qat", "dynabert+qat", "distill", "distill+ptq", "distill+qat",
               "distill+dynabert", "distill+dynabert+ptq")  # fmt: skip
@@ -684,7 +684,6 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     to_quantize = STUDENT_DIR if distilling else VOCAB_DIR if light.prune_vocab else FLOAT_DIR
     if "ptq" in args.strategy and "dynabert" not in args.strategy:
         args.input_infer_model_path = os.path.join(output_dir, to_quantize, STATIC_MODEL_PREFIX)
-    use_every_core()  # DynaBERT's training
     trainer = Trainer(
         model=model,
         args=args,

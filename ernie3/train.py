@@ -97,22 +97,6 @@ def check_fine_tuned_model(task: Task, model_dir: str) -> None:
         )
 
 
-def use_every_core() -> int:
-    """Paddle's dygraph CPU kernels run on one OpenMP thread unless told otherwise (measured here: a medium-shape
-    training step, batch 32 × seq 40, 3.7 s on one thread, 2.6 s on both cores). Training uses every core this
-    process may run on, shared among the local training processes of a multi-process launch; OMP_NUM_THREADS,
-    when the user set it, wins. Returns the thread count."""
-    from paddle.base import core
-
-    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
-        threads = max(1, int(os.environ["OMP_NUM_THREADS"]))
-    else:
-        local_processes = max(1, int(os.environ.get("PADDLE_LOCAL_SIZE") or os.environ.get("PADDLE_TRAINERS_NUM") or 1))
-        threads = max(1, len(os.sched_getaffinity(0)) // local_processes)
-    core.set_num_threads(threads)
-    return threads
-
-
 def checkpoint_step(path: str) -> int:
     return int(path.rstrip(os.sep).rsplit("-", 1)[1])
 
@@ -183,7 +167,6 @@ def project_trainer_class() -> type:
     class ProjectTrainer(compat.trainer_class()):
         def __init__(self, *args: Any, task: Task, max_seq_length: int, **kwargs: Any):
             super().__init__(*args, **kwargs)
-            use_every_core()
             self.task, self.max_seq_length = task, max_seq_length
             self._running_loss = None
             self.add_callback(StopOnNonFiniteLoss())

@@ -186,3 +186,19 @@ def test_bench_flags_are_checked_before_any_work(tmp_path, capsys, flags, messag
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith(f"error: {message}")
     assert not output.exists()
+
+
+@pytest.mark.parametrize("environment, expected", [
+    ({}, lambda cores: cores),
+    ({"OMP_NUM_THREADS": "1"}, lambda cores: 1),  # the user's setting wins
+    ({"PADDLE_LOCAL_SIZE": "2"}, lambda cores: max(1, cores // 2)),  # shared among a launch's local processes
+    ({"PADDLE_LOCAL_SIZE": "many"}, lambda cores: cores),
+])  # fmt: skip
+def test_training_gets_every_core_before_paddle_loads(environment, expected):
+    """paddle's dygraph CPU kernels run on one OpenMP thread unless OMP_NUM_THREADS is set before paddle loads
+    (ernie3.compat.configure_environment); importing the package sets it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PADDLE_LOCAL_SIZE", "PADDLE_TRAINERS_NUM")}
+    done = subprocess.run([sys.executable, "-c", "import os, ernie3; print(os.environ['OMP_NUM_THREADS'])"],
+                          env={**env, **environment}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) == expected(len(os.sched_getaffinity(0)))
