@@ -46,6 +46,7 @@ def compressed(request, tiny_model_dir, tmp_path_factory):
         "--train_file", sample_file(task_name, "train"), "--dev_file", sample_file(task_name, "dev"),
         "--strategy", "dynabert+ptq", "--algo_list", "hist", "--batch_size_list", "4", "--max_steps", "4",
         "--save_steps", "2", "--per_device_train_batch_size", "16", "--learning_rate", "1e-4", "--measure_rss", "false",
+        "--timing_rounds", "1",  # the rounds and the tie rule: tests/test_compress.py, tests/test_pick.py
         # no max_seq_length / QA window flags: compress takes them from the model's ernie3_task.json
     ], capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -279,7 +279,7 @@ def test_benchmark_runs_every_variant_on_a_small_shape(tmp_path):
     report = main(["--output_dir", str(tmp_path), "--hidden_size", "64", "--num_hidden_layers", "2",
                    "--num_attention_heads", "4", "--intermediate_size", "256", "--vocab_size", "21200",
                    "--batch_sizes", "1", "4", "--seq_lengths", "16", "--iterations", "2", "--min_seconds", "0",
-                   "--e2e_examples", "8"])  # fmt: skip
+                   "--e2e_examples", "8", "--timing_rounds", "1"])  # fmt: skip (rounds: tests/test_pick.py)
     variants = {row["variant"] for row in report["rows"]}
     expected = {"paddle-fp32", "paddle-int8", "pruned-fp32", "pruned-int8", "openvino-fp32", "openvino-int8",
                 "pruned-openvino-int8", "onnxruntime-fp32", "onnxruntime-int8"}  # fmt: skip
