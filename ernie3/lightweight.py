@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ernie3.errors import UserError
 from ernie3.layout import FLOAT_DIR, QUANTIZED_PREFIX, WIDTH_DIR_PATTERN, Candidate

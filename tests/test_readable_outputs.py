@@ -2,7 +2,6 @@
 records a task leaves out counted in the log."""
 import json
 import logging
-import os
 
 import numpy as np
 import pytest

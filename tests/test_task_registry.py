@@ -4,7 +4,6 @@ for any windowable task, decoding-only options set at deployment (--task_option)
 single example, and tasks without an online dataset."""
 import copy
 import json
-import os
 
 import numpy as np
 import pytest
