@@ -12,9 +12,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 
+#: OMP_NUM_THREADS as the user's environment had it, read before paddle's import overwrites it (see
+#: use_every_core_for_training)
+_USER_OMP_THREADS: Optional[str] = None
+
+
 def configure_environment() -> None:
     """Environment settings that must be in place before paddle is first imported."""
     from ernie3.logs import quiet_native_logs
+
+    global _USER_OMP_THREADS
+    if "paddle" not in sys.modules:
+        _USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")
 
     # paddle 3.1 logs glog INFO lines to stderr at every static run and bf16 config (`New Executor is Running`,
     # `Hardware support for BFLOAT16 is enabled`), unasked; its Python API has no switch for glog's level.
@@ -23,14 +32,25 @@ def configure_environment() -> None:
         # paddle 3.x exports PIR `model.json` by default; paddlenlp/paddleslim PTQ and
         # `enable_memory_optim()` need the legacy `model.pdmodel` program format.
         os.environ.setdefault("FLAGS_enable_pir_api", "0")
-        # paddle 3.1's dygraph CPU kernels (training: fine-tuning, distillation, DynaBERT) run on one OpenMP thread
-        # unless OMP_NUM_THREADS is set before paddle loads; `core.set_num_threads()` after import does not stick.
-        # Measured here: a medium-shape step (batch 32 × seq 40) 3.7 s on one thread, 2.6 s with both cores.
-        # Inference engines set their own thread counts (--num_threads). A value the user set wins.
-        os.environ.setdefault("OMP_NUM_THREADS", str(training_threads()))
     # paddle's cpp_extension warns about ccache and setuptools about distutils at every import.
     warnings.filterwarnings("ignore", message="No ccache found")
     warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+
+
+def use_every_core_for_training() -> int:
+    """paddle 3.1's import sets OMP_NUM_THREADS=1 when it is unset (paddle/base/__init__.py `__bootstrap__`; a value
+    above 1 makes it print a data-parallel WARNING on every import), so its dygraph CPU kernels train on one core.
+    Measured here: a medium-shape step (batch 32 × seq 40) 3.7 s on one thread, 2.6 s on both cores. Called where
+    training starts (fine-tuning, distillation, DynaBERT); inference engines set their own counts (--num_threads).
+    The user's OMP_NUM_THREADS, as it was before paddle loaded, wins. Returns the thread count."""
+    from paddle.base import core
+
+    try:
+        threads = max(1, int(_USER_OMP_THREADS)) if _USER_OMP_THREADS else training_threads()
+    except ValueError:
+        threads = training_threads()
+    core.set_num_threads(threads)
+    return threads
 
 
 def training_threads() -> int:

@@ -684,6 +684,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     to_quantize = STUDENT_DIR if distilling else VOCAB_DIR if light.prune_vocab else FLOAT_DIR
     if "ptq" in args.strategy and "dynabert" not in args.strategy:
         args.input_infer_model_path = os.path.join(output_dir, to_quantize, STATIC_MODEL_PREFIX)
+    compat.use_every_core_for_training()  # DynaBERT's training
     trainer = Trainer(
         model=model,
         args=args,

@@ -167,6 +167,7 @@ def project_trainer_class() -> type:
     class ProjectTrainer(compat.trainer_class()):
         def __init__(self, *args: Any, task: Task, max_seq_length: int, **kwargs: Any):
             super().__init__(*args, **kwargs)
+            compat.use_every_core_for_training()
             self.task, self.max_seq_length = task, max_seq_length
             self._running_loss = None
             self.add_callback(StopOnNonFiniteLoss())

@@ -188,17 +188,30 @@ def test_bench_flags_are_checked_before_any_work(tmp_path, capsys, flags, messag
     assert not output.exists()
 
 
-@pytest.mark.parametrize("environment, expected", [
-    ({}, lambda cores: cores),
-    ({"OMP_NUM_THREADS": "1"}, lambda cores: 1),  # the user's setting wins
-    ({"PADDLE_LOCAL_SIZE": "2"}, lambda cores: max(1, cores // 2)),  # shared among a launch's local processes
-    ({"PADDLE_LOCAL_SIZE": "many"}, lambda cores: cores),
+@pytest.mark.parametrize("user_setting, local_size, expected", [
+    (None, None, lambda cores: cores),
+    ("1", None, lambda cores: 1),  # the user's setting wins
+    (None, "2", lambda cores: max(1, cores // 2)),  # shared among a launch's local processes
+    (None, "many", lambda cores: cores),
+    ("lots", None, lambda cores: cores),
 ])  # fmt: skip
-def test_training_gets_every_core_before_paddle_loads(environment, expected):
-    """paddle's dygraph CPU kernels run on one OpenMP thread unless OMP_NUM_THREADS is set before paddle loads
-    (ernie3.compat.configure_environment); importing the package sets it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PADDLE_LOCAL_SIZE", "PADDLE_TRAINERS_NUM")}
-    done = subprocess.run([sys.executable, "-c", "import os, ernie3; print(os.environ['OMP_NUM_THREADS'])"],
-                          env={**env, **environment}, capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert int(done.stdout.strip()) == expected(len(os.sched_getaffinity(0)))
+def test_training_gets_every_core(monkeypatch, user_setting, local_size, expected):
+    """paddle's import sets OMP_NUM_THREADS=1 when unset, so its dygraph kernels would train on one core;
+    training asks for every core (the user's OMP_NUM_THREADS, read before paddle loaded, wins)."""
+    from ernie3 import compat
+
+    monkeypatch.setattr(compat, "_USER_OMP_THREADS", user_setting)
+    monkeypatch.delenv("PADDLE_TRAINERS_NUM", raising=False)
+    if local_size is None:
+        monkeypatch.delenv("PADDLE_LOCAL_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("PADDLE_LOCAL_SIZE", local_size)
+    assert compat.use_every_core_for_training() == expected(len(os.sched_getaffinity(0)))
+
+
+def test_importing_the_package_leaves_omp_num_threads_alone():
+    """Setting OMP_NUM_THREADS above 1 before paddle loads would make paddle print a WARNING on every import."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", "import os, ernie3; print(os.environ.get('OMP_NUM_THREADS'))"],
+                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "None", done.stderr
