@@ -263,10 +263,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from ernie3.train import run as train
 
     out = os.path.abspath(args.output_dir)
-    os.makedirs(out, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.time()
-    train_file, dev_file = write_slices(args, os.path.join(out, "data"))
+    train_file, dev_file = write_slices(args, os.path.join(out, "data"))  # checks the split before writing anything
+    os.makedirs(out, exist_ok=True)
     init_dir, teacher_dir, compress_dir = (os.path.join(out, name) for name in ("teacher-init", "teacher", "compress"))
     if not os.path.isfile(os.path.join(init_dir, "config.json")):
         vocab = None if args.dry_run else os.path.join(args.data_dir, VOCAB)

@@ -84,6 +84,11 @@ def test_the_real_data_slices_are_consecutive_and_held_out(tmp_path):
     args.train_lines = 9000
     with pytest.raises(UserError, match="exceeds the 10000 lines"):
         script.write_slices(args, str(tmp_path / "data"))
+    # refused before anything is written: no output dir left behind
+    with pytest.raises(UserError, match="exceeds the 10000 lines"):
+        script.main(["--data_dir", os.path.dirname(os.path.dirname(source)), "--output_dir", str(tmp_path / "never"),
+                     "--train_lines", "9000"])  # fmt: skip
+    assert not (tmp_path / "never").exists()
 
 
 def test_the_msra_ner_slices_are_sentences_of_its_test_file(tmp_path):
