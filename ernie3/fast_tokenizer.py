@@ -234,8 +234,8 @@ class FastErnieTokenizer:
 
 def text_ids(tokenizer: Any, text: str) -> list[int]:
     """Token ids of a text without special tokens, by the fast path where the tokenizer has one."""
-    if isinstance(tokenizer, FastErnieTokenizer):
-        return tokenizer.text_ids(text)
+    if isinstance(tokenizer, FastErnieTokenizer) or callable(getattr(type(tokenizer), "text_ids", None)):
+        return tokenizer.text_ids(text)  # the Rust one (also ernie3.standalone_tokenizer's)
     return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
 
 

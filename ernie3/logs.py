@@ -73,6 +73,24 @@ def quiet_library_loggers() -> None:
     logger.set_level("WARNING")
 
 
+def library_logger() -> logging.Logger:
+    """Where library code logs: paddlenlp's logger once paddlenlp is loaded (a run's log adopts it, its level
+    follows `quiet_library_loggers`), else ernie3's own on stderr (warnings, INFO when verbose), so that a process
+    that runs no paddle (an OpenVINO / ONNX Runtime predictor) does not import paddlenlp to log a line."""
+    if "paddlenlp" in sys.modules:
+        from paddlenlp.utils.log import logger
+
+        return logger
+    own = logging.getLogger("ernie3")
+    if not own.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)8s] - %(message)s"))
+        own.addHandler(handler)
+        own.propagate = False
+    own.setLevel(logging.INFO if verbose() else logging.WARNING)
+    return own
+
+
 # -- the log of a training / compress run ------------------------------------------------------------------------
 #: what `--log_level` accepts (HF/Trainer users pass it out of habit), lowest first
 LOG_LEVELS = ("debug", "info", "warning", "error")
