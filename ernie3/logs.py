@@ -68,9 +68,19 @@ def quiet_library_loggers() -> None:
     """paddlenlp announces every tokenizer load at INFO; inference tools show warnings and errors only."""
     if verbose() or _run_log.configured:  # a run's log file wants every level: its terminal handler filters
         return
+    if "paddlenlp" not in sys.modules:
+        # not imported for this (a paddle-free predictor never imports it): its INFO lines are dropped if it loads
+        # later (its import sets the logger's level, not its filters)
+        logging.getLogger("PaddleNLP").addFilter(_quiet_paddlenlp)
+        return
     from paddlenlp.utils.log import logger
 
     logger.set_level("WARNING")
+
+
+def _quiet_paddlenlp(record: logging.LogRecord) -> bool:
+    """paddlenlp's records from WARNING up, unless verbose or a run's log wants them all."""
+    return record.levelno >= logging.WARNING or verbose() or _run_log.configured
 
 
 def library_logger() -> logging.Logger:
