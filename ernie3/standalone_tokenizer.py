@@ -9,6 +9,7 @@ for a model directory whose task record says it was verified against paddlenlp's
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -156,16 +157,14 @@ class StandaloneErnieTokenizer:
     def _searched_offsets(self, text: str, split_tokens: list[str]) -> list[tuple[int, int]]:
         """paddlenlp 2.8.1's _get_bert_like_offset_mapping, ported as is: it finds each token by searching the
         normalized text, which places unknown tokens differently from the Rust offsets."""
-        from ernie3.fast_tokenizer import character_sets
-
-        removed = _removed_set(character_sets)
+        removed = _is_removed
         normalized_text, char_mapping = "", []
         for i, ch in enumerate(text):
             if self.do_lower_case:
                 ch = ch.lower()
             if self._strip_accents:
                 ch = "".join(c for c in unicodedata.normalize("NFD", ch) if unicodedata.category(c) != "Mn")
-            ch = "".join(c for c in ch if ord(c) not in removed)
+            ch = "".join(c for c in ch if not removed(ord(c)))
             normalized_text += ch
             char_mapping.extend([i] * len(ch))
         text, offset = normalized_text, 0
@@ -270,15 +269,13 @@ class StandaloneErnieTokenizer:
         return batch
 
 
-def _removed_set(character_sets: Any) -> frozenset:
-    """The characters paddlenlp's offset search drops (NUL, U+FFFD, controls other than \\t \\n \\r)."""
-    global _REMOVED
-    if _REMOVED is None:
-        _REMOVED = frozenset(character_sets()["removed"])
-    return _REMOVED
+def _is_removed(cp: int) -> bool:
+    """Whether paddlenlp's offset search drops a character (NUL, U+FFFD, controls other than \\t \\n \\r)."""
+    from ernie3.fast_tokenizer import character_runs
 
-
-_REMOVED: Optional[frozenset] = None
+    runs = character_runs()["removed"]
+    at = bisect.bisect_right(runs, (cp, 0x110000)) - 1
+    return at >= 0 and runs[at][0] <= cp <= runs[at][1]
 
 
 # -- the proof, made where a model directory is written -----------------------------------------------------------
