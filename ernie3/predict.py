@@ -91,8 +91,10 @@ class Predictor:
         self.backend_name, self.device, self.precision = backend, self.backend.device, self.backend.precision
         self.model_file = self.backend.model_file
         self.input_names = self.backend.input_names
+        #: whether this predictor needs nothing of paddle (its process loads it only for other reasons)
+        self.paddle_free = standalone is not None
         self.expected_peak_rss_mb = estimate_peak_rss_mb(
-            model_dims(self.model_file), self.buckets, backend, self.precision
+            model_dims(self.model_file), self.buckets, backend, self.precision, paddle_free=self.paddle_free
         )
         self.warmup = warmup
         self._warm_threads: set[int] = set()

@@ -185,7 +185,9 @@ def test_openvino_candidate_predicts_the_same_with_the_standalone_tokenizer(cand
     heavy = Predictor(candidates[kind], num_threads=1, batch_size=4, tokenizer="paddlenlp")
     assert isinstance(light.tokenizer, StandaloneErnieTokenizer) and light.tokenizer_choice.startswith("standalone")
     assert not isinstance(heavy.tokenizer, StandaloneErnieTokenizer) and "as asked" in heavy.tokenizer_choice
-    assert light.backend_name == "openvino" and light.memory_plan() == heavy.memory_plan()
+    assert light.backend_name == "openvino" and light.paddle_free and not heavy.paddle_free
+    # the memory plan counts the smaller runtime of a process without paddle
+    assert light.expected_peak_rss_mb == pytest.approx(heavy.expected_peak_rss_mb - 585.0 + 100.0)
     if kind == "qa":
         # (odd texts one at a time: paddlenlp's own offset search fails on some runs of them, IndexError)
         inputs = [{"question": q, "context": c + "海钓比赛地点在厦门与金门之间的海域。" * 4} for q, c in zip(ODD_TEXTS[:6], ODD_TEXTS[3:])]
