@@ -268,3 +268,19 @@ def test_the_predictor_process_and_the_rss_probe_import_nothing_of_paddle(candid
     lines = done.stdout.strip().splitlines()
     assert json.loads(lines[0])["peak_rss_mb"] > 0
     assert json.loads(lines[-1]) == []
+
+
+def test_a_tokenizer_it_cannot_reproduce_is_recorded_not_verified(tiny_exports, tmp_path):
+    from ernie3.export import task_of_model_dir
+    from ernie3.predict import Predictor
+    from ernie3.standalone_tokenizer import verify_model_tokenizer
+
+    model_dir = tmp_path / "added"
+    shutil.copytree(tiny_exports["seq_cls"], model_dir)
+    vocab_size = len((model_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    (model_dir / "added_tokens.json").write_text(json.dumps({"新词语": vocab_size}), encoding="utf-8")
+    record = verify_model_tokenizer(str(model_dir), task_of_model_dir(str(model_dir)), 128)
+    assert record == {"status": "not verified", "reason": "added tokens beyond the vocabulary"}
+    write_record(model_dir, {**task_record(model_dir), "fast_tokenizer": record})
+    predictor = Predictor(str(model_dir), backend="openvino", num_threads=1)
+    assert "no standalone tokenizer: not verified (added tokens beyond the vocabulary)" in predictor.tokenizer_choice
