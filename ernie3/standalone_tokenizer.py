@@ -370,5 +370,5 @@ def verified_standalone(model_dir: str, record: Any) -> tuple[Optional[Standalon
         return None, "its tokenizer files changed since they were verified"
     try:
         return StandaloneErnieTokenizer(model_dir), "standalone fast tokenizer (verified against paddlenlp's when the model was written)"
-    except (FastUnavailable, OSError) as exc:
+    except (FastUnavailable, OSError, ValueError) as exc:  # (unreadable files: paddlenlp's loader says why)
         return None, f"the standalone tokenizer cannot be built ({exc})"
