@@ -295,14 +295,13 @@ def verify_model_tokenizer(model_dir: str, task: Any, max_seq_length: int) -> di
 
     from ernie3.fast_tokenizer import PROBE_TEXTS
 
-    slow = AutoTokenizer.from_pretrained(model_dir)
     try:
         with warnings.catch_warnings():  # paddlenlp warns at every truncated pair that it returns no overflow
             warnings.simplefilter("ignore", UserWarning)
-            reason = _difference(model_dir, task, max_seq_length, slow)
+            reason = _difference(model_dir, task, max_seq_length, AutoTokenizer.from_pretrained(model_dir))
     except FastUnavailable as exc:
         reason = str(exc)
-    except Exception as exc:  # the task's encoding asked the standalone tokenizer for something it does not do
+    except Exception as exc:  # e.g. the task's encoding asked the standalone tokenizer for something it does not do
         reason = f"{type(exc).__name__}: {str(exc)[:200]}"
     if reason is not None:
         return {"status": "not verified", "reason": reason}
