@@ -573,7 +573,7 @@ def prepare_candidate_dirs(candidates: Sequence[Candidate], tokenizer: Any, task
     for directory in (candidate.path for candidate in candidates):
         if not os.path.isfile(os.path.join(directory, TASK_INFO_FILE)):
             tokenizer.save_pretrained(directory)
-            write_task_info(directory, task, max_seq_length)
+            write_task_info(directory, task, max_seq_length, verify_tokenizer=True)
 
 
 def copy_best(best: dict, output_dir: str) -> str:

@@ -25,8 +25,9 @@ def parse_records(
     task: Task, split: str, source: str, records: Iterable[tuple[RecordLocation, Any]], skip_invalid: bool
 ) -> list[dict]:
     """Validated examples; the first invalid record stops with its location, unless `skip_invalid` drops it."""
-    from paddlenlp.utils.log import logger
+    from ernie3.logs import library_logger
 
+    logger = library_logger()  # (infer on an OpenVINO/ORT model runs without paddlenlp)
     examples, skipped, dropped = [], 0, 0
     for location, record in records:
         try:

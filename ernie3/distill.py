@@ -425,7 +425,7 @@ def save_student(student: Any, tokenizer: Any, task: Task, directory: str, max_s
         del student._sub_layers[PROJECTION_NAME]  # a training aid, not part of the student
     export_inference_model(student, tokenizer, task, directory, max_seq_length)
     student.save_pretrained(directory, safe_serialization=True)
-    write_task_info(directory, task, max_seq_length)
+    write_task_info(directory, task, max_seq_length, verify_tokenizer=True)
     return directory
 
 

@@ -7,14 +7,21 @@ from typing import Any, Optional
 
 from ernie3.errors import UserError
 from ernie3.files import atomic_directory, write_json_atomic
-from ernie3.layout import STATIC_MODEL_PREFIX, TASK_INFO_FILE
+from ernie3.layout import FAST_TOKENIZER_KEY, STATIC_MODEL_PREFIX, TASK_INFO_FILE
 from ernie3.model_files import read_task_info
 from ernie3.tasks import Task, get_task
 
 
 
-def write_task_info(directory: str, task: Task, max_seq_length: int, **extra: Any) -> None:
+def write_task_info(directory: str, task: Task, max_seq_length: int, verify_tokenizer: bool = False, **extra: Any) -> None:
+    """ernie3_task.json. `verify_tokenizer` (a deployable model with its tokenizer files already in `directory`):
+    also record whether the standalone tokenizer gives paddlenlp's results on them, so that predictors of
+    OpenVINO/ONNX Runtime copies load it without paddlenlp (ernie3.standalone_tokenizer)."""
     info = {**task.describe(), "max_seq_length": max_seq_length, **extra}
+    if verify_tokenizer:
+        from ernie3.standalone_tokenizer import verify_model_tokenizer
+
+        info[FAST_TOKENIZER_KEY] = verify_model_tokenizer(directory, task, max_seq_length)
     write_json_atomic(os.path.join(directory, TASK_INFO_FILE), info)
 
 
@@ -84,7 +91,8 @@ def export_inference_model(model: Any, tokenizer: Any, task: Task, output_dir: s
         tokenizer.save_pretrained(staging)
         # the longest input the exported graph can take: stages that read the model check lengths against it
         limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-        write_task_info(staging, task, max_seq_length, **({"max_position_embeddings": limit} if limit else {}))
+        write_task_info(staging, task, max_seq_length, verify_tokenizer=True,
+                        **({"max_position_embeddings": limit} if limit else {}))  # fmt: skip
     model_file = os.path.join(output_dir, STATIC_MODEL_PREFIX + ".pdmodel")
     if not os.path.isfile(model_file):
         raise UserError(f"export wrote no {model_file}; is FLAGS_enable_pir_api set to 1 in the environment?")

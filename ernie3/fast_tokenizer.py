@@ -51,15 +51,40 @@ PROBE_TEXTS = (
 )
 
 
-def _runs(codepoints: Sequence[int]) -> list[tuple[int, int]]:
-    """Maximal runs of consecutive code points of an ascending sequence."""
-    runs: list[tuple[int, int]] = []
-    for cp in codepoints:
-        if runs and runs[-1][1] == cp - 1:
-            runs[-1] = (runs[-1][0], cp)
+@functools.lru_cache(maxsize=1)
+def character_runs() -> dict[str, tuple[tuple[int, int], ...]]:
+    """The code point runs of each class in which paddlenlp's BasicTokenizer treats characters alike, by Python's
+    unicodedata (the predicates of paddlenlp/transformers/tokenizer_utils.py, inlined: one walk over Unicode). Kept
+    as runs, not code point lists: the lists held ~40 MB for the life of a predictor."""
+    category = unicodedata.category
+    runs: dict[str, list[list[int]]] = {"removed": [], "space": [], "mark": [], "split": []}
+
+    def add(name: str, cp: int) -> None:
+        found = runs[name]
+        if found and found[-1][1] == cp - 1:
+            found[-1][1] = cp
         else:
-            runs.append((cp, cp))
-    return runs
+            found.append([cp, cp])
+
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:  # surrogates cannot occur in a Rust string (such texts are refused earlier)
+            continue
+        char = chr(cp)
+        cat = category(char)
+        if cp == 0 or cp == 0xFFFD or (cat[0] == "C" and char not in "\t\n\r"):  # _clean_text, _is_control
+            add("removed", cp)
+        elif cat == "Zs" or char.isspace():  # _is_whitespace, and what whitespace_tokenize's str.split() splits on
+            add("space", cp)
+        elif cat[0] in "PS" or cp in _EXTRA_SYMBOLS:  # _is_punctuation (all ASCII ones are P or S), _is_symbol
+            add("split", cp)
+        if cat == "Mn":  # _run_strip_accents
+            add("mark", cp)
+    return {name: tuple((a, b) for a, b in found) for name, found in runs.items()}
+
+
+def character_sets() -> dict[str, list[int]]:
+    """character_runs as code point lists."""
+    return {name: [cp for a, b in found for cp in range(a, b + 1)] for name, found in character_runs().items()}
 
 
 def _regex_class(runs: Sequence[tuple[int, int]]) -> str:
@@ -69,31 +94,9 @@ def _regex_class(runs: Sequence[tuple[int, int]]) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def character_sets() -> dict[str, list[int]]:
-    """The code points of each class in which paddlenlp's BasicTokenizer treats characters alike, by Python's
-    unicodedata (the predicates of paddlenlp/transformers/tokenizer_utils.py, inlined: one walk over Unicode)."""
-    category = unicodedata.category
-    sets: dict[str, list[int]] = {"removed": [], "space": [], "mark": [], "split": []}
-    for cp in range(0x110000):
-        if 0xD800 <= cp <= 0xDFFF:  # surrogates cannot occur in a Rust string (such texts are refused earlier)
-            continue
-        char = chr(cp)
-        cat = category(char)
-        if cp == 0 or cp == 0xFFFD or (cat[0] == "C" and char not in "\t\n\r"):  # _clean_text, _is_control
-            sets["removed"].append(cp)
-        elif cat == "Zs" or char.isspace():  # _is_whitespace, and what whitespace_tokenize's str.split() splits on
-            sets["space"].append(cp)
-        elif cat[0] in "PS" or cp in _EXTRA_SYMBOLS:  # _is_punctuation (all ASCII ones are P or S), _is_symbol
-            sets["split"].append(cp)
-        if cat == "Mn":  # _run_strip_accents
-            sets["mark"].append(cp)
-    return sets
-
-
-@functools.lru_cache(maxsize=1)
 def _character_classes() -> dict[str, str]:
-    """character_sets as regex classes; each CJK character is split off like a punctuation character."""
-    classes = {name: _runs(codepoints) for name, codepoints in character_sets().items()}
+    """character_runs as regex classes; each CJK character is split off like a punctuation character."""
+    classes = {name: list(found) for name, found in character_runs().items()}
     classes["split"] += list(_CJK_BLOCKS)
     return {name: _regex_class(runs) for name, runs in classes.items()}
 
@@ -234,8 +237,8 @@ class FastErnieTokenizer:
 
 def text_ids(tokenizer: Any, text: str) -> list[int]:
     """Token ids of a text without special tokens, by the fast path where the tokenizer has one."""
-    if isinstance(tokenizer, FastErnieTokenizer):
-        return tokenizer.text_ids(text)
+    if isinstance(tokenizer, FastErnieTokenizer) or callable(getattr(type(tokenizer), "text_ids", None)):
+        return tokenizer.text_ids(text)  # the Rust one (also ernie3.standalone_tokenizer's)
     return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
 
 

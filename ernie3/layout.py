@@ -20,6 +20,8 @@ from ernie3.errors import UserError
 # -- model directories ---------------------------------------------------------------------------------------------
 #: the task record every model directory carries (task, labels, options, max_seq_length)
 TASK_INFO_FILE = "ernie3_task.json"
+#: its entry saying whether the standalone fast tokenizer was verified on the model's tokenizer files
+FAST_TOKENIZER_KEY = "fast_tokenizer"
 #: file prefix of exported static models (model.pdmodel + model.pdiparams)
 STATIC_MODEL_PREFIX = "model"
 #: file prefix paddlenlp gives post-training-quantized models

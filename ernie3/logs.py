@@ -68,9 +68,37 @@ def quiet_library_loggers() -> None:
     """paddlenlp announces every tokenizer load at INFO; inference tools show warnings and errors only."""
     if verbose() or _run_log.configured:  # a run's log file wants every level: its terminal handler filters
         return
+    if "paddlenlp" not in sys.modules:
+        # not imported for this (a paddle-free predictor never imports it): its INFO lines are dropped if it loads
+        # later (its import sets the logger's level, not its filters)
+        logging.getLogger("PaddleNLP").addFilter(_quiet_paddlenlp)
+        return
     from paddlenlp.utils.log import logger
 
     logger.set_level("WARNING")
+
+
+def _quiet_paddlenlp(record: logging.LogRecord) -> bool:
+    """paddlenlp's records from WARNING up, unless verbose or a run's log wants them all."""
+    return record.levelno >= logging.WARNING or verbose() or _run_log.configured
+
+
+def library_logger() -> logging.Logger:
+    """Where library code logs: paddlenlp's logger once paddlenlp is loaded (a run's log adopts it, its level
+    follows `quiet_library_loggers`), else ernie3's own on stderr (warnings, INFO when verbose), so that a process
+    that runs no paddle (an OpenVINO / ONNX Runtime predictor) does not import paddlenlp to log a line."""
+    if "paddlenlp" in sys.modules:
+        from paddlenlp.utils.log import logger
+
+        return logger
+    own = logging.getLogger("ernie3")
+    if not own.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)8s] - %(message)s"))
+        own.addHandler(handler)
+        own.propagate = False
+    own.setLevel(logging.INFO if verbose() else logging.WARNING)
+    return own
 
 
 # -- the log of a training / compress run ------------------------------------------------------------------------

@@ -189,15 +189,22 @@ MEMORY_MODELS = {
 }  # fmt: skip
 
 
+#: the runtime of a process that runs an OpenVINO / ONNX Runtime model with the standalone tokenizer, without paddle
+#: and paddlenlp (measured: 94 MB with ernie3.predict, openvino, onnxruntime and tokenizers loaded and the tokenizer
+#: built), in place of MemoryModel.runtime_mb
+PADDLE_FREE_RUNTIME_MB = 100.0
+
+
 def memory_model(backend: str, precision: str) -> MemoryModel:
     """The calibrated coefficients of a backend (other backends and precisions: Paddle's, the most memory-hungry)."""
     return MEMORY_MODELS.get((backend, precision), MEMORY_MODELS.get((backend, "fp32"), MEMORY_MODELS[("paddle", "fp32")]))
 
 
 def estimate_peak_rss_mb(dims: ModelDims, buckets: ShapeBuckets, backend: str, precision: str = "fp32",
-                         include_runtime: bool = True) -> float:
+                         include_runtime: bool = True, paddle_free: bool = False) -> float:
     """Expected peak RSS (MB) of a process serving one model through `buckets`: what it holds once it has run
-    every bucket shape. `include_runtime=False` gives the model's share alone (for summing several models)."""
+    every bucket shape. `include_runtime=False` gives the model's share alone (for summing several models);
+    `paddle_free`: the process loads neither paddle nor paddlenlp (PADDLE_FREE_RUNTIME_MB)."""
     model = memory_model(backend, precision)
     hidden, intermediate, layers = dims.hidden_size, dims.intermediate_size, dims.num_layers
     largest_tokens = buckets.max_batch_size * buckets.max_seq_length
@@ -209,7 +216,8 @@ def estimate_peak_rss_mb(dims: ModelDims, buckets: ShapeBuckets, backend: str, p
         small = batch < 4 and batch * length < model.small_shape_tokens
         per_shape_mb += model.small_shape_mb if small else model.per_shape_bytes_per_weight * fc_weights / 2**20
     total = model.weight_copies * dims.parameter_mb + per_shape_mb + (activations + attention) / 2**20
-    return total + (model.runtime_mb if include_runtime else 0.0)
+    runtime = PADDLE_FREE_RUNTIME_MB if paddle_free else model.runtime_mb
+    return total + (runtime if include_runtime else 0.0)
 
 
 # -- RSS -----------------------------------------------------------------------------------------------------------

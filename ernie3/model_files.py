@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Optional
 
 from ernie3.errors import UserError
-from ernie3.layout import CANDIDATE_FILE, TASK_INFO_FILE
+from ernie3.layout import CANDIDATE_FILE, FAST_TOKENIZER_KEY, TASK_INFO_FILE
 
 
 def first_line(exc: BaseException) -> str:
@@ -61,9 +61,23 @@ def read_task_info(directory: str) -> dict:
         problem = f"field 'options' must be an object, got {info.get('options')!r}"[:200]
     elif "max_position_embeddings" in info and not _positive_int(info["max_position_embeddings"]):
         problem = f"field 'max_position_embeddings' must be a positive integer, got {info['max_position_embeddings']!r}"
+    problem = problem or fast_tokenizer_problem(info.get(FAST_TOKENIZER_KEY))
     if problem:
         raise UserError(f"{path}: damaged task record ({problem})")
     return info
+
+
+def fast_tokenizer_problem(record: Any) -> Optional[str]:
+    """What is wrong with a task record's "fast_tokenizer" entry (absent: older model directories), or None."""
+    if record is None:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("status"), str):
+        return f"field '{FAST_TOKENIZER_KEY}' must be an object with a 'status' string, got {record!r}"[:200]
+    files = record.get("tokenizer_files")
+    if record["status"] == "verified" and (not isinstance(files, dict) or not files
+                                           or not all(isinstance(v, str) for v in files.values())):  # fmt: skip
+        return f"field '{FAST_TOKENIZER_KEY}' is verified but names no tokenizer file digests (got {files!r})"[:200]
+    return None
 
 
 # -- candidate.json ------------------------------------------------------------------------------------------------

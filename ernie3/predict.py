@@ -12,10 +12,16 @@ from ernie3.errors import UserError
 from ernie3.backends import TensorRTOptions, create_backend, default_backend
 from ernie3.export import task_of_model_dir
 from ernie3.fast_tokenizer import tokenizer_for_task
+from ernie3.layout import FAST_TOKENIZER_KEY
+from ernie3.logs import library_logger
 from ernie3.memory import ShapeBuckets, estimate_peak_rss_mb, model_dims
 from ernie3.model_files import read_task_info
+from ernie3.standalone_tokenizer import verified_standalone
 from ernie3.tasks.base import IGNORE_INDEX
 
+
+#: backends that run without paddle: their predictors use the standalone tokenizer where it was verified
+PADDLE_FREE_BACKENDS = ("openvino", "onnxruntime")
 
 #: a run of rows that fills at least this share of the next batch bucket is padded up to it with repeated rows
 #: rather than split into smaller buckets (measured on the soak traffic: fewer, fuller runs are faster)
@@ -62,23 +68,33 @@ class Predictor:
         self.batch_size = batch_size
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
-        self.tokenizer = load_model_tokenizer(model_dir)
+        backend = backend or default_backend(model_path)  # a compress candidate's candidate.json, else by file type
+        standalone, why_not = None, ""
+        if backend in PADDLE_FREE_BACKENDS and tokenizer in ("auto", "fast"):
+            # proven against paddlenlp's where the model was written: this process then imports nothing of paddle
+            standalone, why_not = verified_standalone(model_dir, read_task_info(model_dir).get(FAST_TOKENIZER_KEY))
+        self.tokenizer = standalone or load_model_tokenizer(model_dir)
         self.max_seq_length = checked_max_seq_length(model_dir, max_seq_length, self.tokenizer)
-        self.tokenizer, self.tokenizer_choice, notable = tokenizer_for_task(self.tokenizer, tokenizer, self.task,
-                                                                            self.max_seq_length)  # fmt: skip
-        from paddlenlp.utils.log import logger
-
+        if standalone is not None:
+            self.tokenizer_choice, notable = why_not, False
+        else:
+            self.tokenizer, self.tokenizer_choice, notable = tokenizer_for_task(self.tokenizer, tokenizer, self.task,
+                                                                                self.max_seq_length)  # fmt: skip
+            if why_not:
+                self.tokenizer_choice += f" (no standalone tokenizer: {why_not})"
+        logger = library_logger()
         (logger.warning if notable else logger.info)(f"tokenizer: {self.tokenizer_choice}")
         # oneDNN keeps state for every input shape it meets, for the life of the process: batches run only in
         # these shapes (see ernie3/memory.py)
         self.buckets = ShapeBuckets.for_limits(batch_size, self.max_seq_length)
-        backend = backend or default_backend(model_path)  # a compress candidate's candidate.json, else by file type
         self.backend = create_backend(model_path, backend, device, precision, num_threads, tensorrt, model_prefix)
         self.backend_name, self.device, self.precision = backend, self.backend.device, self.backend.precision
         self.model_file = self.backend.model_file
         self.input_names = self.backend.input_names
+        #: whether this predictor needs nothing of paddle (its process loads it only for other reasons)
+        self.paddle_free = standalone is not None
         self.expected_peak_rss_mb = estimate_peak_rss_mb(
-            model_dims(self.model_file), self.buckets, backend, self.precision
+            model_dims(self.model_file), self.buckets, backend, self.precision, paddle_free=self.paddle_free
         )
         self.warmup = warmup
         self._warm_threads: set[int] = set()
@@ -189,9 +205,7 @@ def checked_max_seq_length(model_dir: str, requested: Optional[int], tokenizer: 
         raise UserError(f"max_seq_length {requested} exceeds the model's {limit} position embeddings")
     if requested <= tokenizer.num_special_tokens_to_add(pair=True):
         raise UserError(f"max_seq_length {requested} leaves no room for text after the special tokens")
-    from paddlenlp.utils.log import logger
-
-    logger.warning(f"{model_dir} was exported with max_seq_length {recorded}; using {requested} as asked")
+    library_logger().warning(f"{model_dir} was exported with max_seq_length {recorded}; using {requested} as asked")
     return requested
 
 

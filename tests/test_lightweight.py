@@ -196,6 +196,24 @@ def test_measured_peak_rss_of_a_candidate_in_its_own_process(light):
     assert measured is not None and 100 < measured < 4000
 
 
+def test_openvino_candidates_load_and_are_measured_without_paddle(light):
+    """Every OpenVINO candidate (untrimmed and trimmed vocabulary, INT8 embeddings) carries a verified tokenizer
+    record, so its predictor and RSS probe load no paddle: its measured peak RSS is far below the float one's."""
+    from ernie3.predict import Predictor
+
+    candidates = [c for c in light["candidates"] if c["backend"] == "openvino"]
+    assert {"float/openvino-int8", "vocab_pruned/openvino-int8"} <= {c["name"] for c in candidates}
+    for candidate in candidates:
+        with open(os.path.join(candidate["path"], "ernie3_task.json"), encoding="utf-8") as handle:
+            assert json.load(handle)["fast_tokenizer"]["status"] == "verified", candidate["name"]
+        assert Predictor(candidate["path"], num_threads=1).paddle_free, candidate["name"]
+    paddle_float = by_name(light)["float"]
+    heavy = measure_peak_rss(Candidate("float", paddle_float["path"], paddle_float["model_file"]), 8, 1)
+    small = by_name(light)["vocab_pruned/openvino-int8"]
+    light_rss = measure_peak_rss(Candidate(small["name"], small["path"], small["model_file"], "openvino", "int8"), 8, 1)
+    assert light_rss is not None and heavy is not None and light_rss < heavy - 300
+
+
 def test_a_corpus_adds_its_tokens_and_bad_corpora_fail_in_one_line(tiny_model_dir, tmp_path):
     from ernie3.modeling import load_tokenizer
     from ernie3.vocab import corpus_token_ids, plan_vocabulary
