@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ernie3.errors import UserError
 

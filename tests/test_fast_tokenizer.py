@@ -1,11 +1,9 @@
 """The Rust tokenizer gives exactly paddlenlp's ErnieTokenizer ids, type ids and offsets, and is used only then."""
 import json
-import os
 import re
 import shutil
 import unicodedata
 
-import numpy as np
 import pytest
 
 from ernie3.errors import UserError
