@@ -261,3 +261,24 @@ def test_peak_rss_is_measured_for_the_float_model_and_the_pick_by_default(traine
     measured = {c["name"]: c.get("peak_rss_mb") for c in report["candidates"]}
     assert measured["float"] > 50 and measured[report["best"]] > 50
     assert all(value is None for name, value in measured.items() if name not in ("float", report["best"]))
+
+
+def test_the_benchmark_compares_a_trimmed_vocabulary_end_to_end_with_the_float_model(light):
+    """A trimmed vocabulary splits the same texts into other token counts: its end-to-end row still has a baseline
+    (the real-data run stopped here once)."""
+    from ernie3.cli.bench import BASELINE, END_TO_END, run_benchmark
+    from ernie3.data import load_examples
+    from ernie3.tasks import get_task
+
+    rows = by_name(light)
+    variants = [Candidate(BASELINE, rows["float"]["path"], rows["float"]["model_file"], "paddle", "fp32"),
+                Candidate("trimmed", rows["vocab_pruned"]["path"], rows["vocab_pruned"]["model_file"], "paddle", "fp32")]
+    # a Latin word is letter pieces in the full vocabulary, one [UNK] in the trimmed one (its letters are not in the
+    # Chinese train sample)
+    texts = [{**example, "text_a": example["text_a"] + " quixotic wavefunction"}
+             for example in load_examples(get_task("tnews"), "dev", DEV)]
+    measured = run_benchmark(variants, [4], [16], 1, iterations=1, min_seconds=0.0, vocab_size=SMALL_VOCAB, texts=texts,
+                             rounds=1)  # fmt: skip
+    end_to_end = {r["variant"]: r for r in measured if r["mode"] == END_TO_END}
+    assert end_to_end[BASELINE]["seq_length"] != end_to_end["trimmed"]["seq_length"]  # unknown words: fewer tokens
+    assert end_to_end["trimmed"]["vs_paddle_fp32"] > 0
