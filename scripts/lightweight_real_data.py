@@ -40,7 +40,7 @@ MEDIUM = {"hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12,
 #: --dry_run: the shipped samples and a tiny teacher, for the test of this script
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 256}
 #: the issue's targets (ratios against the teacher's FP32 export / predictor)
-TARGETS = {"size_share": 0.03, "rss_share": 0.20, "model_speedup": 20.0, "e2e_speedup": 10.0, "trimmed_agreement": 0.995}
+TARGETS = {"max_metric_drop": 0.01, "size_share": 0.03, "rss_share": 0.20, "model_speedup": 20.0, "e2e_speedup": 10.0, "trimmed_agreement": 0.995}
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -142,8 +142,17 @@ def compress_argv(args: argparse.Namespace, teacher_dir: str, train: str, dev: s
             "--output_dir", out]  # fmt: skip
 
 
-def benchmark(args: argparse.Namespace, teacher_export: str, best: dict, vocab_size: int, dev: str) -> dict:
-    """Teacher FP32 vs the picked candidate on identical inputs, in one run; + the tokenizer factor end to end."""
+def smallest_student(report: dict) -> Optional[dict]:
+    """The smallest candidate built from the distilled student, when it is not the pick (e.g. outside the drop)."""
+    students = [c for c in report["candidates"] if c["name"] == "student" or c["name"].startswith("student/")]
+    smallest = min(students, key=lambda c: c["size_mb"], default=None)
+    return smallest if smallest is not None and smallest["name"] != report["best"] else None
+
+
+def benchmark(args: argparse.Namespace, teacher_export: str, best: dict, vocab_size: int, dev: str,
+              student: Optional[dict] = None) -> dict:
+    """Teacher FP32 vs the picked candidate (and the smallest student candidate when it is another) on identical
+    inputs, in one run; + the tokenizer factor end to end."""
     from ernie3.cli.bench import BASELINE, END_TO_END, MODEL_ONLY, measure_end_to_end, run_benchmark
     from ernie3.data import load_examples
     from ernie3.layout import Candidate
@@ -153,8 +162,12 @@ def benchmark(args: argparse.Namespace, teacher_export: str, best: dict, vocab_s
     texts = load_examples(get_task(args.task), "dev", dev)[: args.e2e_examples]
     teacher = Candidate(BASELINE, teacher_export, "model.pdmodel", "paddle", "fp32")
     picked = Candidate("picked", best["path"], best["model_file"], best["backend"], best["precision"])
-    # ids below the trimmed vocabulary's size are valid for both models
-    rows = run_benchmark([teacher, picked], [1, 32], [args.max_seq_length], args.num_threads, iterations=3,
+    variants = [teacher, picked]
+    if student is not None:
+        variants.append(Candidate("student", student["path"], student["model_file"], student["backend"],
+                                  student["precision"]))  # fmt: skip
+    # ids below the trimmed vocabulary's size are valid for every model
+    rows = run_benchmark(variants, [1, 32], [args.max_seq_length], args.num_threads, iterations=3,
                          min_seconds=args.min_seconds, vocab_size=vocab_size, texts=texts)  # fmt: skip
     tokenizers = {}
     for choice in ("fast", "paddlenlp"):
@@ -167,7 +180,22 @@ def benchmark(args: argparse.Namespace, teacher_export: str, best: dict, vocab_s
     def row(variant: str, mode: str, batch: int) -> dict:
         return next(r for r in rows if r["variant"] == variant and r["mode"] == mode and r["batch_size"] == batch)
 
+    figures = {}
+    if student is not None:
+        from ernie3.lightweight import measure_peak_rss
+
+        rss = student.get("peak_rss_mb")
+        if rss is None and not args.dry_run:
+            rss = measure_peak_rss(variants[-1], 32, args.num_threads)
+        figures["student_candidate"] = {
+            "name": student["name"], "metric": student["metric"], "size_mb": student["size_mb"], "peak_rss_mb": rss,
+            "agreement_with_teacher": student["agreement_with_float"],
+            "model_speedup": row("student", MODEL_ONLY, 32)["vs_paddle_fp32"],
+            "e2e_speedup": row("student", END_TO_END, 32)["vs_paddle_fp32"],
+            "batch1_p50_ms": row("student", MODEL_ONLY, 1)["latency_p50_ms"],
+        }  # fmt: skip
     return {
+        **figures,
         "rows": rows,
         "model_speedup": row("picked", MODEL_ONLY, 32)["vs_paddle_fp32"],
         "e2e_speedup": row("picked", END_TO_END, 32)["vs_paddle_fp32"],
@@ -212,7 +240,8 @@ def summarize(report: dict, bench: dict) -> dict:
         and figures["baseline_metric"] is not None and figures["student_metric"] > figures["baseline_metric"],
         "trimmed agrees ≥ 99.5% with untrimmed": figures["trimmed_agreement"] is not None
         and figures["trimmed_agreement"] >= TARGETS["trimmed_agreement"],
-        "picked candidate within 1% of the teacher": best["metric"] >= teacher["metric"] * 0.99 - 1e-12,
+        "picked candidate within 1% of the teacher":
+        best["metric"] >= teacher["metric"] * (1 - TARGETS["max_metric_drop"]) - 1e-12,
     }  # fmt: skip
     return figures
 
@@ -242,7 +271,7 @@ def markdown(f: dict, scale: str, task_name: str) -> str:
         f"| student | {metric} | agreement with teacher |", "|---|---|---|",
         f"| distilled | {num(f['student_metric'], '.4f')} | {num(f['student_agreement_with_teacher'], '.2%')} |",
         f"| labels only | {num(f['baseline_metric'], '.4f')} | {num(f['baseline_agreement_with_teacher'], '.2%')} |",
-        "",
+        "", *student_candidate_lines(f, metric),
         f"Vocabulary trimmed: agreement with the untrimmed teacher {num(f['trimmed_agreement'], '.2%')} (target ≥ 99.5%)"
         + (f"; {f['vocabulary']['vocab_size_before']} → {f['vocabulary']['vocab_size']} tokens, dev [UNK] "
            f"{f['vocabulary']['dev_unk_share_before']:.2%} → {f['vocabulary']['dev_unk_share']:.2%}"
@@ -253,6 +282,24 @@ def markdown(f: dict, scale: str, task_name: str) -> str:
         *[f"| {name} | {'yes' if ok else '**no**'} |" for name, ok in f["targets"].items()],
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def student_candidate_lines(f: dict, metric: str) -> list[str]:
+    """The smallest student candidate against the teacher, when it is not the pick."""
+    c = f.get("student_candidate")
+    if not c:
+        return []
+    within = c["metric"] >= f["teacher_metric"] * (1 - TARGETS["max_metric_drop"]) - 1e-12
+    rss = "–" if not c["peak_rss_mb"] or not f["teacher_peak_rss_mb"] else (
+        f"{c['peak_rss_mb']:.0f} MB ({c['peak_rss_mb'] / f['teacher_peak_rss_mb']:.1%})")
+    return [
+        f"Smallest student candidate `{c['name']}` ({'within' if within else 'outside'} the 1% drop, so "
+        f"{'a tie on size lost' if within else 'not the pick'}): {c['size_mb']:.2f} MB "
+        f"({c['size_mb'] / f['teacher_size_mb']:.2%} of the teacher), peak RSS {rss}, model only "
+        f"{c['model_speedup']:.1f}×, end to end {c['e2e_speedup']:.1f}×, batch-1 p50 {c['batch1_p50_ms']:.2f} ms, "
+        f"{metric} {c['metric']:.4f} (teacher {f['teacher_metric']:.4f}; agreement {c['agreement_with_teacher']:.2%})",
+        "",
+    ]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -283,7 +330,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     timings["compress_s"] = time.time() - started - timings["teacher_s"]
     best = next(r for r in report["candidates"] if r["name"] == report["best"])
     vocabulary = report["settings"].get("vocabulary") or {}
-    bench = benchmark(args, os.path.join(compress_dir, "float"), best, vocabulary.get("vocab_size", 20000), dev_file)
+    bench = benchmark(args, os.path.join(compress_dir, "float"), best, vocabulary.get("vocab_size", 20000), dev_file,
+                      smallest_student(report))  # fmt: skip
     timings["bench_s"] = time.time() - started - timings["teacher_s"] - timings["compress_s"]
     figures = summarize(report, bench)
     figures["seq_length"] = args.max_seq_length
