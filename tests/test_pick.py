@@ -144,7 +144,7 @@ def test_compress_states_its_disk_need_and_refuses_a_full_disk(tmp_path):
         check_disk_space(free_mb * 3, str(tmp_path))
 
 
-def test_the_same_export_timed_twice_agrees_within_its_spread(tiny_exports, tmp_path, capsys):
+def test_a_repeated_variant_is_timed_twice_in_one_run(tiny_exports, tmp_path, capsys):
     """Issue 19's check of the error bars: one bench run times the float export twice (paddle-fp32 and its copy
     paddle-fp32#2, interleaved with the other engines), each row with its rounds and their range."""
     import json
