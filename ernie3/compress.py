@@ -440,12 +440,14 @@ def evaluate_candidates(
     num_threads: int,
     timing_rounds: int = DEFAULT_ROUNDS,
     timing: Optional[dict] = None,
+    outputs_of: Optional[dict] = None,
 ) -> list[dict]:
     """Metric, size, agreement with the float model (and with its source), throughput and batch-1 latency of
     each candidate, each through the Predictor on its own backend and precision. The metric takes one pass per
     candidate; throughput and latency come from `timing_rounds` interleaved rounds (median and range), with the
     predictors kept alive across rounds while the memory plan's estimates fit half the available memory, else
-    rebuilt (and warmed up) in each round. `timing`, when given, receives how they were timed (for the report)."""
+    rebuilt (and warmed up) in each round. `timing`, when given, receives how they were timed (for the report);
+    `outputs_of`, when given, the per-example results of the candidates it names as keys."""
     from ernie3.predict import Predictor
 
     def predictor_for(candidate: Candidate) -> Any:
@@ -465,6 +467,8 @@ def evaluate_candidates(
         metrics = task.score(examples, outputs)
         name, source = candidate.name, candidate.source
         decisions_of[name] = [task.answer(output) for output in outputs]
+        if outputs_of is not None and name in outputs_of:
+            outputs_of[name] = outputs
         results.append({
             "name": name, "path": candidate.path, "model_file": candidate.model_file, "backend": predictor.backend_name,
             "precision": predictor.precision, "metrics": metrics, "metric": metrics[task.metric_name],
@@ -644,6 +648,10 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         from ernie3.vocab import check_max_vocab_size
 
         check_max_vocab_size(light.max_vocab_size, tokenizer)
+    if distilling:
+        from ernie3.distill import check_augmentation
+
+        check_augmentation(task, distill_args)
     if distilling and distill_args.student_model and os.path.isdir(distill_args.student_model):
         from ernie3.distill import check_student_vocabulary
 
@@ -678,8 +686,9 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     if distilling:  # the student replaces the teacher for the rest of the strategy; the teacher stays as float/
         from ernie3.distill import distill
 
+        teacher_export = os.path.join(output_dir, VOCAB_DIR if light.prune_vocab else FLOAT_DIR)
         distillation = distill(task, model, model_dir, data, args, distill_args, output_dir, final_output_dir,
-                               data_args.max_seq_length)  # fmt: skip
+                               data_args.max_seq_length, teacher_export, eval_args.num_threads)  # fmt: skip
         model = distillation.student
     to_quantize = STUDENT_DIR if distilling else VOCAB_DIR if light.prune_vocab else FLOAT_DIR
     if "ptq" in args.strategy and "dynabert" not in args.strategy:
@@ -722,10 +731,14 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
                                   STATIC_MODEL_PREFIX + ".pdmodel"))  # fmt: skip
     logger.info(f"Evaluating {len(candidates) + len(compared)} models on {len(examples['dev'])} dev examples")
     timing: dict = {}
+    # the distilled student's and the baseline's results: their difference is reported with its noise
+    outputs_of = {STUDENT_DIR: None, STUDENT_BASELINE_DIR: None} if compared else None
     results = evaluate_candidates(task, candidates + compared, examples["dev"], args.per_device_eval_batch_size,
-                                  eval_args.num_threads, eval_args.timing_rounds, timing)  # fmt: skip
+                                  eval_args.num_threads, eval_args.timing_rounds, timing, outputs_of)  # fmt: skip
     results, compared_results = results[: len(candidates)], results[len(candidates) :]
     def measure_rss_of(chosen: Sequence[int]) -> None:
+        if not chosen:
+            return
         logger.info(f"Measuring the predictor peak RSS of {len(chosen)} candidates, each in a process of its own")
         for index in chosen:
             results[index]["peak_rss_mb"] = measure_peak_rss(candidates[index], args.per_device_eval_batch_size,
@@ -736,8 +749,13 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
     if light.measure_rss and by_memory:
         measure_rss_of(range(len(candidates)))
     best, tied_with = pick_best(results, eval_args.max_metric_drop, light.optimize_for, task.higher_is_better)
+    if light.measure_rss and light.optimize_for == "size" and tied_with:
+        # a size tie goes to the lower peak RSS: measured for every tied candidate (the estimate misses engines)
+        tied = sorted(index for index, r in enumerate(results) if r["name"] in {best["name"], *tied_with})
+        measure_rss_of(tied)
+        best, tied_with = pick_best(results, eval_args.max_metric_drop, light.optimize_for, task.higher_is_better)
     if light.measure_rss and not by_memory:
-        measure_rss_of(sorted({0, results.index(best)}))
+        measure_rss_of(sorted(index for index in {0, results.index(best)} if results[index].get("peak_rss_mb") is None))
     best_dir = copy_best(best, output_dir)
     settings = {
         "strategy": args.strategy, "eval_examples": len(examples["dev"]), "num_threads": eval_args.num_threads,
@@ -746,7 +764,7 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         "batch_size_list": args.batch_size_list, "batch_num_list": args.batch_num_list, "engines": eval_args.engines,
         "optimize_for": light.optimize_for, "int8_embeddings": light.int8_embeddings, "vocabulary": vocabulary,
         "timing_rounds": eval_args.timing_rounds, "timing": timing,
-        "tie_note": tie_note(best, tied_with, OBJECTIVE_FIGURES[light.optimize_for]),
+        "tie_note": tie_note(best, tied_with, OBJECTIVE_FIGURES[light.optimize_for], light.optimize_for),
     }  # fmt: skip
     report = {
         "task": task.name, "model_dir": model_dir, "settings": settings, "compress_seconds": round(compress_seconds, 1),
@@ -758,6 +776,12 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
 
         baseline = compared_results[0] if compared_results else None
         report["distillation"] = distillation_report(results, baseline, distillation.settings, task.metric_name)
+        if outputs_of is not None:
+            from ernie3.metrics import paired_difference
+
+            report["distillation"]["student_vs_baseline"] = paired_difference(
+                task.score, task.metric_name, examples["dev"], outputs_of[STUDENT_DIR], outputs_of[STUDENT_BASELINE_DIR],
+                seed=args.seed)  # fmt: skip
         markdown += distillation_markdown(report["distillation"])
     write_json_atomic(os.path.join(output_dir, REPORT_JSON), report)
     write_text_atomic(os.path.join(output_dir, REPORT_MD), markdown)

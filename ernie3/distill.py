@@ -38,6 +38,16 @@ IMPORTANCE_BATCHES = 32
 PROJECTION_NAME = "distill_projection"
 #: what a distillation checkpoint dir records, so that a resumed run continues the same distillation
 SETTINGS_FILE = "ernie3_distill.json"
+#: a feature key of the distillation's train set: the row of the teacher-output cache that holds its outputs
+TEACHER_ROW_KEY = "distill_teacher_row"
+#: the cached teacher's logit at positions beyond a feature's own tokens (a batch pads to its longest feature):
+#: no probability there, as the model's attention mask makes of padding
+PADDING_LOGIT = -1e4
+#: features per pass of the teacher-output cache (a progress step; sorted by length, so each pass pads little)
+CACHE_CHUNK = 512
+#: augmented copies per train example: beyond this the augmented set only repeats itself (and fills memory)
+MAX_AUGMENT_COPIES = 100
+AUGMENT_RATES = ("distill_augment_replace", "distill_augment_span", "distill_augment_mask")
 
 
 @dataclass
@@ -64,7 +74,24 @@ class DistillationArguments:
         metadata={"help": "Weight of the hidden-state MSE (embeddings and mapped layers; a learnt projection when "
                           "the widths differ); 0 = outputs only."},
     )  # fmt: skip
-    distill_label_weight: float = field(default=0.0, metadata={"help": "Weight of the task's label loss (0 = none)."})
+    distill_label_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the task's label loss on the train examples (0 = none)."}
+    )
+    distill_augment: int = field(
+        default=0,
+        metadata={"help": "Augmented copies of each train example that the teacher labels for the distillation "
+                          "(ERNIE Slim's data distillation: same-POS word replacement, span sampling, [UNK] masking); "
+                          "0 = the train examples alone. The labels-only baseline never sees them."},
+    )  # fmt: skip
+    distill_augment_replace: float = field(
+        default=0.1, metadata={"help": "--distill_augment: chance that a word becomes another word of its POS."}
+    )
+    distill_augment_span: float = field(
+        default=0.25, metadata={"help": "--distill_augment: chance that a text becomes a random span of its words."}
+    )
+    distill_augment_mask: float = field(
+        default=0.1, metadata={"help": "--distill_augment: chance that a text token becomes [UNK]."}
+    )
     distill_baseline: bool = field(
         default=False,
         metadata={"help": "Also fine-tune the same student on the labels alone and report it beside the distilled one."},
@@ -119,6 +146,23 @@ def check_distillation_settings(strategy: str, dargs: DistillationArguments) -> 
         value = getattr(dargs, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise UserError(f"--{name} must be a finite number >= 0, got {value}")
+    if not 0 <= dargs.distill_augment <= MAX_AUGMENT_COPIES:
+        raise UserError(f"--distill_augment takes 0 to {MAX_AUGMENT_COPIES} copies per train example, "
+                        f"got {dargs.distill_augment}")  # fmt: skip
+    for name in AUGMENT_RATES:
+        value = getattr(dargs, name)
+        if not (isinstance(value, (int, float)) and 0 <= value <= 1):  # NaN fails too
+            raise UserError(f"--{name} is a probability between 0 and 1, got {value}")
+    if dargs.distill_augment and not any(getattr(dargs, name) for name in AUGMENT_RATES):
+        raise UserError("--distill_augment: every augmentation rate is 0, so no copy could differ from its example "
+                        f"(set one of {', '.join('--' + name for name in AUGMENT_RATES)})")  # fmt: skip
+
+
+def check_augmentation(task: Task, dargs: DistillationArguments) -> None:
+    """Whether the task can augment its examples when --distill_augment asks for it (before any work)."""
+    if dargs.distill_augment and not task.augmentable:
+        raise UserError(f"--distill_augment: task {task.name} ({task.task_type}) does not say how its examples are "
+                        "augmented; distil it with --distill_augment 0")  # fmt: skip
 
 
 def requested_shape(teacher: StudentShape, dargs: DistillationArguments) -> StudentShape:
@@ -298,9 +342,11 @@ def distillation_trainer_class() -> type:
     class DistillationTrainer(project_trainer_class()):
         """The project's Trainer, whose training loss is the teacher → student distillation loss."""
 
-        def __init__(self, *args: Any, teacher: Any, settings: DistillationArguments, mapping: list[int], **kwargs: Any):
+        def __init__(self, *args: Any, teacher: Any, settings: DistillationArguments, mapping: list[int],
+                     teacher_cache: Optional["TeacherOutputs"] = None, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.teacher, self.settings, self.mapping = teacher, settings, mapping
+            self.teacher_cache = teacher_cache
             self.teacher.eval()
             for parameter in self.teacher.parameters():
                 parameter.stop_gradient = True
@@ -309,21 +355,35 @@ def distillation_trainer_class() -> type:
         def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False) -> Any:
             if not model.training:  # evaluation: the student's own label loss, outputs as the metrics read them
                 return super().compute_loss(model, inputs, return_outputs)
+            from ernie3.augment import AUGMENTED_KEY, gold_rows
+
             task, settings = self.task, self.settings
-            features = {key: value for key, value in inputs.items() if key not in task.label_names}
+            features = {key: value for key, value in inputs.items()
+                        if key not in (*task.label_names, AUGMENTED_KEY, TEACHER_ROW_KEY)}  # fmt: skip
             hidden = settings.distill_hidden_weight > 0
             student_out = model(**features, output_hidden_states=hidden, return_dict=True)
-            with paddle.no_grad():
-                teacher_out = self.teacher(**features, output_hidden_states=hidden, return_dict=True)
-            student_logits, teacher_logits = logits_of(student_out), logits_of(teacher_out)
+            student_logits = logits_of(student_out)
+            if self.teacher_cache is not None:
+                teacher_out = None
+                teacher_logits = self.teacher_cache.batch(inputs[TEACHER_ROW_KEY], student_logits)
+            else:
+                with paddle.no_grad():
+                    teacher_out = self.teacher(**features, output_hidden_states=hidden, return_dict=True)
+                teacher_logits = logits_of(teacher_out)
             loss = task.distillation_loss(student_logits, teacher_logits, inputs, settings.distill_temperature)
             if hidden:
                 loss = loss + settings.distill_hidden_weight * self.hidden_loss(model, student_out, teacher_out)
             if settings.distill_label_weight > 0:
                 labels = tuple(inputs[name] for name in task.label_names)
-                single = len(student_logits) == 1
-                hard = self.label_loss(student_logits[0] if single else student_logits, labels[0] if single else labels)
-                loss = loss + settings.distill_label_weight * hard
+                outputs = student_logits
+                rows = gold_rows(inputs)  # augmented rows have no gold labels
+                if rows is not None:
+                    outputs = tuple(paddle.gather(output, rows) for output in outputs)
+                    labels = tuple(paddle.gather(label, rows) for label in labels)
+                if rows is None or rows.shape[0] > 0:
+                    single = len(outputs) == 1
+                    hard = self.label_loss(outputs[0] if single else outputs, labels[0] if single else labels)
+                    loss = loss + settings.distill_label_weight * hard
             return (loss, student_logits) if return_outputs else loss
 
         def hidden_loss(self, model: Any, student_out: Any, teacher_out: Any) -> Any:
@@ -390,10 +450,10 @@ def checkpoint_dir_for(work_dir: str, settings: dict, overwrite: bool) -> str:
 
 def train_student(
     trainer_class: type, student: Any, training_args: Any, work_dir: str, data: Any, task: Task,
-    max_seq_length: int, **trainer_kwargs: Any,
+    max_seq_length: int, train_dataset: Any = None, **trainer_kwargs: Any,
 ) -> tuple[Any, Optional[str]]:
-    """Train `student` with checkpoints in `work_dir` (resumed from its last complete one); returns the best model
-    and the checkpoint it resumed from."""
+    """Train `student` on `train_dataset` (default: the train split) with checkpoints in `work_dir` (resumed from
+    its last complete one); returns the best model and the checkpoint it resumed from."""
     from paddlenlp.utils.log import logger
 
     from ernie3.train import checkpoint_total_loss, check_finite_loss, last_complete_checkpoint
@@ -404,7 +464,8 @@ def train_student(
     args.metric_for_best_model = task.metric_name
     args.greater_is_better = True
     trainer = trainer_class(
-        model=student, args=args, data_collator=task.data_collator(data.tokenizer), train_dataset=data.datasets["train"],
+        model=student, args=args, data_collator=task.data_collator(data.tokenizer),
+        train_dataset=train_dataset if train_dataset is not None else data.datasets["train"],
         eval_dataset=data.datasets["dev"], tokenizer=data.tokenizer,
         compute_metrics=task.metrics_function(data.examples["dev"], data.encoded["dev"]), task=task,
         max_seq_length=max_seq_length, **trainer_kwargs,
@@ -448,13 +509,100 @@ def resolve_student_shape(teacher_config: dict, dargs: DistillationArguments) ->
     return requested_shape(teacher_shape(teacher_config), dargs)
 
 
+def distillation_features(task: Task, data: Any, dargs: DistillationArguments, max_seq_length: int,
+                          seed: int) -> tuple[list[dict], int]:
+    """The distillation's train features: the train split's, and with --distill_augment its augmented copies
+    (made the same way on every run with the same seed, so a resumed run continues on the same data); (features,
+    augmented feature count)."""
+    if not dargs.distill_augment:
+        return list(data.encoded["train"].features), 0
+    from paddlenlp.utils.log import logger
+
+    from ernie3.augment import AugmentationSettings, augmented_features, training_features
+    from ernie3.fast_tokenizer import tokenizer_for_task
+
+    settings = AugmentationSettings(dargs.distill_augment, dargs.distill_augment_mask, dargs.distill_augment_replace,
+                                    dargs.distill_augment_span, seed)  # fmt: skip
+    encoder, _, _ = tokenizer_for_task(data.tokenizer, "auto", task, max_seq_length)
+    examples = data.examples["train"]
+    augmented = augmented_features(task, examples, lambda batch: task.encode(batch, encoder, max_seq_length),
+                                   data.tokenizer, settings)  # fmt: skip
+    logger.info(f"Distillation data: {len(data.encoded['train'].features)} train features + {len(augmented)} "
+                f"augmented ones ({dargs.distill_augment} copies asked per example) that the teacher labels")  # fmt: skip
+    return training_features(data.encoded["train"].features, augmented), len(augmented)
+
+
+class TeacherOutputs:
+    """The teacher's outputs on every feature of the distillation's train set, computed once through its static
+    export on Paddle Inference (oneDNN FP32, equal to the dygraph teacher in eval mode to ~1e-6, and several times
+    faster than a dygraph forward at every step), and handed to the loss batch by batch."""
+
+    def __init__(self, task: Task, export_dir: str, features: Sequence[dict], num_threads: int, batch_size: int):
+        import numpy as np
+        from tqdm import tqdm
+
+        from ernie3.predict import Predictor
+
+        predictor = Predictor(export_dir, backend="paddle", precision="fp32", num_threads=num_threads,
+                              batch_size=batch_size)  # fmt: skip
+        self.per_token = task.outputs_per_token
+        self.rows: list[tuple] = [()] * len(features)
+        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+        with tqdm(total=len(features), desc="Teacher outputs on the distillation data", unit="feature",
+                  leave=False) as bar:  # fmt: skip
+            for start in range(0, len(order), CACHE_CHUNK):
+                chunk = order[start : start + CACHE_CHUNK]
+                outputs = predictor.outputs([features[i] for i in chunk])
+                for position, index in enumerate(chunk):
+                    length = len(features[index]["input_ids"])
+                    self.rows[index] = tuple(np.asarray(out[position][:length] if self.per_token else out[position],
+                                                        dtype=np.float32) for out in outputs)  # fmt: skip
+                bar.update(len(chunk))
+
+    def batch(self, rows: Any, like: Sequence[Any]) -> tuple:
+        """The cached outputs of a batch's rows, shaped as the student's outputs `like` (per-token outputs padded
+        to the batch's length with PADDING_LOGIT)."""
+        import numpy as np
+        import paddle
+
+        indices = [int(i) for i in np.asarray(rows).reshape(-1)]
+        batch = []
+        for k, student in enumerate(like):
+            values = [self.rows[i][k] for i in indices]
+            if self.per_token:
+                length = student.shape[1]
+                values = [np.pad(v, [(0, length - v.shape[0])] + [(0, 0)] * (v.ndim - 1), constant_values=PADDING_LOGIT)
+                          for v in values]  # fmt: skip
+            batch.append(paddle.to_tensor(np.stack(values), dtype=student.dtype))
+        return tuple(batch)
+
+
+def distillation_train_set(task: Task, data: Any, dargs: DistillationArguments, max_seq_length: int, seed: int,
+                           teacher_export: Optional[str], num_threads: int,
+                           batch_size: int) -> tuple[Any, int, Optional[TeacherOutputs]]:
+    """(the distillation's train dataset, its augmented feature count, the teacher's cached outputs on it). The
+    outputs are cached when only they are distilled (hidden states need the dygraph teacher at every step) and
+    the teacher's export is given."""
+    from paddlenlp.datasets import MapDataset
+
+    features, augmented = distillation_features(task, data, dargs, max_seq_length, seed)
+    cache = None
+    if teacher_export is not None and dargs.distill_hidden_weight == 0:
+        cache = TeacherOutputs(task, teacher_export, features, num_threads, batch_size)
+        features = [{**feature, TEACHER_ROW_KEY: row} for row, feature in enumerate(features)]
+    if not augmented and cache is None:
+        return data.datasets["train"], 0, None
+    return MapDataset(features), augmented, cache
+
+
 def distill(
     task: Task, teacher: Any, teacher_dir: str, data: Any, training_args: Any, dargs: DistillationArguments,
-    output_dir: str, work_root: str, max_seq_length: int,
+    output_dir: str, work_root: str, max_seq_length: int, teacher_export: Optional[str] = None, num_threads: int = 1,
 ) -> DistillationResult:
     """Build the student, distil the teacher into it (and the label-only baseline if asked), save both under
     `output_dir` (student/, student_baseline/); checkpoints live in `work_root`/distill_checkpoints until the compress
-    output is published, so that a killed run resumes."""
+    output is published, so that a killed run resumes. `teacher_export`: the teacher's static export, whose outputs
+    on the train set are computed once (with `num_threads`) instead of a dygraph forward at every step."""
     from paddlenlp.utils.log import logger
 
     from ernie3.args import check_max_seq_length
@@ -492,13 +640,21 @@ def distill(
 
         student.add_sublayer(PROJECTION_NAME, paddle.nn.Linear(shape.hidden, whole.hidden))
     work = checkpoint_dir_for(os.path.join(work_root, "student"), settings, overwrite)
+    train_set, augmented, cache = distillation_train_set(task, data, dargs, max_seq_length, training_args.seed,
+                                                         teacher_export, num_threads,
+                                                         training_args.per_device_eval_batch_size)  # fmt: skip
     student, resumed = train_student(distillation_trainer_class(), student, training_args, work, data, task,
-                                     max_seq_length, teacher=teacher, settings=dargs, mapping=mapping)  # fmt: skip
+                                     max_seq_length, train_set, teacher=teacher, settings=dargs, mapping=mapping,
+                                     teacher_cache=cache)  # fmt: skip
+    cached = cache is not None
+    del cache
     student_dir = save_student(student, tokenizer, task, os.path.join(output_dir, STUDENT_DIR), max_seq_length)
     baseline_dir = None
     if dargs.distill_baseline:
         logger.info(f"Baseline: the same student {shape.describe()} fine-tuned on the labels alone")
-        work = checkpoint_dir_for(os.path.join(work_root, "baseline"), {**settings, "baseline": True}, overwrite)
+        # the baseline trains on the labels alone: what only shapes the distillation does not restart it
+        own = {k: v for k, v in settings.items() if k not in ("distill_augment", *AUGMENT_RATES)}
+        work = checkpoint_dir_for(os.path.join(work_root, "baseline"), {**own, "baseline": True}, overwrite)
         baseline, _ = train_student(project_trainer_class(), make_student(), training_args, work, data, task,
                                     max_seq_length)  # fmt: skip
         baseline_dir = save_student(baseline, tokenizer, task, os.path.join(output_dir, STUDENT_BASELINE_DIR),
@@ -506,7 +662,11 @@ def distill(
     summary = {"student": source, "shape": dataclasses.asdict(shape), "teacher_shape": dataclasses.asdict(whole),
                "layer_map": mapping, "temperature": dargs.distill_temperature,
                "hidden_weight": dargs.distill_hidden_weight, "label_weight": dargs.distill_label_weight,
+               "augmented_features": augmented, "train_features": len(data.datasets["train"]),
+               "teacher_outputs": "cached from its static export" if cached else "dygraph forward at every step",
                "resumed_from": os.path.basename(resumed) if resumed else None}  # fmt: skip
+    if augmented:
+        summary["augmentation"] = {name: getattr(dargs, name) for name in ("distill_augment", *AUGMENT_RATES)}
     return DistillationResult(student, student_dir, baseline_dir, shape, source, summary)
 
 
@@ -535,7 +695,7 @@ def distillation_markdown(report: dict) -> str:
     lines = ["", "## Distillation", "",
              f"Teacher {describe(teacher)} → student {describe(shape)} ({report['student']}); temperature "
              f"{report['temperature']:g}, hidden-state weight {report['hidden_weight']:g}, label weight "
-             f"{report['label_weight']:g}.", "",
+             f"{report['label_weight']:g}{augmentation_note(report)}.", "",
              f"| model | {report['metric_name']} | agreement with teacher | size (MB) | throughput (seq/s) |",
              "|---|---|---|---|---|"]  # fmt: skip
     for role, row in report["models"].items():
@@ -543,4 +703,22 @@ def distillation_markdown(report: dict) -> str:
                 "baseline": "same student, labels only"}[role]  # fmt: skip
         lines.append(f"| {name} | {row['metric']:.4f} | {row['agreement_with_teacher']:.2%} | {row['size_mb']:.2f} | "
                      f"{row['throughput']:.1f} |")  # fmt: skip
+    comparison = report.get("student_vs_baseline")
+    if comparison:
+        low, high = comparison["ci95"]
+        verdict = ("beyond the noise of these dev examples" if comparison["beyond_noise"] else
+                   "within the noise of these dev examples: no difference shown")  # fmt: skip
+        lines += ["", f"Distilled − labels-only {report['metric_name']}: {comparison['difference']:+.4f} (95% paired "
+                      f"bootstrap interval {low:+.4f} to {high:+.4f} over {comparison['resamples']} resamples of the dev "
+                      f"examples): {verdict}."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def augmentation_note(report: dict) -> str:
+    settings = report.get("augmentation")
+    if not settings:
+        return ""
+    return (f"; data: {report['train_features']} train features + {report['augmented_features']} augmented ones "
+            f"(--distill_augment {settings['distill_augment']}: word replacement {settings['distill_augment_replace']:g}, "
+            f"span {settings['distill_augment_span']:g}, [UNK] {settings['distill_augment_mask']:g}), labelled by the "
+            "teacher; the labels-only baseline trains on the train features alone")

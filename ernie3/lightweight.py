@@ -36,11 +36,18 @@ class LightweightArguments:
     prune_vocab: bool = field(
         default=False,
         metadata={"help": "Trim the vocabulary before compressing: keep the special tokens and the tokens the train "
-                          "file (and --vocab_corpus) uses, most frequent first, up to --max_vocab_size; the word "
+                          "file (and --vocab_corpus) uses, most frequent first, up to --max_vocab_size (the rest of "
+                          "it filled as --vocab_fill says); the word "
                           "embedding keeps those rows, the position embedding max_seq_length rows. The trimmed model "
                           "(vocab_pruned/) is what DynaBERT, PTQ and QAT then compress."},
     )  # fmt: skip
     max_vocab_size: int = field(default=6000, metadata={"help": "Largest vocabulary --prune_vocab keeps."})
+    vocab_fill: str = field(
+        default="order",
+        metadata={"help": "What --prune_vocab keeps beyond the texts' tokens: order (the vocabulary's first tokens up "
+                          "to --max_vocab_size: ERNIE vocabularies list the commonest first, so new text meets fewer "
+                          "[UNK]s) or none (the texts' tokens only: the smallest model)."},
+    )  # fmt: skip
     vocab_corpus: Optional[str] = field(
         default=None, metadata={"help": "A UTF-8 text file (one text a line) whose tokens --prune_vocab also keeps."}
     )
@@ -65,6 +72,10 @@ class LightweightArguments:
     def __post_init__(self) -> None:
         if self.optimize_for not in OBJECTIVES:
             raise UserError(f"--optimize_for: '{self.optimize_for}' is not one of {', '.join(OBJECTIVES)}")
+        from ernie3.vocab import VOCAB_FILLS
+
+        if self.vocab_fill not in VOCAB_FILLS:
+            raise UserError(f"--vocab_fill: '{self.vocab_fill}' is not one of {', '.join(VOCAB_FILLS)}")
         if self.vocab_corpus is not None:
             if not self.prune_vocab:
                 raise UserError("--vocab_corpus is used only with --prune_vocab")

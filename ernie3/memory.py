@@ -193,6 +193,9 @@ MEMORY_MODELS = {
 #: and paddlenlp (measured: 94 MB with ernie3.predict, openvino, onnxruntime and tokenizers loaded and the tokenizer
 #: built), in place of MemoryModel.runtime_mb
 PADDLE_FREE_RUNTIME_MB = 100.0
+#: what the HTTP service adds to a paddle-free process (fastapi, uvicorn, pydantic, the worker threads; measured:
+#: 173 MB peak serving a tiny OpenVINO model vs 141 MB for its bare warmed-up Predictor)
+SERVICE_RUNTIME_MB = 40.0
 
 
 def memory_model(backend: str, precision: str) -> MemoryModel:
@@ -347,7 +350,33 @@ def plan_model(path: str, options: dict) -> dict:
         model_file = backends.find_static_model(path, options.get("model_prefix"))[0]
         precision = "int8" if backends.is_quantized_model(model_file) else "fp32"
     share = estimate_peak_rss_mb(model_dims(model_file), buckets, backend, precision, include_runtime=False)
-    return {"backend": backend, "precision": precision, "buckets": buckets, "share_mb": share}
+    return {"backend": backend, "precision": precision, "buckets": buckets, "share_mb": share,
+            "paddle_free": runs_without_paddle(model_dir, backend, options.get("tokenizer", "auto"))}  # fmt: skip
+
+
+def runs_without_paddle(model_dir: str, backend: str, tokenizer: str) -> bool:
+    """Whether a Predictor of this model needs nothing of paddle: an OpenVINO / ONNX Runtime model whose
+    standalone tokenizer was verified for its tokenizer files (as the Predictor decides it)."""
+    from ernie3.layout import FAST_TOKENIZER_KEY
+    from ernie3.model_files import read_task_info
+    from ernie3.predict import PADDLE_FREE_BACKENDS
+    from ernie3.standalone_tokenizer import is_verified
+
+    if backend not in PADDLE_FREE_BACKENDS or tokenizer not in ("auto", "fast"):
+        return False
+    return is_verified(model_dir, read_task_info(model_dir).get(FAST_TOKENIZER_KEY))
+
+
+def serves_without_paddle(models: Sequence[Any]) -> bool:
+    """Whether every model of a service runs without paddle (then the service never imports it); a model whose
+    files cannot be planned counts as one that needs paddle (loading it says what is wrong)."""
+    for spec in models:
+        try:
+            if not plan_model(spec.path, dict(spec.predictor_options))["paddle_free"]:
+                return False
+        except (UserError, OSError, ValueError, KeyError):
+            return False
+    return bool(models)
 
 
 def check_memory_budget(models: Sequence[Any], max_memory_mb: int = 0) -> list[str]:
@@ -363,7 +392,10 @@ def check_memory_budget(models: Sequence[Any], max_memory_mb: int = 0) -> list[s
             # without a budget, loading the model reports what is wrong with it, in its own words
     if not plans:
         return []
-    runtime = max(memory_model(p["backend"], p["precision"]).runtime_mb for p in plans.values())
+    if all(p["paddle_free"] for p in plans.values()) and len(plans) == len(models):
+        runtime = PADDLE_FREE_RUNTIME_MB + SERVICE_RUNTIME_MB  # the service never imports paddle
+    else:
+        runtime = max(memory_model(p["backend"], p["precision"]).runtime_mb for p in plans.values())
     total = runtime + sum(p["share_mb"] for p in plans.values())
     shares = ", ".join(f"{name} {p['share_mb']:.0f} MB" for name, p in plans.items())
     if max_memory_mb and total > max_memory_mb:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 
 def per_class_markdown(title: str, rows: Sequence[Mapping[str, object]]) -> str:
@@ -150,3 +150,29 @@ def cmrc_scores(references: Mapping[str, Sequence[str]], predictions: Mapping[st
         "total": total,
         "skipped": missing,
     }
+
+
+def paired_difference(score: Callable[[list, list], Mapping[str, float]], metric: str, examples: Sequence,
+                      results_a: Sequence, results_b: Sequence, resamples: int = 1000, seed: int = 0) -> dict:
+    """The metric of two models on the same examples, their difference (a − b) and its 95% paired bootstrap
+    interval (scipy.stats.bootstrap over the examples, percentile method): whether a difference exceeds what
+    the choice of examples alone would make of it. `score(examples, results)` is the task's score."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    examples, results_a, results_b = list(examples), list(results_a), list(results_b)
+
+    def metric_of(results: list, indices: np.ndarray) -> float:
+        return float(score([examples[i] for i in indices], [results[i] for i in indices])[metric])
+
+    def difference(indices: np.ndarray) -> float:
+        indices = np.asarray(indices, dtype=np.int64)
+        return metric_of(results_a, indices) - metric_of(results_b, indices)
+
+    everything = np.arange(len(examples))
+    observed = difference(everything)
+    interval = bootstrap((everything,), difference, vectorized=False, n_resamples=resamples, method="percentile",
+                         confidence_level=0.95, random_state=np.random.default_rng(seed)).confidence_interval  # fmt: skip
+    return {"a": metric_of(results_a, everything), "b": metric_of(results_b, everything), "difference": observed,
+            "ci95": [float(interval.low), float(interval.high)], "resamples": resamples,
+            "beyond_noise": bool(interval.low > 0 or interval.high < 0)}  # fmt: skip

@@ -1,6 +1,9 @@
 """The one rule that picks a candidate (compress's best/, the pipeline's deploy pick): among the candidates within
 the metric drop of the reference, the best by the objective's median; candidates whose spread overlaps the best's
-are a tie (a difference within the measurement noise decides nothing), broken by the metric, then by size."""
+are a tie (a difference within the measurement noise decides nothing). A speed tie goes to the better metric, then
+the smaller model. Footprints (size on disk, predictor peak RSS) are single numbers that tie within
+FOOTPRINT_TIE_SHARE of each other; such a tie goes to the smaller other footprint (a size tie to the lower peak RSS,
+a memory tie to the smaller model), then the better metric."""
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
@@ -13,8 +16,27 @@ from ernie3.timing import Spread
 Objective = Callable[[dict], "Spread | float"]
 
 
+#: footprints within this share of each other are a tie: 6.31 vs 6.39 MB on disk is no difference a deployment
+#: feels, while the two predictors' peak RSS differed 3× (843 vs 290 MB, Paddle vs OpenVINO nano on real TNEWS)
+FOOTPRINT_TIE_SHARE = 0.05
+
+
 def as_spread(value: "Spread | float") -> Spread:
     return value if isinstance(value, Spread) else Spread(float(value), float(value), float(value), 1)
+
+
+def footprint(value: float) -> Spread:
+    """A footprint as a spread ±FOOTPRINT_TIE_SHARE/2 around it: two footprints tie within that share."""
+    half = FOOTPRINT_TIE_SHARE / 2 * float(value)
+    return Spread(float(value), float(value) - half, float(value) + half, 1)
+
+
+def known_peak_rss(result: dict) -> float:
+    """The measured peak RSS, else the memory plan's estimate, else infinity (a row with neither ranks last)."""
+    for key in ("peak_rss_mb", "expected_peak_rss_mb"):
+        if result.get(key) is not None:
+            return float(result[key])
+    return float("inf")
 
 
 def is_within_drop(metric: float, reference: float, max_metric_drop: float, higher_is_better: bool = True) -> bool:
@@ -39,16 +61,19 @@ def pick_candidate(
     objective: Objective,
     objective_higher_is_better: bool,
     metric_higher_is_better: bool = True,
+    tie_break: Optional[Callable[[dict], tuple]] = None,
 ) -> tuple[dict, list[str]]:
-    """(the pick, the names of the candidates it tied with: within noise of the best by the objective)."""
+    """(the pick, the names of the candidates it tied with: within noise of the best by the objective). A tie goes
+    to the largest `tie_break` key (default: the better metric, then the smaller model), then the objective."""
     eligible = within_drop(results, max_metric_drop, metric_higher_is_better)
     spreads = [as_spread(objective(r)) for r in eligible]
     sign = 1.0 if objective_higher_is_better else -1.0
     best_index = max(range(len(eligible)), key=lambda i: sign * spreads[i].median)
     tied = [i for i in range(len(eligible)) if spreads[i].overlaps(spreads[best_index])]
     metric_sign = 1.0 if metric_higher_is_better else -1.0
-    picked = max(tied, key=lambda i: (metric_sign * eligible[i]["metric"], -eligible[i].get("size_mb", 0.0),
-                                       sign * spreads[i].median))  # fmt: skip
+    if tie_break is None:
+        tie_break = lambda r: (metric_sign * r["metric"], -r.get("size_mb", 0.0))  # noqa: E731
+    picked = max(tied, key=lambda i: (*tie_break(eligible[i]), sign * spreads[i].median))
     return eligible[picked], [eligible[i]["name"] for i in tied if i != picked]
 
 
@@ -72,9 +97,25 @@ def objective(optimize_for: str, throughput_key: str = "throughput", latency_key
     return {
         "throughput": (lambda r: figure(r, throughput_key), True),
         "latency": (lambda r: figure(r, latency_key), False),
-        "size": (lambda r: float(r["size_mb"]), False),
-        "memory": (lambda r: float(peak_rss_of(r)), False),
+        "size": (lambda r: footprint(r["size_mb"]), False),
+        "memory": (lambda r: footprint(peak_rss_of(r)), False),
     }[optimize_for]
+
+
+def tie_break_for(optimize_for: str, metric_higher_is_better: bool = True) -> Callable[[dict], tuple]:
+    """How a tie on `optimize_for` is broken (larger key wins): a footprint tie by the other footprint, then the
+    metric; a speed tie by the metric, then the size."""
+    metric_sign = 1.0 if metric_higher_is_better else -1.0
+    if optimize_for == "size":
+        return lambda r: (-known_peak_rss(r), metric_sign * r["metric"])
+    if optimize_for == "memory":
+        return lambda r: (-float(r["size_mb"]), metric_sign * r["metric"])
+    return lambda r: (metric_sign * r["metric"], -r.get("size_mb", 0.0))
+
+
+#: how a tie note says what broke the tie
+TIE_BREAKS = {"size": "the lower predictor peak RSS, then the better metric",
+              "memory": "the smaller model, then the better metric"}  # fmt: skip
 
 
 def pick_best(
@@ -90,12 +131,16 @@ def pick_best(
     key, higher = objective(optimize_for, throughput_key, latency_key)
     if not within_drop(results, max_metric_drop, metric_higher_is_better):
         return results[0], []
-    return pick_candidate(results, max_metric_drop, key, higher, metric_higher_is_better)
+    return pick_candidate(results, max_metric_drop, key, higher, metric_higher_is_better,
+                          tie_break_for(optimize_for, metric_higher_is_better))  # fmt: skip
 
 
-def tie_note(picked: dict, tied_with: Sequence[str], what: str) -> Optional[str]:
+def tie_note(picked: dict, tied_with: Sequence[str], what: str, optimize_for: str = "throughput") -> Optional[str]:
     """One sentence for the report when the pick was a tie on `what` (e.g. "throughput")."""
     if not tied_with:
         return None
+    if optimize_for in TIE_BREAKS:
+        return (f"{picked['name']} tied on {what} with {', '.join(tied_with)} (within {FOOTPRINT_TIE_SHARE:.0%} of "
+                f"each other); the tie went to {TIE_BREAKS[optimize_for]}")  # fmt: skip
     return (f"{picked['name']} tied on {what} with {', '.join(tied_with)} (their ranges over the timing rounds overlap); "
             "the tie went to the better metric, then the smaller model")  # fmt: skip

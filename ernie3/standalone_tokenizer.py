@@ -360,6 +360,13 @@ def _features_difference(task: Any, slow: Any, standalone: StandaloneErnieTokeni
     return None
 
 
+def is_verified(model_dir: str, record: Any) -> bool:
+    """Whether a model directory's task record says its standalone tokenizer was verified for the tokenizer files
+    it holds now (what `verified_standalone` checks before it builds the tokenizer)."""
+    return (isinstance(record, dict) and record.get("status") == VERIFIED
+            and record.get("tokenizer_files") == tokenizer_digests(model_dir))  # fmt: skip
+
+
 def verified_standalone(model_dir: str, record: Any) -> tuple[Optional[StandaloneErnieTokenizer], str]:
     """The standalone tokenizer of a model directory whose task record says it was verified for the tokenizer
     files it holds now; else None and why not."""

@@ -1,6 +1,8 @@
 """Vocabulary trimming (issue 20): keep the special tokens and the tokens a task's own texts use (most frequent
-first, up to --max_vocab_size), cut the word embedding to those rows and the position embedding to
-max_seq_length, and save a tokenizer whose vocabulary gives the new ids.
+first, up to --max_vocab_size), fill what is left of --max_vocab_size with the vocabulary's first tokens (ERNIE
+vocabularies list tokens most frequent first, so these are the commonest tokens the texts happened not to use: fewer
+[UNK]s on new text), cut the word embedding to those rows and the position embedding to max_seq_length, and save
+a tokenizer whose vocabulary gives the new ids.
 
 paddlenlp 2.8.1 has `Trainer.cut_embeddings` for this, but it is not used: it writes `vocab_size = max_vocab_size`
 into the config whatever number of rows it kept (a model that then fails to load when the texts use fewer
@@ -33,6 +35,7 @@ class VocabularyPlan:
     special_ids: list[int]
     counted_tokens: int  # tokens seen in the texts
     distinct_tokens: int  # distinct ids among them
+    filled: int = 0  # tokens added in vocabulary order beyond those of the texts
 
     @property
     def size(self) -> int:
@@ -75,8 +78,14 @@ def corpus_token_ids(path: str, tokenizer: Any) -> Iterable[int]:
         raise UserError(f"--vocab_corpus: cannot read {path} ({exc.strerror or exc})") from None
 
 
-def plan_vocabulary(tokenizer: Any, token_ids: Iterable[Iterable[int]], max_vocab_size: int) -> VocabularyPlan:
-    """The special tokens, then the most frequent of `token_ids` (ties: lower old id first), up to the size."""
+#: how --prune_vocab fills --max_vocab_size beyond the texts' tokens
+VOCAB_FILLS = ("order", "none")
+
+
+def plan_vocabulary(tokenizer: Any, token_ids: Iterable[Iterable[int]], max_vocab_size: int,
+                    fill: str = "order") -> VocabularyPlan:  # fmt: skip
+    """The special tokens, then the most frequent of `token_ids` (ties: lower old id first), up to the size; with
+    `fill="order"` the rest of the size in the vocabulary's own order (lowest ids first)."""
     check_max_vocab_size(max_vocab_size, tokenizer)
     specials = special_token_ids(tokenizer)
     counts: collections.Counter = collections.Counter()
@@ -86,8 +95,17 @@ def plan_vocabulary(tokenizer: Any, token_ids: Iterable[Iterable[int]], max_voca
     bound = id_bound(tokenizer)
     ranked = sorted((i for i in counts if i not in special_set and 0 <= i < bound),
                     key=lambda i: (-counts[i], i))  # fmt: skip
-    kept = sorted(special_set | set(ranked[: max_vocab_size - len(specials)]))
-    return VocabularyPlan(kept, specials, sum(counts.values()), len(counts))
+    kept = special_set | set(ranked[: max_vocab_size - len(specials)])
+    added = 0
+    if fill == "order":
+        # the ids the tokenizer produces: of a repeated line (ERNIE 3.0's "$"), only the id its lookup gives
+        for token_id in sorted(set(tokenizer.vocab.token_to_idx.values())):
+            if len(kept) >= max_vocab_size:
+                break
+            if token_id not in kept:
+                kept.add(token_id)
+                added += 1
+    return VocabularyPlan(sorted(kept), specials, sum(counts.values()), len(counts), added)
 
 
 def write_trimmed_model(model: Any, tokenizer: Any, plan: VocabularyPlan, max_seq_length: int, output_dir: str) -> str:
@@ -136,16 +154,16 @@ def unknown_share(features: Sequence[dict], tokenizer: Any) -> float:
 
 
 def trim_vocabulary(model: Any, tokenizer: Any, train_features: Sequence[dict], corpus: Optional[str],
-                    max_vocab_size: int, max_seq_length: int, output_dir: str) -> dict:
+                    max_vocab_size: int, max_seq_length: int, output_dir: str, fill: str = "order") -> dict:
     """Plan from the train features (+ the corpus file) and write the trimmed model to `output_dir`; a summary."""
     sources: list[Iterable[int]] = [feature["input_ids"] for feature in train_features]
     if corpus:
         sources.append(corpus_token_ids(corpus, tokenizer))
-    plan = plan_vocabulary(tokenizer, sources, max_vocab_size)
+    plan = plan_vocabulary(tokenizer, sources, max_vocab_size, fill)
     write_trimmed_model(model, tokenizer, plan, max_seq_length, output_dir)
     return {"vocab_size_before": model.config.vocab_size, "vocab_size": plan.size, "max_vocab_size": max_vocab_size,
-            "distinct_tokens_in_texts": plan.distinct_tokens, "corpus": corpus,
-            "max_position_embeddings": max_seq_length}  # fmt: skip
+            "distinct_tokens_in_texts": plan.distinct_tokens, "filled_in_vocabulary_order": plan.filled,
+            "corpus": corpus, "max_position_embeddings": max_seq_length}  # fmt: skip
 
 
 def trim_for_compression(model: Any, task: Any, data: Any, data_args: Any, light: Any, output_dir: str) -> tuple:
@@ -161,7 +179,7 @@ def trim_for_compression(model: Any, task: Any, data: Any, data_args: Any, light
     dygraph_dir = tempfile.mkdtemp(prefix=".vocab-", dir=output_dir)
     try:
         summary = trim_vocabulary(model, data.tokenizer, data.encoded["train"].features, light.vocab_corpus,
-                                  light.max_vocab_size, data_args.max_seq_length, dygraph_dir)  # fmt: skip
+                                  light.max_vocab_size, data_args.max_seq_length, dygraph_dir, light.vocab_fill)  # fmt: skip
         trimmed = load_run_data(task, dygraph_dir, data_args.max_seq_length, data_args, list(data.examples),
                                 data_args.max_seq_length)  # fmt: skip
         model = load_model(dygraph_dir, task.model_class())
@@ -180,7 +198,10 @@ def vocabulary_report_lines(summary: Optional[dict]) -> list[str]:
     """The compress report's lines on the trimmed vocabulary (none without --prune_vocab)."""
     if not summary:
         return []
+    filled = summary.get("filled_in_vocabulary_order")
+    fill = f", {filled} of them beyond the texts' tokens in vocabulary order" if filled else ""
     return ["", f"Vocabulary trimmed (`{VOCAB_DIR}`): {summary['vocab_size_before']} → {summary['vocab_size']} tokens "
-                f"(--max_vocab_size {summary['max_vocab_size']}), position embeddings → {summary['max_position_embeddings']}; "
+                f"(--max_vocab_size {summary['max_vocab_size']}{fill}), position embeddings → "
+                f"{summary['max_position_embeddings']}; "
                 f"dev tokens that are [UNK]: {summary['dev_unk_share_before']:.2%} before, {summary['dev_unk_share']:.2%} "
                 "after; its agreement with the untrimmed model is its `agreement with float`."]  # fmt: skip

@@ -59,6 +59,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--distill_batch_size", type=int, default=32,
                         help="train batch of the distillation, the baseline and the student's importance batches")
     parser.add_argument("--distill_learning_rate", type=float, default=5e-4)
+    parser.add_argument("--distill_augment", type=int, default=4,
+                        help="augmented copies per train example that the teacher labels (0: the train set alone)")
+    parser.add_argument("--distill_temperature", type=float, default=1.0)
+    parser.add_argument("--distill_label_weight", type=float, default=0.0)
+    parser.add_argument("--vocab_fill", choices=["order", "none"], default="order",
+                        help="--prune_vocab beyond the train texts' tokens: the vocabulary's first tokens, or none")
     parser.add_argument("--max_seq_length", type=int, default=128,
                         help="compress/bench length (TNEWS titles fit in 64; 128 keeps the trimmed position table "
                              "long enough for the batch 32 × seq 128 benchmark)")
@@ -78,7 +84,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                  "teacher_max_seq_length", "max_vocab_size", "num_threads", "e2e_examples"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    for name in ("teacher_learning_rate", "distill_learning_rate", "min_seconds"):
+    if not 0 <= args.distill_augment <= 100:
+        raise UserError(f"--distill_augment takes 0 to 100 copies, got {args.distill_augment}")
+    if not (args.distill_label_weight >= 0 and args.distill_label_weight != float("inf")):
+        raise UserError(f"--distill_label_weight must be a finite number >= 0, got {args.distill_label_weight}")
+    for name in ("teacher_learning_rate", "distill_learning_rate", "distill_temperature", "min_seconds"):
         value = getattr(args, name)
         if not value > 0 or value == float("inf"):  # NaN fails too
             raise UserError(f"--{name} must be a positive number, got {value}")
@@ -91,6 +101,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         args.teacher_steps = args.distill_steps = 5
         args.teacher_max_seq_length = args.max_seq_length = 64
         args.engines, args.min_seconds, args.e2e_examples = ["paddle"], 0.2, 32
+        args.distill_augment = min(args.distill_augment, 1)
     output = os.path.abspath(args.output_dir)
     if os.path.isfile(output):
         raise UserError(f"--output_dir: {args.output_dir} is a file")
@@ -133,10 +144,12 @@ def compress_argv(args: argparse.Namespace, teacher_dir: str, train: str, dev: s
         "--student_size", "nano"]
     return ["--task_name", args.task, "--model_name_or_path", teacher_dir, "--train_file", train, "--dev_file", dev,
             "--max_seq_length", str(args.max_seq_length), "--strategy", "distill+ptq", *student,
-            "--distill_baseline", "--max_steps", str(args.distill_steps),
+            "--distill_baseline", "--distill_augment", str(args.distill_augment),
+            "--distill_temperature", str(args.distill_temperature),
+            "--distill_label_weight", str(args.distill_label_weight), "--max_steps", str(args.distill_steps),
             "--per_device_train_batch_size", str(args.distill_batch_size),
             "--learning_rate", str(args.distill_learning_rate), "--prune_vocab", "--max_vocab_size",
-            str(args.max_vocab_size), "--int8_embeddings", "true", "--optimize_for", "size", "--algo_list", "hist",
+            str(args.max_vocab_size), "--vocab_fill", args.vocab_fill, "--int8_embeddings", "true", "--optimize_for", "size", "--algo_list", "hist",
             "--batch_size_list", "8", "--engines", *args.engines, "--nncf_accuracy_control", "false",
             "--num_threads", str(args.num_threads), "--measure_rss", str(not args.dry_run).lower(),
             "--output_dir", out]  # fmt: skip
@@ -227,6 +240,8 @@ def summarize(report: dict, bench: dict) -> dict:
         "student_metric": student.get("metric"), "student_agreement_with_teacher": student.get("agreement_with_teacher"),
         "baseline_metric": baseline.get("metric"),
         "baseline_agreement_with_teacher": baseline.get("agreement_with_teacher"),
+        "student_vs_baseline": report.get("distillation", {}).get("student_vs_baseline"),
+        "augmented_features": report.get("distillation", {}).get("augmented_features"),
         "trimmed_agreement": trimmed.get("agreement_with_float"), "vocabulary": report["settings"].get("vocabulary"),
         **{k: v for k, v in bench.items() if k != "rows"},
     }  # fmt: skip
@@ -271,7 +286,7 @@ def markdown(f: dict, scale: str, task_name: str) -> str:
         f"| student | {metric} | agreement with teacher |", "|---|---|---|",
         f"| distilled | {num(f['student_metric'], '.4f')} | {num(f['student_agreement_with_teacher'], '.2%')} |",
         f"| labels only | {num(f['baseline_metric'], '.4f')} | {num(f['baseline_agreement_with_teacher'], '.2%')} |",
-        "", *student_candidate_lines(f, metric),
+        "", *comparison_lines(f, metric), *student_candidate_lines(f, metric),
         f"Vocabulary trimmed: agreement with the untrimmed teacher {num(f['trimmed_agreement'], '.2%')} (target ≥ 99.5%)"
         + (f"; {f['vocabulary']['vocab_size_before']} → {f['vocabulary']['vocab_size']} tokens, dev [UNK] "
            f"{f['vocabulary']['dev_unk_share_before']:.2%} → {f['vocabulary']['dev_unk_share']:.2%}"
@@ -282,6 +297,19 @@ def markdown(f: dict, scale: str, task_name: str) -> str:
         *[f"| {name} | {'yes' if ok else '**no**'} |" for name, ok in f["targets"].items()],
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def comparison_lines(f: dict, metric: str) -> list[str]:
+    """Distilled − labels-only with its paired bootstrap interval: whether the held-out examples show a difference."""
+    c = f.get("student_vs_baseline")
+    if not c:
+        return []
+    low, high = c["ci95"]
+    verdict = "beyond the noise of the held-out examples" if c["beyond_noise"] else "within the noise: not shown"
+    augmented = f" (distilled on {f['augmented_features']} teacher-labelled augmented copies too)" if f.get(
+        "augmented_features") else ""
+    return [f"Distilled − labels-only {metric}: {c['difference']:+.4f}, 95% paired bootstrap interval {low:+.4f} to "
+            f"{high:+.4f}: {verdict}{augmented}", ""]
 
 
 def student_candidate_lines(f: dict, metric: str) -> list[str]:
@@ -337,7 +365,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     figures["seq_length"] = args.max_seq_length
     scale = "dry run: shipped samples, tiny teacher" if args.dry_run else (
         f"train lines 1–{args.train_lines}, held-out {args.dev_lines}, teacher {args.teacher_steps} steps at "
-        f"seq {args.teacher_max_seq_length}, distillation {args.distill_steps} steps × batch {args.distill_batch_size}")  # fmt: skip
+        f"seq {args.teacher_max_seq_length}, distillation {args.distill_steps} steps × batch {args.distill_batch_size}"
+        f" (--distill_augment {args.distill_augment})")  # fmt: skip
     result = {"settings": vars(args), "scale": scale, "figures": figures, "bench_rows": bench["rows"],
               "timings_s": {k: round(v, 1) for k, v in timings.items()}}  # fmt: skip
     write_json_atomic(os.path.join(out, "lightweight.json"), result)

@@ -84,7 +84,12 @@ def check_student_loads_on_its_own(task_type, report):
 
 @pytest.mark.parametrize("task_type", list(TASK_FLAGS))
 def test_a_shape_student_is_initialised_from_the_teacher_and_distilled(task_type, teachers, tmp_path):
-    report = compress(task_type, distill_argv(task_type, teachers[task_type], tmp_path / "out", *SHAPE))
+    # on augmented data too: the teacher labels the copies, the label loss reads the train rows only
+    report = compress(task_type, distill_argv(task_type, teachers[task_type], tmp_path / "out", *SHAPE,
+                                              "--distill_augment", "2", "--distill_label_weight", "0.5"))  # fmt: skip
+    distillation = report["distillation"]
+    assert distillation["augmented_features"] > distillation["train_features"] > 0
+    assert distillation["augmentation"]["distill_augment"] == 2 and "labelled by the teacher" in report["markdown"]
     config = student_config(report)
     assert (config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"]) == (1, 32, 2)
     assert config["intermediate_size"] == 128  # the teacher's FFN/hidden ratio
@@ -117,6 +122,12 @@ def test_distill_then_ptq_quantizes_the_student_and_reports_the_label_only_basel
     assert all(0 <= row["agreement_with_teacher"] <= 1 for row in models.values())
     assert "student_baseline" not in {row["name"] for row in report["candidates"]}  # compared, never picked
     assert "| same student, labels only |" in report["markdown"]
+    comparison = report["distillation"]["student_vs_baseline"]
+    assert comparison["a"] == pytest.approx(models["student"]["metric"])
+    assert comparison["b"] == pytest.approx(models["baseline"]["metric"])
+    low, high = comparison["ci95"]
+    assert low <= high and comparison["beyond_noise"] == (low > 0 or high < 0)
+    assert "paired bootstrap interval" in report["markdown"]
     with open(tmp_path / "out" / "report.json", encoding="utf-8") as handle:
         assert json.load(handle)["distillation"]["models"]["baseline"]["candidate"] == "student_baseline"
 
@@ -338,3 +349,42 @@ def test_a_previous_student_inside_the_output_is_not_overwritten_by_its_own_run(
         compress("seq_cls", distill_argv("seq_cls", teachers["seq_cls"], output, "--student_model",
                                          str(output / "student"), "--overwrite_output_dir"))  # fmt: skip
     assert sorted(os.listdir(output / "student")) == before
+
+
+@pytest.mark.parametrize("task_type", list(TASK_FLAGS))
+def test_the_cached_teacher_outputs_are_the_dygraph_teachers(task_type, teachers, tmp_path):
+    """Distilling outputs only, the teacher runs once over the train set through its static export: per batch,
+    the cache gives what the dygraph teacher gives (padding beyond a feature's tokens: no probability)."""
+    import paddle
+
+    from ernie3.data import load_examples
+    from ernie3.distill import PADDING_LOGIT, TeacherOutputs, logits_of
+    from ernie3.export import export_inference_model
+    from ernie3.modeling import load_model, load_tokenizer
+    from ernie3.tasks import get_task
+
+    name, flags = TASK_FLAGS[task_type]
+    task = get_task(name)
+    if task_type == "qa":
+        task = task.with_options(doc_stride=24, max_query_length=24)
+    length = int(flags[flags.index("--max_seq_length") + 1]) if flags else 128
+    tokenizer, model = load_tokenizer(teachers[task_type]), load_model(teachers[task_type], task.model_class())
+    model.eval()
+    export = export_inference_model(model, tokenizer, task, str(tmp_path / "export"), length)
+    features = task.encode(load_examples(task, "train", sample_file(name, "train")), tokenizer, length).features[:12]
+    cache = TeacherOutputs(task, export, features, num_threads=1, batch_size=4)
+    batch = task.data_collator(tokenizer)([dict(f) for f in features[:6]])
+    inputs = {key: batch[key] for key in ("input_ids", "token_type_ids")}
+    with paddle.no_grad():
+        dygraph = logits_of(model(**inputs, return_dict=True))
+    cached = cache.batch(np.arange(6), dygraph)
+    for mine, theirs in zip(cached, dygraph):
+        mine, theirs = mine.numpy(), theirs.numpy()
+        assert mine.shape == theirs.shape
+        if task.outputs_per_token:
+            for row, feature in enumerate(features[:6]):
+                own = len(feature["input_ids"])
+                np.testing.assert_allclose(mine[row, :own], theirs[row, :own], atol=1e-4)
+                assert (mine[row, own:] == PADDING_LOGIT).all()
+        else:
+            np.testing.assert_allclose(mine, theirs, atol=1e-4)

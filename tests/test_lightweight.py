@@ -102,6 +102,24 @@ def test_trimmed_vocabulary_round_trip(trained_tnews, tmp_path):
     assert trimmed_tokenizer.tokenize(kept[0] + dropped) == [kept[0], "[UNK]"]
 
 
+def test_the_rest_of_the_vocabulary_size_is_filled_in_vocabulary_order(tiny_model_dir):
+    from ernie3.modeling import load_tokenizer
+    from ernie3.vocab import plan_vocabulary, special_token_ids
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    used = tokenizer.convert_tokens_to_ids(tokenizer.tokenize("球队赢得冠军"))
+    only_texts = plan_vocabulary(tokenizer, [used], 50, fill="none")
+    assert only_texts.size == len(set(used) | set(special_token_ids(tokenizer))) and only_texts.filled == 0
+    filled = plan_vocabulary(tokenizer, [used], 50)  # default: fill in vocabulary order
+    assert filled.size == 50 and filled.filled == 50 - only_texts.size
+    assert set(only_texts.kept_ids) < set(filled.kept_ids)
+    added = sorted(set(filled.kept_ids) - set(only_texts.kept_ids))
+    first_ids = sorted(set(tokenizer.vocab.token_to_idx.values()) - set(only_texts.kept_ids))[: len(added)]
+    assert added == first_ids  # the lowest ids the texts did not use
+    # texts that use more tokens than the size keep their most frequent ones and nothing is filled
+    assert plan_vocabulary(tokenizer, [used * 3 + [used[0]]], len(special_token_ids(tokenizer)) + 1).filled == 0
+
+
 def test_compress_reports_unknown_tokens_and_agreement_of_the_trimmed_model(light):
     vocabulary = light["settings"]["vocabulary"]
     assert vocabulary["vocab_size"] == SMALL_VOCAB and vocabulary["vocab_size_before"] > 20000
@@ -235,6 +253,7 @@ def test_a_corpus_adds_its_tokens_and_bad_corpora_fail_in_one_line(tiny_model_di
 
 @pytest.mark.parametrize("extra, message", [
     (["--vocab_corpus", "{tmp}"], "--vocab_corpus is used only with --prune_vocab"),
+    (["--prune_vocab", "--vocab_fill", "random"], "--vocab_fill: 'random' is not one of order, none"),
     (["--prune_vocab", "--vocab_corpus", "{tmp}"], "--vocab_corpus: not a file"),
     (["--optimize_for", "beauty"], "--optimize_for: 'beauty' is not one of"),
 ])  # fmt: skip

@@ -270,6 +270,37 @@ def test_the_predictor_process_and_the_rss_probe_import_nothing_of_paddle(candid
     assert json.loads(lines[-1]) == []
 
 
+def test_a_service_of_openvino_models_imports_nothing_of_paddle(candidates, tiny_exports):
+    """A fresh process: the memory check and model loading of the service on an OpenVINO candidate, a request
+    through its worker, and no paddle module; with a Paddle model beside it, the service imports paddle."""
+    code = (
+        "import json, sys\n"
+        "from ernie3.memory import check_memory_budget\n"
+        "from ernie3.serving.config import parse_config\n"
+        "from ernie3.serving.worker import ModelRegistry\n"
+        "models = [{'name': f'm{i}', 'path': path, 'num_threads': 1} for i, path in enumerate(sys.argv[1:])]\n"
+        "config = parse_config({'models': models}, '.')\n"
+        "print(json.dumps(check_memory_budget(config.models)))\n"
+        "registry = ModelRegistry.load(config.models, progress=lambda line: None)\n"
+        "print(registry.get('m0').predictor.predict_texts(['体育｜足球'])[0]['label'])\n"
+        "registry.stop()\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('paddle', 'paddlenlp', 'paddleslim')))))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+
+    def serve(*paths):
+        done = subprocess.run([sys.executable, "-c", code, *paths], env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines = done.stdout.strip().splitlines()
+        return json.loads(lines[0]), json.loads(lines[-1])
+
+    memory, modules = serve(candidates["seq_cls"])
+    assert modules == [] and "(runtime 140 MB + models)" in memory[-1]
+    memory, modules = serve(candidates["seq_cls"], tiny_exports["seq_cls"])
+    assert "paddle.inference" in modules and "(runtime 585 MB + models)" in memory[-1]
+
+
 def test_a_tokenizer_it_cannot_reproduce_is_recorded_not_verified(tiny_exports, tmp_path):
     from ernie3.export import task_of_model_dir
     from ernie3.predict import Predictor

@@ -60,6 +60,27 @@ def test_within_noise_is_a_tie_broken_by_metric_then_size():
     assert picked["name"] == "int8-b" and tied == []  # exact figures (size) tie only when equal
 
 
+def test_footprints_within_five_percent_tie_and_the_other_footprint_breaks_it():
+    """The real TNEWS nano candidates: 6.31 MB with a 843 MB predictor vs 6.39 MB with a 290 MB one."""
+    rows = [{"name": "float", "metric": 0.4085, "size_mb": 283.3, "peak_rss_mb": 3214.0},
+            {"name": "paddle-nano", "metric": 0.4130, "size_mb": 6.31, "peak_rss_mb": 843.0},
+            {"name": "openvino-nano", "metric": 0.4125, "size_mb": 6.39, "peak_rss_mb": 290.0},
+            {"name": "medium-int8", "metric": 0.4100, "size_mb": 45.5, "peak_rss_mb": 280.0}]  # fmt: skip
+    picked, tied = pick_best(rows, 0.01, "size")
+    assert picked["name"] == "openvino-nano" and tied == ["paddle-nano"]
+    assert "within 5% of each other" in tie_note(picked, tied, "size on disk", "size")
+    assert "lower predictor peak RSS" in tie_note(picked, tied, "size on disk", "size")
+    # a size 10% larger is no tie: the smaller model wins whatever its memory
+    apart = [rows[0], rows[1], {**rows[2], "size_mb": 6.31 * 1.1}]
+    assert pick_best(apart, 0.01, "size") == (rows[1], [])
+    # memory: 280 vs 290 MB tie, and the smaller model breaks it
+    picked, tied = pick_best(rows, 0.01, "memory")
+    assert picked["name"] == "openvino-nano" and tied == ["medium-int8"]
+    # without any RSS figure a size tie falls to the metric
+    bare = [{k: v for k, v in row.items() if k != "peak_rss_mb"} for row in rows]
+    assert pick_best(bare, 0.01, "size")[0]["name"] == "paddle-nano"
+
+
 def test_metric_direction_is_honoured():
     rows = [{"name": "float", "metric": 1.0}, {"name": "worse", "metric": 1.05}, {"name": "better", "metric": 0.9}]
     assert [r["name"] for r in within_drop(rows, 0.01, higher_is_better=False)] == ["float", "better"]

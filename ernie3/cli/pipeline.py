@@ -207,7 +207,7 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
     from ernie3.args import parse_arguments
     from ernie3.compress import (EXTRA_ARGUMENTS, CandidateEvaluationArguments, check_compression_settings,
                                  pruned_model_config, read_model_config)  # fmt: skip
-    from ernie3.distill import DistillationArguments, check_distillation_settings
+    from ernie3.distill import DistillationArguments, check_augmentation, check_distillation_settings
     from ernie3.lightweight import check_strategy
     from ernie3.modeling import check_model_source
 
@@ -216,6 +216,8 @@ def check_stage_flags(model_dir: str, training_argv: list[str], compression_argv
         compression = parse_arguments(compression_argv, None, EXTRA_ARGUMENTS, for_compression=True)
     distillation = compression.extra[DistillationArguments]
     check_distillation_settings(compression.training.strategy, distillation)
+    if "distill" in compression.training.strategy.split("+"):
+        check_augmentation(training.task, distillation)
     check_strategy(compression.training.strategy, compression.training.width_mult_list)
     if check_model_source(model_dir) is not None:  # a local model: its shape decides which widths keep whole heads
         config = pruned_model_config(read_model_config(model_dir), compression.training.strategy, distillation)
@@ -679,7 +681,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
               f"({trained_task.metric_name} {picked['metric']:.4f} vs {rows[0]['metric']:.4f}; agreement with float "
               f"{picked['agreement_with_float']:.2%}). Its directory `{deploy_path}` loads on its own: tokenizer, "
               f"task record and the backend/precision it was measured with.")  # fmt: skip
-    note = tie_note(picked, tied_with, OBJECTIVE_FIGURES[args.optimize_for])
+    note = tie_note(picked, tied_with, OBJECTIVE_FIGURES[args.optimize_for], args.optimize_for)
     if note:
         reason += f" A tie: {note}."
     reason += " " + relation_to_compress(picked["name"], compressed, args.optimize_for, args.bench_batch_size)

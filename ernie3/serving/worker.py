@@ -251,8 +251,12 @@ class ModelRegistry:
     @classmethod
     def load(cls, specs: Sequence[ModelSpec], progress: Callable[[str], None] = print) -> "ModelRegistry":
         """Load every model (one at a time: Paddle's start-up is not meant to run concurrently) and start its worker."""
+        from ernie3.memory import serves_without_paddle
+
         # paddle sets up process-wide state at import; do it here, on the main thread, before any worker runs
-        import paddle.inference  # noqa: F401
+        # (a service of OpenVINO / ONNX Runtime models with verified standalone tokenizers never imports it)
+        if not serves_without_paddle(specs):
+            import paddle.inference  # noqa: F401
 
         workers = []
         for spec in specs:

@@ -173,6 +173,10 @@ class Task(abc.ABC):
     #: is cut, an example's `label` is every window's training target, and `postprocess` turns one row of (pooled)
     #: logits per example into its result
     windowable: ClassVar[bool] = False
+    #: whether `augment_example` makes new inputs for distillation (compress --distill_augment)
+    augmentable: ClassVar[bool] = False
+    #: whether the model's outputs have a value per input token (tags, span starts and ends) rather than per input
+    outputs_per_token: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -400,6 +404,13 @@ class Task(abc.ABC):
         """
         losses = [soft_kl(s, t, temperature) for s, t in zip(student_outputs, teacher_outputs)]
         return sum(losses) / len(losses)
+
+    def augment_example(self, example: Mapping[str, Any], augment: Callable[[str, bool], str]) -> dict:
+        """For `augmentable` tasks: a new example from a train example, each of its texts passed through
+        `augment(text, spannable)` (spannable: whether the text may be cut to a span of its words). Its gold labels
+        are placeholders of the right shape (the label loss skips augmented rows); what the task's
+        `distillation_loss` reads from the batch besides the outputs (e.g. which tokens carry a tag) must be right."""
+        raise NotImplementedError(f"{self.name} does not say how its examples are augmented")
 
     def window_texts(self, example: Mapping[str, Any]) -> tuple[Optional[str], str]:
         """For `windowable` tasks: (a text every window keeps whole, or None; the text cut into windows)."""

@@ -6,7 +6,7 @@ import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -52,6 +52,8 @@ class QATask(Task):
     decoding_options = frozenset({"n_best_size", "max_answer_length"})
     # short windows, so that the sample contexts are cut into several as real CMRC2018 contexts are
     sample_flags = ("--max_seq_length", "64", "--doc_stride", "24", "--max_query_length", "24")
+    augmentable = True
+    outputs_per_token = True
 
     def __init__(
         self,
@@ -127,6 +129,21 @@ class QATask(Task):
             answers, starts = read_answers(record, context, str(question_id))
         return {"id": str(question_id), "question": question, "context": context, "answers": answers,
                 "answer_starts": starts}  # fmt: skip
+
+    def augment_example(self, example: Mapping[str, Any], augment: Callable[[str, bool], str]) -> dict:
+        """The question and the context around the first answer augmented (never cut to a span: the answer stays
+        whole and in its place in the new context); the answer's start is where it lands."""
+        context, answers, starts = example["context"], example.get("answers") or [], example.get("answer_starts") or []
+        span = next(((text, start) for text, start in zip(answers, starts) if start != NO_SPAN), None)
+        question = augment(example["question"], False)
+        if span is None:
+            return {**example, "question": question, "context": augment(context, False)}
+        text, start = span
+        before, after = context[:start], context[start + len(text):]
+        before = augment(before, False) if before.strip() else before
+        after = augment(after, False) if after.strip() else after
+        return {**example, "question": question, "context": before + text + after, "answers": [text],
+                "answer_starts": [len(before)]}  # fmt: skip
 
     def example_from_text(self, text: Any) -> dict:
         """An example from raw input: {"question": ..., "context": ...} or a (question, context) pair."""

@@ -15,6 +15,7 @@ class SeqClsTask(Task):
     metric_name = "accuracy"
     architecture_suffix = "ForSequenceClassification"
     windowable = True
+    augmentable = True
 
     def __init__(
         self,
@@ -85,6 +86,12 @@ class SeqClsTask(Task):
             if piece is not None:
                 check_text(piece, f"text {position + 1}")
         return {"id": None, "text_a": pieces[0], "text_b": pieces[1], "label": None}
+
+    def augment_example(self, example: Mapping[str, Any], augment: Callable[[str, bool], str]) -> dict:
+        """Each text augmented on its own (both texts of a pair, as Tang et al. do); the label is a placeholder."""
+        text_b = example.get("text_b")
+        return {**example, "text_a": augment(example["text_a"], True),
+                "text_b": augment(text_b, True) if text_b is not None else None}  # fmt: skip
 
     def window_texts(self, example: Mapping[str, Any]) -> tuple[Optional[str], str]:
         """A single text is windowed; of a pair (CSL: keywords, abstract) the first stays whole, the second is."""

@@ -1,7 +1,7 @@
 """Token classification (named entity recognition): MSRA_NER."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -32,6 +32,8 @@ class TokenClsTask(Task):
     metric_name = "f1"
     architecture_suffix = "ForTokenClassification"
     sample_flags = ("--max_seq_length", "64")
+    augmentable = True
+    outputs_per_token = True
 
     def model_class(self) -> Any:
         from paddlenlp.transformers import AutoModelForTokenClassification
@@ -103,6 +105,17 @@ class TokenClsTask(Task):
 
     def sample_inputs(self) -> list[Any]:
         return list(SAMPLE_TEXTS)
+
+    def augment_example(self, example: Mapping[str, Any], augment: Callable[[str, bool], str]) -> dict:
+        """A sentence of characters is augmented as one text, then split into characters again (words replaced by
+        other words change its length); a sentence of longer tokens, token by token. Every token gets a placeholder
+        tag (the first label): it marks the token as one the distillation loss reads, the teacher says its tag."""
+        tokens = example["tokens"]
+        if all(len(token) == 1 for token in tokens):
+            new_tokens = [char for char in augment("".join(tokens), True) if not char.isspace()] or list(tokens)
+        else:
+            new_tokens = [augment(token, False) for token in tokens]
+        return {**example, "tokens": new_tokens, "text": "".join(new_tokens), "labels": [0] * len(new_tokens)}
 
     def metric_summary(self, metrics: Mapping[str, float], prefix: str = "") -> str:
         f1, precision, recall = (metrics[prefix + key] for key in ("f1", "precision", "recall"))
