@@ -50,9 +50,10 @@ from ernie3.lightweight import (
     qat_candidates,
 )
 from ernie3.pick import OBJECTIVE_FIGURES, pick_best, tie_note
+from ernie3.predict import load_model_tokenizer
 from ernie3.quant_embeddings import build_embedding_candidates
 from ernie3.timing import DEFAULT_ROUNDS, SETTLE_SECONDS, Spread, interleaved_figures
-from ernie3.vocab import trim_for_compression, vocabulary_report_lines
+from ernie3.vocab import save_tokenizer, trim_for_compression, vocabulary_report_lines
 from ernie3.files import (
     atomic_directory,
     check_output_location,
@@ -576,7 +577,7 @@ def prepare_candidate_dirs(candidates: Sequence[Candidate], tokenizer: Any, task
     """Give every candidate directory the tokenizer and task record, so each loads on its own."""
     for directory in (candidate.path for candidate in candidates):
         if not os.path.isfile(os.path.join(directory, TASK_INFO_FILE)):
-            tokenizer.save_pretrained(directory)
+            save_tokenizer(tokenizer, directory)
             write_task_info(directory, task, max_seq_length, verify_tokenizer=True)
 
 
@@ -712,8 +713,8 @@ def _run(task_type: Optional[str], argv: Optional[Sequence[str]], staging_dirs: 
         collect_qat_outputs(output_dir, to_quantize)
     compress_seconds = time.time() - started
     output_dir = args.output_dir = publish_staged_output(output_dir, final_output_dir, COMPRESS_LAYOUT)
-    if light.prune_vocab:  # the trimmed tokenizer's vocab file moved with the output
-        tokenizer = type(tokenizer).from_pretrained(os.path.join(output_dir, VOCAB_DIR))
+    if light.prune_vocab:  # the trimmed tokenizer's vocab files moved with the output
+        tokenizer = load_model_tokenizer(os.path.join(output_dir, VOCAB_DIR))
 
     candidates = compress_candidates(output_dir)
     candidates += qat_candidates(output_dir, candidates)

@@ -10,6 +10,7 @@ from ernie3.files import atomic_directory, write_json_atomic
 from ernie3.layout import FAST_TOKENIZER_KEY, STATIC_MODEL_PREFIX, TASK_INFO_FILE
 from ernie3.model_files import read_task_info
 from ernie3.tasks import Task, get_task
+from ernie3.vocab import save_tokenizer
 
 
 
@@ -88,7 +89,7 @@ def export_inference_model(model: Any, tokenizer: Any, task: Task, output_dir: s
     with atomic_directory(output_dir) as staging:
         # to_static converts the layer in place; export a copy so the caller can keep using the dynamic model
         export_model(copy.deepcopy(model), input_spec=task.input_spec(), path=staging)
-        tokenizer.save_pretrained(staging)
+        save_tokenizer(tokenizer, staging)
         # the longest input the exported graph can take: stages that read the model check lengths against it
         limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         write_task_info(staging, task, max_seq_length, verify_tokenizer=True,

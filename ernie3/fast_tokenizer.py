@@ -126,8 +126,12 @@ def fast_settings(slow: Any) -> dict:
     if bool(getattr(slow, "do_lower_case", lower)) != lower:
         raise FastUnavailable("do_lower_case differs between the tokenizer and its basic tokenizer")
     strip = basic.strip_accents is not False if lower else bool(basic.strip_accents)
+    from ernie3.vocab import wordpiece_tokens
+
+    vocab = dict(slow.vocab.token_to_idx)  # paddlenlp's mapping: with duplicate tokens the later id wins
     return {
-        "vocab": dict(slow.vocab.token_to_idx),  # paddlenlp's mapping: with duplicate tokens the later id wins
+        "vocab": vocab,
+        "wordpiece_vocab": wordpiece_ids(vocab, wordpiece_tokens(slow), str(wordpiece.unk_token)),
         "unk_token": str(wordpiece.unk_token),
         "max_input_chars_per_word": int(wordpiece.max_input_chars_per_word),
         "lowercase": lower,
@@ -136,6 +140,21 @@ def fast_settings(slow: Any) -> dict:
         # from a vocab file rather than loaded with from_pretrained)
         "special_tokens": [str(t) for t in slow.unique_no_split_tokens],
     }
+
+
+def wordpiece_ids(vocab: dict, pieces: Optional[Sequence[str]], unk_token: str) -> Optional[dict]:
+    """The Rust WordPiece's vocabulary for a trimmed-vocabulary tokenizer (ernie3.vocab): every piece words split
+    into, with its id in `vocab` or the unknown token's; None when words split with `vocab` itself."""
+    if pieces is None:
+        return None
+    if unk_token not in vocab:
+        raise FastUnavailable(f"the unknown token {unk_token} is not in the vocabulary")
+    members = set(pieces)
+    missing = next((token for token in vocab if token not in members), None)
+    if missing is not None:
+        raise FastUnavailable(f"the WordPiece vocabulary lacks the token {missing!r} of vocab.txt")
+    unknown = vocab[unk_token]
+    return {piece: vocab.get(piece, unknown) for piece in pieces}
 
 
 def build_rust_tokenizer(settings: dict) -> Any:
@@ -148,7 +167,8 @@ def build_rust_tokenizer(settings: dict) -> Any:
     vocab = settings["vocab"]
     if settings["unk_token"] not in vocab:
         raise FastUnavailable(f"the unknown token {settings['unk_token']} is not in the vocabulary")
-    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=settings["unk_token"],
+    pieces = settings.get("wordpiece_vocab") or vocab
+    tokenizer = Tokenizer(models.WordPiece(pieces, unk_token=settings["unk_token"],
                                            max_input_chars_per_word=settings["max_input_chars_per_word"]))  # fmt: skip
     steps = [normalizers.Replace(Regex(classes["removed"]), ""), normalizers.Replace(Regex(classes["space"]), " ")]
     if settings["lowercase"]:

@@ -22,6 +22,9 @@ from ernie3.errors import UserError
 TASK_INFO_FILE = "ernie3_task.json"
 #: its entry saying whether the standalone fast tokenizer was verified on the model's tokenizer files
 FAST_TOKENIZER_KEY = "fast_tokenizer"
+#: a trimmed-vocabulary model's WordPiece vocabulary (the untrimmed one): words split exactly as before trimming,
+#: and a piece that is not in vocab.txt becomes [UNK] instead of re-splitting into other pieces
+WORDPIECE_VOCAB_FILE = "wordpiece_vocab.txt"
 #: file prefix of exported static models (model.pdmodel + model.pdiparams)
 STATIC_MODEL_PREFIX = "model"
 #: file prefix paddlenlp gives post-training-quantized models

@@ -70,7 +70,9 @@ def _from_pretrained(loader: Any, name_or_path: str, what: str, flag: str = "--m
 def load_tokenizer(name_or_path: str, flag: str = "--model_name_or_path") -> Any:
     from paddlenlp.transformers import AutoTokenizer
 
-    return _from_pretrained(AutoTokenizer, name_or_path, "the tokenizer", flag)
+    from ernie3.vocab import attach_wordpiece_vocabulary
+
+    return attach_wordpiece_vocabulary(_from_pretrained(AutoTokenizer, name_or_path, "the tokenizer", flag), name_or_path)
 
 
 def load_model(name_or_path: str, model_class: Any, flag: str = "--model_name_or_path", **kwargs: Any) -> Any:

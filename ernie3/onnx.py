@@ -12,12 +12,13 @@ from ernie3.files import check_output_location, write_errors_as_user_errors
 from ernie3.layout import ONNX_FILE, TASK_INFO_FILE
 from ernie3.logs import native_output_captured
 from ernie3.model_files import load_onnx
+from ernie3.standalone_tokenizer import TOKENIZER_FILES
 
 ONNX_INT8_FILE = "model.int8.onnx"
 #: the opsets paddle2onnx 2.1 converts to (it aborts the process outside them)
 MIN_OPSET, MAX_OPSET = 7, 21
 # Files that let an ONNX model directory be used by the Predictor like a Paddle one.
-SIDE_FILES = (TASK_INFO_FILE, "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+SIDE_FILES = (TASK_INFO_FILE, *TOKENIZER_FILES)
 
 
 def export_onnx(model_dir: str, output_dir: Optional[str] = None, opset_version: int = 13, prefix: Optional[str] = None) -> str:

@@ -18,17 +18,18 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from ernie3.backends import find_openvino_model, read_openvino_model
-from ernie3.layout import CANDIDATE_FILE, OPENVINO_IR_FILE
+from ernie3.layout import CANDIDATE_FILE, OPENVINO_IR_FILE, TASK_INFO_FILE
 from ernie3.errors import UserError
 from ernie3.files import atomic_directory
 from ernie3.logs import verbose
 from ernie3.model_files import read_openvino_ir
+from ernie3.standalone_tokenizer import TOKENIZER_FILES
 from ernie3.tasks import Task
 
 #: NNCF's own default: enough activations for stable ranges, a few seconds on a small model
 DEFAULT_SUBSET_SIZE = 300
 # files that make a model directory loadable by the Predictor besides the model itself
-SIDE_FILES = ("ernie3_task.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+SIDE_FILES = (TASK_INFO_FILE, *TOKENIZER_FILES)
 
 
 @dataclass

@@ -213,13 +213,16 @@ def load_model_tokenizer(model_dir: str) -> Any:
     """The tokenizer saved beside an exported model; a missing or damaged one is one clear error."""
     from paddlenlp.transformers import AutoTokenizer
 
+    from ernie3.vocab import attach_wordpiece_vocabulary
+
     if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
         raise UserError(f"{model_dir} has no vocab.txt: the tokenizer saved with the model is missing")
     try:
-        return AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except Exception as exc:  # paddlenlp raises JSONDecodeError/OSError/TypeError for damaged tokenizer files
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{model_dir}: the tokenizer files are damaged ({reason})") from None
+    return attach_wordpiece_vocabulary(tokenizer, model_dir)
 
 
 

@@ -19,10 +19,14 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ernie3.fast_tokenizer import FastUnavailable, build_rust_tokenizer
+from ernie3.errors import UserError
+from ernie3.fast_tokenizer import FastUnavailable, build_rust_tokenizer, wordpiece_ids
+from ernie3.layout import WORDPIECE_VOCAB_FILE
+from ernie3.vocab import attach_wordpiece_vocabulary, read_wordpiece_vocabulary
 
 #: the files paddlenlp's AutoTokenizer reads from a model directory (the verification record names their digests)
-TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   WORDPIECE_VOCAB_FILE)  # fmt: skip
 #: ErnieTokenizer's special-token arguments and their defaults
 SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                   "mask_token": "[MASK]"}  # fmt: skip
@@ -86,8 +90,13 @@ def read_tokenizer_files(model_dir: str) -> dict:
     if missing:
         raise FastUnavailable(f"special token {missing[0]} is not in the vocabulary")
     lower = bool(config.get("do_lower_case", True))
+    try:
+        pieces = read_wordpiece_vocabulary(model_dir)
+    except UserError as exc:
+        raise FastUnavailable(str(exc)) from None
     return {
         "vocab": token_to_idx,
+        "wordpiece_vocab": wordpiece_ids(token_to_idx, pieces, specials["unk_token"]),
         "unk_token": specials["unk_token"],
         "max_input_chars_per_word": 100,  # ErnieTokenizer's WordpieceTokenizer default (not configurable)
         "lowercase": lower,
@@ -298,7 +307,8 @@ def verify_model_tokenizer(model_dir: str, task: Any, max_seq_length: int) -> di
     try:
         with warnings.catch_warnings():  # paddlenlp warns at every truncated pair that it returns no overflow
             warnings.simplefilter("ignore", UserWarning)
-            reason = _difference(model_dir, task, max_seq_length, AutoTokenizer.from_pretrained(model_dir))
+            slow = attach_wordpiece_vocabulary(AutoTokenizer.from_pretrained(model_dir), model_dir)
+            reason = _difference(model_dir, task, max_seq_length, slow)
     except FastUnavailable as exc:
         reason = str(exc)
     except Exception as exc:  # e.g. the task's encoding asked the standalone tokenizer for something it does not do
@@ -328,7 +338,7 @@ def _difference(model_dir: str, task: Any, max_seq_length: int, slow: Any) -> Op
 
 
 def _settings_difference(expected: dict, got: dict, slow: Any, standalone: StandaloneErnieTokenizer) -> Optional[str]:
-    for key in ("vocab", "unk_token", "max_input_chars_per_word", "lowercase", "strip_accents"):
+    for key in ("vocab", "wordpiece_vocab", "unk_token", "max_input_chars_per_word", "lowercase", "strip_accents"):
         if expected[key] != got[key]:
             return f"tokenizer setting {key} differs from paddlenlp's"
     if sorted(set(expected["special_tokens"])) != got["special_tokens"]:

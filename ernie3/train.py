@@ -40,6 +40,7 @@ from ernie3.files import (
     write_text_atomic,
 )
 from ernie3.fast_tokenizer import tokenizer_for_task
+from ernie3.vocab import save_tokenizer
 from ernie3.logs import attach_run_log
 from ernie3.metrics import per_class_markdown
 from ernie3.modeling import check_model_source, load_model, load_tokenizer, model_config_value
@@ -281,7 +282,7 @@ def save_best_model(trainer: Any, tokenizer: Any, task: Task, best_dir: str, max
     """best/: weights as safetensors (loading them runs no code, unlike pickled .pdparams), tokenizer, task record."""
     with atomic_directory(best_dir) as staging:
         trainer.model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        save_tokenizer(tokenizer, staging)
         write_task_info(staging, task, max_seq_length)
 
 

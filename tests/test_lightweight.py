@@ -99,7 +99,57 @@ def test_trimmed_vocabulary_round_trip(trained_tnews, tmp_path):
         assert special in trimmed_tokenizer.vocab.token_to_idx
     dropped = next(t for t in tokenizer.vocab.token_to_idx if len(t) == 1 and t not in trimmed_tokenizer.vocab.token_to_idx
                    and tokenizer.tokenize(t) == [t])  # fmt: skip
-    assert trimmed_tokenizer.tokenize(kept[0] + dropped) == [kept[0], "[UNK]"]
+    ids = trimmed_tokenizer(kept[0] + dropped)["input_ids"][1:-1]
+    assert ids == [trimmed_tokenizer.vocab.token_to_idx[kept[0]], trimmed_tokenizer.unk_token_id]
+
+
+def test_a_word_with_a_dropped_piece_splits_as_before_with_that_piece_unknown(trained_tnews, tmp_path):
+    """A Latin word whose continuation piece was dropped keeps its untrimmed split (the dropped piece → [UNK]) in
+    every tokenizer a trimmed model is used with: paddlenlp's, the fast one, the standalone one of serving."""
+    from ernie3.fast_tokenizer import FastErnieTokenizer
+    from ernie3.layout import TASK_INFO_FILE, WORDPIECE_VOCAB_FILE
+    from ernie3.modeling import load_model, load_tokenizer
+    from ernie3.predict import load_model_tokenizer
+    from ernie3.standalone_tokenizer import verified_standalone
+    from ernie3.tasks import get_task
+    from ernie3.vocab import plan_vocabulary, write_trimmed_model
+    from ernie3.export import export_inference_model
+
+    task = get_task("tnews")
+    model_dir = trained_tnews["best_model_dir"]
+    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir, task.model_class())
+    ids = tokenizer.vocab.token_to_idx
+    # keep "a" and "b" but not "##b": "ab" splits into a + ##b untrimmed; the trimmed vocab.txt alone cannot split it
+    plan = plan_vocabulary(tokenizer, [[ids["a"], ids["b"], ids["##c"]]], 30, fill="none")
+    write_trimmed_model(model, tokenizer, plan, 64, str(tmp_path / "trimmed"))
+    trimmed = load_tokenizer(str(tmp_path / "trimmed"))
+    new = trimmed.vocab.token_to_idx
+    assert "##b" not in new and tokenizer.tokenize("ab c") == ["a", "##b", "c"]
+    expected = [new["a"], trimmed.unk_token_id, trimmed.unk_token_id]  # "c" is dropped too; "##c" kept
+    assert trimmed.convert_tokens_to_ids(trimmed.tokenize("ab c")) == expected
+    assert trimmed.convert_tokens_to_ids(trimmed.tokenize("ac")) == [new["a"], new["##c"]]
+    assert FastErnieTokenizer(trimmed).text_ids("ab c") == expected
+    # the trimmed vocab.txt alone (a plain paddlenlp load) re-splits, still into valid ids
+    from paddlenlp.transformers import AutoTokenizer
+
+    plain = AutoTokenizer.from_pretrained(str(tmp_path / "trimmed"))
+    assert plain.tokenize("ab") == ["[UNK]"] and max(plain("ab c")["input_ids"]) < plan.size
+    # an export carries the WordPiece vocabulary; infer/serving tokenizers read it, the standalone one is verified
+    export_dir = str(tmp_path / "export")
+    export_inference_model(load_model(str(tmp_path / "trimmed"), task.model_class()), trimmed, task, export_dir, 64)
+    assert os.path.isfile(os.path.join(export_dir, WORDPIECE_VOCAB_FILE))
+    assert load_model_tokenizer(export_dir)("ab c")["input_ids"][1:-1] == expected
+    with open(os.path.join(export_dir, TASK_INFO_FILE), encoding="utf-8") as handle:
+        record = json.load(handle)["fast_tokenizer"]
+    standalone, why = verified_standalone(export_dir, record)
+    assert standalone is not None, why
+    assert standalone("ab c")["input_ids"][1:-1] == expected
+    # a WordPiece vocabulary that is not of this vocab.txt is one clear error
+    with open(os.path.join(export_dir, WORDPIECE_VOCAB_FILE), "w", encoding="utf-8") as handle:
+        handle.write("[UNK]\n")
+    with pytest.raises(UserError, match="lacks the token"):
+        load_model_tokenizer(export_dir)
+    assert verified_standalone(export_dir, record)[0] is None  # its digest changed
 
 
 def test_the_rest_of_the_vocabulary_size_is_filled_in_vocabulary_order(tiny_model_dir):
@@ -131,6 +181,13 @@ def test_compress_reports_unknown_tokens_and_agreement_of_the_trimmed_model(ligh
     # the rest of the strategy ran on the trimmed model: its PTQ candidate and its tokenizer
     with open(os.path.join(by_name(light)["vocab_pruned/hist4_1"]["path"], "vocab.txt"), encoding="utf-8") as handle:
         assert len(handle.read().splitlines()) == SMALL_VOCAB
+    # and every candidate of the trimmed model splits words as it was measured: with the untrimmed pieces
+    from ernie3.layout import WORDPIECE_VOCAB_FILE
+
+    trimmed_names = [name for name in by_name(light) if name.startswith("vocab_pruned")]
+    assert {"vocab_pruned", "vocab_pruned/hist4_1/emb-int8", "vocab_pruned/openvino-int8"} <= set(trimmed_names)
+    for name in trimmed_names:
+        assert os.path.isfile(os.path.join(by_name(light)[name]["path"], WORDPIECE_VOCAB_FILE)), name
 
 
 @pytest.mark.parametrize("size", ["4", "0", "-3"])
@@ -282,22 +339,33 @@ def test_peak_rss_is_measured_for_the_float_model_and_the_pick_by_default(traine
     assert all(value is None for name, value in measured.items() if name not in ("float", report["best"]))
 
 
-def test_the_benchmark_compares_a_trimmed_vocabulary_end_to_end_with_the_float_model(light):
-    """A trimmed vocabulary splits the same texts into other token counts: its end-to-end row still has a baseline
-    (the real-data run stopped here once)."""
+def test_the_benchmark_compares_a_trimmed_vocabulary_end_to_end_with_the_float_model(light, tmp_path):
+    """A trimmed vocabulary splits words as before (the same token counts); without its WordPiece vocabulary it
+    splits them into other token counts, and that end-to-end row still has a baseline (the real-data run stopped
+    here once)."""
+    import shutil
+
     from ernie3.cli.bench import BASELINE, END_TO_END, run_benchmark
     from ernie3.data import load_examples
+    from ernie3.layout import WORDPIECE_VOCAB_FILE
     from ernie3.tasks import get_task
 
     rows = by_name(light)
+    trimmed_dir = rows["vocab_pruned"]["path"]
+    resplit_dir = str(tmp_path / "resplit")
+    shutil.copytree(trimmed_dir, resplit_dir)
+    os.remove(os.path.join(resplit_dir, WORDPIECE_VOCAB_FILE))
+    model_file = rows["vocab_pruned"]["model_file"]
     variants = [Candidate(BASELINE, rows["float"]["path"], rows["float"]["model_file"], "paddle", "fp32"),
-                Candidate("trimmed", rows["vocab_pruned"]["path"], rows["vocab_pruned"]["model_file"], "paddle", "fp32")]
-    # a Latin word is letter pieces in the full vocabulary, one [UNK] in the trimmed one (its letters are not in the
-    # Chinese train sample)
+                Candidate("trimmed", trimmed_dir, model_file, "paddle", "fp32"),
+                Candidate("resplit", resplit_dir, model_file, "paddle", "fp32")]
+    # a Latin word is letter pieces in the full vocabulary; its letters are not in the Chinese train sample: each
+    # piece [UNK] when split as before, the whole word one [UNK] when split with the trimmed vocab.txt alone
     texts = [{**example, "text_a": example["text_a"] + " quixotic wavefunction"}
              for example in load_examples(get_task("tnews"), "dev", DEV)]
     measured = run_benchmark(variants, [4], [16], 1, iterations=1, min_seconds=0.0, vocab_size=SMALL_VOCAB, texts=texts,
                              rounds=1)  # fmt: skip
     end_to_end = {r["variant"]: r for r in measured if r["mode"] == END_TO_END}
-    assert end_to_end[BASELINE]["seq_length"] != end_to_end["trimmed"]["seq_length"]  # unknown words: fewer tokens
-    assert end_to_end["trimmed"]["vs_paddle_fp32"] > 0
+    assert end_to_end[BASELINE]["seq_length"] == end_to_end["trimmed"]["seq_length"]
+    assert end_to_end[BASELINE]["seq_length"] != end_to_end["resplit"]["seq_length"]
+    assert end_to_end["resplit"]["vs_paddle_fp32"] > 0 and end_to_end["trimmed"]["vs_paddle_fp32"] > 0
