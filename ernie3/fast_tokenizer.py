@@ -19,6 +19,7 @@ import functools
 import unicodedata
 from typing import Any, Optional, Sequence
 
+from ernie3.vocab import missing_vocab_token, wordpiece_tokens
 from ernie3.errors import UserError
 
 #: --tokenizer choices: auto = the fast one when it gives paddlenlp's ids on the probe texts, else paddlenlp's
@@ -126,8 +127,6 @@ def fast_settings(slow: Any) -> dict:
     if bool(getattr(slow, "do_lower_case", lower)) != lower:
         raise FastUnavailable("do_lower_case differs between the tokenizer and its basic tokenizer")
     strip = basic.strip_accents is not False if lower else bool(basic.strip_accents)
-    from ernie3.vocab import wordpiece_tokens
-
     vocab = dict(slow.vocab.token_to_idx)  # paddlenlp's mapping: with duplicate tokens the later id wins
     return {
         "vocab": vocab,
@@ -149,8 +148,7 @@ def wordpiece_ids(vocab: dict, pieces: Optional[Sequence[str]], unk_token: str) 
         return None
     if unk_token not in vocab:
         raise FastUnavailable(f"the unknown token {unk_token} is not in the vocabulary")
-    members = set(pieces)
-    missing = next((token for token in vocab if token not in members), None)
+    missing = missing_vocab_token(vocab, set(pieces))
     if missing is not None:
         raise FastUnavailable(f"the WordPiece vocabulary lacks the token {missing!r} of vocab.txt")
     unknown = vocab[unk_token]

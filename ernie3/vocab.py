@@ -133,6 +133,11 @@ def wordpiece_tokens(tokenizer: Any) -> Optional[list[str]]:
     return vocab.tokens if isinstance(vocab, WordpieceVocabulary) else None
 
 
+def missing_vocab_token(vocab_tokens: Iterable[str], pieces: Any) -> Optional[str]:
+    """The first vocab.txt token that a WordPiece vocabulary lacks (the two files are then not of one model)."""
+    return next((token for token in vocab_tokens if token not in pieces), None)
+
+
 def read_wordpiece_vocabulary(model_dir: str) -> Optional[list[str]]:
     """The WORDPIECE_VOCAB_FILE of a model directory (one token a line, as vocab.txt), or None without one."""
     path = os.path.join(model_dir, WORDPIECE_VOCAB_FILE)
@@ -148,7 +153,7 @@ def read_wordpiece_vocabulary(model_dir: str) -> Optional[list[str]]:
 def attach_wordpiece_vocabulary(tokenizer: Any, model_dir: str) -> Any:
     """Make a tokenizer loaded from `model_dir` split words with the directory's WORDPIECE_VOCAB_FILE (when it has
     one): the tokenizer then gives the ids the trimmed model was measured with."""
-    tokens = read_wordpiece_vocabulary(model_dir) if os.path.isdir(model_dir) else None
+    tokens = read_wordpiece_vocabulary(model_dir)
     if tokens is None:
         return tokenizer
     path = os.path.join(model_dir, WORDPIECE_VOCAB_FILE)
@@ -156,7 +161,7 @@ def attach_wordpiece_vocabulary(tokenizer: Any, model_dir: str) -> Any:
     if wordpiece is None:
         raise UserError(f"{path}: {type(tokenizer).__name__} has no WordPiece step to split words with it")
     pieces = WordpieceVocabulary(tokens)
-    missing = next((token for token in tokenizer.vocab.token_to_idx if token not in pieces), None)
+    missing = missing_vocab_token(tokenizer.vocab.token_to_idx, pieces)
     if missing is not None:
         raise UserError(f"{path} lacks the token {missing!r} of vocab.txt: the two files are not of one model")
     wordpiece.vocab = pieces
